@@ -1,0 +1,24 @@
+"""nstyle: neural style transfer on Keras backbones, with ResNet50 first.
+
+``nstyle.stylize(content, style, **options)`` is the whole pipeline; the modules follow it:
+``io`` -> ``backbones`` -> ``losses`` -> ``optimize`` -> ``api`` -> ``cli``.
+TensorFlow is imported on first use of ``stylize``, not on ``import nstyle``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .config import Config, LayerSpec, resolve
+from .errors import NStyleError
+
+__version__ = "0.1.0"
+__all__ = ["Config", "LayerSpec", "NStyleError", "StylizeResult", "resolve", "stylize", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("stylize", "StylizeResult"):
+        from . import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'nstyle' has no attribute {name!r}")

@@ -1,0 +1,214 @@
+"""Feature networks: Keras applications, their preprocessing, layer names and aliases.
+
+One :class:`Backbone` entry per network: adding another ``keras.applications`` model is one
+more entry in :data:`REGISTRY`. TensorFlow is imported lazily so that the CLI can reject
+bad input before paying for it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Sequence
+
+import numpy as np
+
+from .errors import ConfigError, WeightsError
+
+if TYPE_CHECKING:
+    import keras
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """Maps RGB pixels in [0, 255] to what a network was trained on, and back.
+
+    Keeping the inverse next to the forward map is what lets the optimiser work in the
+    network's own input space (as the notebook did) and still clip to valid pixels.
+    """
+
+    mean: tuple[float, float, float]  # RGB order, on the 0..255 scale
+    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    bgr: bool = False
+
+    def forward(self, rgb: np.ndarray) -> np.ndarray:
+        """RGB float pixels in [0, 255], channels last, to network input."""
+        x = (np.asarray(rgb, np.float32) - np.float32(self.mean)) / np.float32(self.std)
+        return x[..., ::-1] if self.bgr else x
+
+    def inverse(self, x: np.ndarray) -> np.ndarray:
+        """Network input back to RGB uint8 pixels (clipped)."""
+        x = np.asarray(x, np.float32)
+        if self.bgr:
+            x = x[..., ::-1]
+        rgb = x * np.float32(self.std) + np.float32(self.mean)
+        return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-channel (low, high) of valid pixels in network-input space."""
+        return self.forward(np.zeros(3, np.float32)), self.forward(np.full(3, 255.0, np.float32))
+
+
+#: 'caffe' mode of keras.applications: BGR, ImageNet mean subtracted, no scaling.
+CAFFE = Preprocessing(mean=(123.68, 116.779, 103.939), bgr=True)
+
+
+def resnet50_keras22_aliases() -> dict[str, str]:
+    """Keras 2.2 ResNet50 layer names (the notebook's) mapped to Keras 3 names.
+
+    Keras 2.2 named convolutions ``res{stage}{block}_branch{2a,2b,2c,1}`` and their batch
+    norms ``bn...``; Keras 3 names them ``conv{stage}_block{n}_{1,2,3,0}_{conv,bn}``.
+    """
+    aliases = {"conv1": "conv1_conv", "bn_conv1": "conv1_bn"}
+    for stage, blocks in ((2, 3), (3, 4), (4, 6), (5, 3)):
+        for block in range(blocks):
+            letter = "abcdef"[block]
+            branches = {"branch2a": 1, "branch2b": 2, "branch2c": 3}
+            if block == 0:
+                branches["branch1"] = 0  # projection shortcut, first block of a stage only
+            for branch, index in branches.items():
+                new = f"conv{stage}_block{block + 1}_{index}"
+                aliases[f"res{stage}{letter}_{branch}"] = f"{new}_conv"
+                aliases[f"bn{stage}{letter}_{branch}"] = f"{new}_bn"
+    return aliases
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """A registry entry: how to build a network and how to talk to it."""
+
+    name: str
+    application: str  # constructor name in keras.applications
+    preprocessing: Preprocessing
+    aliases: Callable[[], dict[str, str]] | None = None
+
+    def alias_map(self) -> dict[str, str]:
+        """Legacy name -> Keras name (empty when the network has no legacy names)."""
+        return self.aliases() if self.aliases else {}
+
+    def build(self, weights: str | None, input_shape: tuple[int, int, int] | None = None) -> "keras.Model":
+        """The headless network; ``weights`` is None, 'imagenet' or a file path."""
+        import keras
+
+        factory = getattr(keras.applications, self.application)
+        return factory(include_top=False, weights=weights, input_shape=input_shape)
+
+
+REGISTRY: dict[str, Backbone] = {
+    b.name: b
+    for b in (
+        Backbone("resnet50", "ResNet50", CAFFE, resnet50_keras22_aliases),
+        Backbone("resnet101", "ResNet101", CAFFE),
+        Backbone("resnet152", "ResNet152", CAFFE),
+        Backbone("vgg16", "VGG16", CAFFE),
+        Backbone("vgg19", "VGG19", CAFFE),
+    )
+}
+
+
+def get_backbone(name: str) -> Backbone:
+    """The registry entry for ``name``, or a one-line error listing the choices."""
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise ConfigError(f"backbone: unknown backbone '{name}' (choose from {', '.join(REGISTRY)})") from None
+
+
+def load_model(name: str, weights: str) -> "keras.Model":
+    """Build ``name`` with ``weights`` ('imagenet', 'random[:SEED]' or a file), cached per process.
+
+    Probes, grids and sweeps stylize many times with one network; building ResNet50 and
+    reading 90 MB of weights each time would dominate short runs.
+    """
+    stamp = os.stat(weights).st_mtime_ns if Path(weights).is_file() else 0
+    return _load_model_cached(name, weights, stamp)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_model_cached(name: str, weights: str, _stamp: int) -> "keras.Model":
+    backbone = get_backbone(name)
+    if weights == "imagenet":
+        try:
+            return backbone.build("imagenet")
+        except Exception as e:  # keras raises bare Exception for a failed download
+            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise WeightsError(
+                f"cannot get ImageNet weights for {name} ({reason}); offline, use --weights PATH "
+                f"(a Keras weights file, see README) or --weights random"
+            ) from None
+    if weights.startswith("random"):
+        import keras
+
+        seed = int(weights.partition(":")[2] or 0)
+        keras.utils.set_random_seed(seed)
+        return backbone.build(None)
+    model = backbone.build(None)
+    try:
+        model.load_weights(weights)
+    except Exception as e:  # h5py/keras raise many kinds for a wrong file
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise WeightsError(f"weights: cannot load '{weights}' into {name}: {reason}") from None
+    return model
+
+
+def resolve_layer(backbone: Backbone, layer_names: Sequence[str], name: str) -> str:
+    """The Keras name for ``name`` (a Keras name or legacy alias), or an error with suggestions."""
+    if name in layer_names:
+        return name
+    aliases = backbone.alias_map()
+    if name in aliases:
+        return aliases[name]
+    close = difflib.get_close_matches(name, [*layer_names, *aliases], n=3, cutoff=0.6)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    raise ConfigError(
+        f"unknown layer '{name}' for {backbone.name}{hint} (`nstyle layers {backbone.name}` lists them)"
+    )
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """One row of ``nstyle layers``."""
+
+    name: str
+    alias: str
+    shape: tuple[int | None, ...]
+    params: int
+
+
+def describe_layers(name: str, size: int | None = None) -> list[LayerInfo]:
+    """Every layer of a backbone with alias, output shape (for a size x size input) and parameters."""
+    backbone = get_backbone(name)
+    model = backbone.build(None, input_shape=(size, size, 3) if size else None)
+    reverse = {keras_name: alias for alias, keras_name in backbone.alias_map().items()}
+    return [
+        LayerInfo(layer.name, reverse.get(layer.name, ""), tuple(layer.output.shape[1:]), layer.count_params())
+        for layer in model.layers
+    ]
+
+
+class FeatureExtractor:
+    """The backbone cut at the deepest layer in use, returning the requested activations.
+
+    A functional ``keras.Model`` built from the requested outputs keeps only the layers
+    those outputs depend on, so nothing past the deepest layer is ever computed.
+    """
+
+    def __init__(self, backbone: Backbone, model: "keras.Model", layers: Sequence[str]):
+        import keras
+
+        names = [layer.name for layer in model.layers]
+        #: the name each caller asked for (Keras name or alias) -> Keras layer name
+        self.resolved = {n: resolve_layer(backbone, names, n) for n in layers}
+        self.layers = list(dict.fromkeys(self.resolved.values()))
+        self.backbone = backbone
+        self.model = keras.Model(model.input, [model.get_layer(n).output for n in self.layers])
+
+    def __call__(self, x) -> dict[str, object]:
+        """Activations for a batch ``x`` in network-input space, keyed by Keras layer name."""
+        outputs = self.model(x, training=False)
+        if not isinstance(outputs, (list, tuple)):  # a one-output model returns a bare tensor
+            outputs = [outputs]
+        return dict(zip(self.layers, outputs))

@@ -1,0 +1,75 @@
+"""Things that watch a run: a progress bar, numbered snapshots, the notebook's strip.
+
+Each is a callable taking :class:`~nstyle.optimize.Progress`, so the API, the CLI and
+the UI compose the ones they want.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from .io import save_image
+from .optimize import Progress
+from .sheets import contact_sheet
+
+
+class ProgressBar:
+    """A tqdm bar on stderr: iteration, it/s, and total/style/content loss."""
+
+    def __init__(self, iterations: int, description: str = "stylizing"):
+        self.bar = tqdm(total=iterations, desc=description, unit="it", dynamic_ncols=True, leave=True)
+
+    def __call__(self, p: Progress) -> None:
+        self.bar.set_postfix(
+            total=f"{p.losses['total']:.4g}", style=f"{p.losses['style']:.4g}", content=f"{p.losses['content']:.4g}",
+            refresh=False,
+        )
+        self.bar.update(p.iteration - self.bar.n)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def snapshot_paths(output: str | Path, every: int, iterations: int) -> list[Path]:
+    """Where ``--snapshot-every`` writes: ``out_0050.png`` beside ``out.png`` for each multiple."""
+    output = Path(output)
+    width = max(4, len(str(iterations)))
+    return [output.with_name(f"{output.stem}_{i:0{width}d}{output.suffix}") for i in range(every, iterations + 1, every)]
+
+
+class Snapshots:
+    """Writes the current image every ``every`` iterations, numbered by iteration."""
+
+    def __init__(self, output: str | Path, every: int, iterations: int, force: bool = False):
+        self.every = every
+        self.force = force
+        self.paths = {int(p.stem.rsplit("_", 1)[1]): p for p in snapshot_paths(output, every, iterations)}
+
+    def __call__(self, p: Progress) -> None:
+        if p.iteration in self.paths:
+            save_image(Image.fromarray(p.image()), self.paths[p.iteration], force=self.force)
+
+
+class Strip:
+    """Keeps ``count`` evenly spaced intermediate images and lays them out in one picture.
+
+    The notebook showed ten intermediate images in a 2x5 figure; this is that figure.
+    """
+
+    def __init__(self, iterations: int, count: int = 10):
+        marks = np.linspace(1, iterations, num=min(count, iterations))
+        self.marks = set(int(round(m)) for m in marks)
+        self.frames: list[tuple[int, Image.Image, float]] = []
+
+    def __call__(self, p: Progress) -> None:
+        if p.iteration in self.marks:
+            self.frames.append((p.iteration, Image.fromarray(p.image()), p.losses["total"]))
+
+    def sheet(self, tile_size: int = 256) -> Image.Image:
+        """The captured frames, five to a row, each captioned with iteration and loss."""
+        tiles = [(img, f"iteration {i}\nloss {loss:.4g}") for i, img, loss in self.frames]
+        return contact_sheet(tiles, columns=5, tile_size=tile_size)

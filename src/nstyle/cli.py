@@ -1,0 +1,216 @@
+"""The ``nstyle`` command: a thin layer over :mod:`nstyle.api`.
+
+Arguments are checked (paths, numbers, output) before TensorFlow is imported, so bad
+input fails in a fraction of a second with one line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from . import __version__
+from .config import Config, preset_description, preset_names, resolve
+from .errors import NStyleError
+
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+COMMANDS = ("layers", "presets", "reproduce")
+
+DESCRIPTION = """\
+Stylize CONTENT in the manner of STYLE by optimising the image's pixels so that its
+features in a pretrained network (ResNet50 by default) match CONTENT's, and its
+feature correlations (Gram matrices) match STYLE's.
+
+Settings are layered: --preset, then --config FILE.toml, then the flags below.
+"""
+
+EPILOG = """\
+other commands:
+  nstyle layers BACKBONE [--size PX]   list a backbone's layers, aliases, shapes, parameters
+  nstyle presets                       list the shipped presets
+  nstyle reproduce OUT.png [-o NEW]    run again from the record inside an nstyle output
+
+examples:
+  nstyle photo.jpg painting.jpg -o out.png
+  nstyle photo.jpg painting.jpg -o seed.png --preset seed --iterations 300 --strip
+  nstyle photo.jpg painting.jpg -o out.png --style-layers conv1_relu conv2_block3_out:0.5
+  nstyle photo.jpg painting.jpg -o out.png --weights random:0   # offline, untrained features
+
+weights: 'imagenet' downloads once into ~/.keras/models; offline, copy that file there, or
+pass --weights PATH to any Keras weights file for the backbone (see README).
+"""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit status (0 ok, 2 bad input, 130 interrupted)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv and argv[0] in COMMANDS:
+            return {"layers": _layers, "presets": _presets, "reproduce": _reproduce}[argv[0]](argv[1:])
+        return _stylize(argv)
+    except NStyleError as e:
+        print(f"nstyle: error: {e}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("nstyle: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except MemoryError:
+        print("nstyle: error: out of memory; try a smaller --size", file=sys.stderr)
+        return EXIT_USER_ERROR
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The stylize parser (also used to document the flags in the README)."""
+    p = argparse.ArgumentParser(
+        prog="nstyle",
+        usage="nstyle CONTENT STYLE -o OUTPUT [options]\n       nstyle {layers,presets,reproduce} ...",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("content", metavar="CONTENT", help="the photo to keep the structure of")
+    p.add_argument("style", metavar="STYLE", help="the picture to take the style from")
+    p.add_argument("-o", "--output", required=True, metavar="PATH", help="where to write: .png, .jpg or .tif")
+    p.add_argument("--force", action="store_true", help="replace OUTPUT (and its .json record) if they exist")
+    p.add_argument("--version", action="version", version=f"nstyle {__version__}")
+
+    s = p.add_argument_group("settings (each overrides --preset and --config)")
+    s.add_argument("--preset", default="default", help=f"base settings: {', '.join(preset_names())} (default: default)")
+    s.add_argument("--config", metavar="FILE.toml", help="a TOML file of settings, same keys as the presets")
+    s.add_argument("--backbone", help="feature network: resnet50, resnet101, resnet152, vgg16, vgg19")
+    s.add_argument("--weights", help="'imagenet', 'random[:SEED]' (untrained, offline) or a Keras weights file")
+    s.add_argument("--content-layers", nargs="+", metavar="LAYER[:W]", help="layers whose activations to keep")
+    s.add_argument("--style-layers", nargs="+", metavar="LAYER[:W]", help="layers whose Gram matrices to match")
+    s.add_argument("--content-weight", type=float, metavar="W", help="weight of the content term")
+    s.add_argument("--style-weight", type=float, metavar="W", help="weight of the style term")
+    s.add_argument("--tv-weight", type=float, metavar="W", help="weight of total variation (smoothness)")
+    s.add_argument("--optimizer", choices=("adam", "lbfgs"), help="adam (the notebook's) or lbfgs (scipy L-BFGS-B)")
+    s.add_argument("--lr", type=float, help="Adam learning rate, in pixel units (the notebook used 20)")
+    s.add_argument("--beta1", type=float, help="Adam beta1")
+    s.add_argument("--epsilon", type=float, help="Adam epsilon")
+    s.add_argument("--iterations", type=int, metavar="N", help="optimisation steps")
+    s.add_argument("--size", type=int, metavar="PX", help="longer side of the output in pixels")
+    s.add_argument("--init", choices=("content", "style", "noise"), help="starting image")
+    s.add_argument("--seed", type=int, help="seed for noise initialisation (recorded in the output)")
+
+    o = p.add_argument_group("watching the run")
+    o.add_argument("--snapshot-every", type=int, metavar="N", help="also write OUTPUT_0050.png ... every N iterations")
+    o.add_argument("--strip", action="store_true", help="also write OUTPUT_strip.png: 10 intermediate images")
+    o.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+CONFIG_FLAGS = (
+    "backbone", "weights", "content_layers", "style_layers", "content_weight", "style_weight", "tv_weight",
+    "optimizer", "lr", "beta1", "epsilon", "iterations", "size", "init", "seed",
+)  # fmt: skip
+
+
+def _stylize(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    overrides = {k: getattr(args, k) for k in CONFIG_FLAGS if getattr(args, k) is not None}
+    cfg = resolve(args.preset, args.config, overrides)
+    return _run(args.content, args.style, cfg, args)
+
+
+def _run(content: str, style: str, cfg: Config, args: argparse.Namespace) -> int:
+    """Check every path, then stylize and write the outputs; shared by stylize and reproduce."""
+    from .io import check_output, load_image, save_image, sidecar_path
+
+    output = check_output(args.output, args.force)
+    check_output(sidecar_path(output), args.force, what="sidecar")
+    load_image(content, "content image")
+    load_image(style, "style image")
+    extra: list[Path] = []
+    snapshot_every = getattr(args, "snapshot_every", None)
+    if snapshot_every is not None:
+        if snapshot_every < 1:
+            raise NStyleError(f"--snapshot-every: {snapshot_every} must be >= 1")
+        from .callbacks import snapshot_paths
+
+        extra += snapshot_paths(output, snapshot_every, cfg.iterations)
+    strip_path = output.with_name(f"{output.stem}_strip.png")
+    if getattr(args, "strip", False):
+        extra.append(strip_path)
+    for path in extra:
+        check_output(path, args.force)
+
+    from .api import stylize  # imports TensorFlow: only now that the input is known good
+    from .callbacks import Snapshots, Strip
+
+    callbacks: list[Any] = []
+    if snapshot_every:
+        callbacks.append(Snapshots(output, snapshot_every, cfg.iterations, args.force))
+    strip = Strip(cfg.iterations) if getattr(args, "strip", False) else None
+    if strip:
+        callbacks.append(strip)
+    result = stylize(content, style, config=cfg, callbacks=callbacks, progress=not args.quiet)
+    save_image(result.image, output, force=args.force, metadata=result.metadata())
+    if strip and strip.frames:
+        save_image(strip.sheet(), strip_path, force=args.force)
+    if result.interrupted:
+        print(
+            f"nstyle: interrupted at iteration {len(result.history)}/{cfg.iterations}; "
+            f"wrote the best image so far (iteration {result.best_iteration}) to {output}",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+    if not args.quiet:
+        print(f"wrote {output} (best loss {result.best_loss:.4g} at iteration {result.best_iteration}, "
+              f"{result.seconds:.1f} s)", file=sys.stderr)  # fmt: skip
+    return 0
+
+
+def _layers(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="nstyle layers", description="List a backbone's layers for --*-layers.")
+    p.add_argument("backbone", help="resnet50, resnet101, resnet152, vgg16 or vgg19")
+    p.add_argument("--size", type=int, metavar="PX", help="show output shapes for a PX x PX input")
+    args = p.parse_args(argv)
+    from .backbones import describe_layers, get_backbone
+    from .config import MAX_SIZE, MIN_SIZE
+
+    get_backbone(args.backbone)
+    if args.size is not None and not MIN_SIZE <= args.size <= MAX_SIZE:
+        raise NStyleError(f"--size: {args.size} must be between {MIN_SIZE} and {MAX_SIZE}")
+    from ._tf import quiet_tensorflow
+
+    quiet_tensorflow()
+    rows = [(r.name, r.alias, "x".join("?" if d is None else str(d) for d in r.shape), f"{r.params:,}")
+            for r in describe_layers(args.backbone, args.size)]  # fmt: skip
+    header = ("layer", "alias (Keras 2.2)", "output shape", "parameters")
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(4)]
+    for row in [header, *rows]:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    return 0
+
+
+def _presets(argv: list[str]) -> int:
+    argparse.ArgumentParser(prog="nstyle presets", description="List the shipped presets.").parse_args(argv)
+    for name in preset_names():
+        print(f"{name:16} {preset_description(name)}")
+    return 0
+
+
+def _reproduce(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="nstyle reproduce", description="Run again from an nstyle output's record.")
+    p.add_argument("image", help="an image nstyle wrote (PNG with its record, or any format with its .json)")
+    p.add_argument("-o", "--output", help="where to write (default: IMAGE-reproduced with the same extension)")
+    p.add_argument("--force", action="store_true", help="replace OUTPUT if it exists")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = p.parse_args(argv)
+    from .io import read_metadata
+
+    record = read_metadata(args.image)
+    sources = [record.get(k) for k in ("content", "style")]
+    if not all(isinstance(s, dict) and s.get("path") for s in sources):
+        raise NStyleError(f"{args.image} was made from in-memory images; there are no files to run again")
+    source = Path(args.image)
+    args.output = args.output or str(source.with_name(f"{source.stem}-reproduced{source.suffix}"))
+    return _run(sources[0]["path"], sources[1]["path"], Config.from_dict(record["config"]), args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

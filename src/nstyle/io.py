@@ -1,0 +1,183 @@
+"""Reading and writing images, with every failure turned into one clear line.
+
+Input can be a path, a PIL image or a numpy array; it always leaves here as an 8-bit RGB
+PIL image the right way up. Output is written to a temporary file beside the target and
+renamed into place, so an interrupted or failed write never leaves half a file, and an
+existing file is only replaced when the caller says so.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
+
+from .errors import ImageError
+
+ImageSource = Union[str, os.PathLike, Image.Image, np.ndarray]
+
+FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF"}
+MIN_SOURCE_SIDE = 8  # below this an image holds too little to stylize or be styled by
+MIN_WORKING_SIDE = 16  # the shorter side after resizing; deep layers need a few positions
+
+
+def load_image(source: ImageSource, what: str = "image") -> Image.Image:
+    """Any path, PIL image or array as an upright 8-bit RGB image; ``what`` names it in errors."""
+    if isinstance(source, Image.Image):
+        img = source
+    elif isinstance(source, np.ndarray):
+        img = _from_array(source, what)
+    else:
+        img = _open(Path(source), what)
+    img = to_rgb(ImageOps.exif_transpose(img))
+    if min(img.size) < MIN_SOURCE_SIDE:
+        raise ImageError(
+            f"{what} is {img.width}x{img.height} pixels: too small to stylize "
+            f"(each side needs at least {MIN_SOURCE_SIDE} px)"
+        )
+    return img
+
+
+def _open(path: Path, what: str) -> Image.Image:
+    if not path.exists():
+        raise ImageError(f"{what} not found: {path}")
+    if path.is_dir():
+        raise ImageError(f"{what} is a directory, not an image: {path}")
+    try:
+        with warnings.catch_warnings():
+            # Keep Pillow's decompression-bomb limit, and treat its warning zone as an error too:
+            # an image that large would not fit through the network anyway.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(path)
+            img.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(
+            f"{what} is too large to open safely ({path}; Pillow's limit is {Image.MAX_IMAGE_PIXELS} pixels)"
+        ) from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{what} is not an image file Pillow can read: {path}") from None
+    except PermissionError:
+        raise ImageError(f"{what} cannot be read (permission denied): {path}") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ImageError(f"{what} is corrupt or truncated ({e}): {path}") from None
+    return img
+
+
+def _from_array(a: np.ndarray, what: str) -> Image.Image:
+    if a.ndim == 3 and a.shape[-1] == 1:
+        a = a[..., 0]
+    if not (a.ndim == 2 or (a.ndim == 3 and a.shape[-1] in (3, 4))):
+        raise ImageError(f"{what}: array of shape {a.shape} is not HxW, HxWx3 or HxWx4")
+    if a.dtype != np.uint8:
+        if not np.issubdtype(a.dtype, np.floating):
+            raise ImageError(f"{what}: array dtype {a.dtype} is neither uint8 nor float in [0, 1]")
+        if not np.all(np.isfinite(a)) or a.min() < 0 or a.max() > 1:
+            raise ImageError(f"{what}: float arrays must hold finite values in [0, 1]")
+        a = np.rint(a * 255).astype(np.uint8)
+    return Image.fromarray(a)
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """8-bit RGB: alpha composited on white, 16-bit and float grey scaled (not clipped)."""
+    if img.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        # Pillow's own convert("L") clips these to 0..255, turning most 16-bit images white.
+        a = np.asarray(img, dtype=np.float64)
+        peak = a.max(initial=0)
+        top = 65535.0 if peak > 255 else (1.0 if img.mode == "F" and peak <= 1 else 255.0)
+        img = Image.fromarray(np.clip(np.rint(a / top * 255), 0, 255).astype(np.uint8), "L")
+    if img.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return img if img.mode == "RGB" else img.convert("RGB")
+
+
+def fit(img: Image.Image, size: int, what: str = "image") -> Image.Image:
+    """Scale so the longer side is ``size`` px (up or down, as the notebook did)."""
+    scale = size / max(img.size)
+    w, h = max(1, round(img.width * scale)), max(1, round(img.height * scale))
+    if min(w, h) < MIN_WORKING_SIDE:
+        raise ImageError(
+            f"{what} is too thin: {img.width}x{img.height} becomes {w}x{h} at size {size}; "
+            f"the shorter side needs at least {MIN_WORKING_SIDE} px (raise --size or crop it)"
+        )
+    return img if (w, h) == img.size else img.resize((w, h), Image.Resampling.LANCZOS)
+
+
+def check_output(path: str | os.PathLike, force: bool = False, what: str = "output") -> Path:
+    """Fail now, before minutes of work, if ``path`` cannot or must not be written."""
+    path = Path(path)
+    if path.suffix.lower() not in FORMATS and what == "output":
+        raise ImageError(f"{what}: unsupported file type '{path.suffix or path.name}' (use .png, .jpg or .tif)")
+    if path.is_dir():
+        raise ImageError(f"{what} is a directory: {path}")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise ImageError(f"{what} folder does not exist: {parent}")
+    if not os.access(parent, os.W_OK):
+        raise ImageError(f"{what} folder is not writable: {parent}")
+    if path.exists() and not force:
+        raise ImageError(f"{what} exists, not overwriting without --force: {path}")
+    return path
+
+
+def sidecar_path(path: str | os.PathLike) -> Path:
+    """Where the JSON record of an output image goes: ``out.png`` -> ``out.json``."""
+    return Path(path).with_suffix(".json")
+
+
+def save_image(
+    img: Image.Image, path: str | os.PathLike, force: bool = False, metadata: dict[str, Any] | None = None
+) -> Path:
+    """Write ``img`` atomically; PNGs carry ``metadata`` as text, every format gets a JSON sidecar."""
+    path = check_output(path, force)
+    sidecar = check_output(sidecar_path(path), force, what="sidecar") if metadata is not None else None
+    fmt = FORMATS[path.suffix.lower()]
+    kwargs: dict[str, Any] = {"quality": 95} if fmt == "JPEG" else {}
+    if fmt == "PNG" and metadata is not None:
+        info = PngImagePlugin.PngInfo()
+        info.add_text("nstyle", json.dumps(metadata))
+        kwargs["pnginfo"] = info
+    _atomic_write(path, lambda f: img.save(f, format=fmt, **kwargs))
+    if sidecar is not None:
+        _atomic_write(sidecar, lambda f: f.write(json.dumps(metadata, indent=2).encode() + b"\n"))
+    return path
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The run record of an nstyle output: the PNG's text chunk, else its JSON sidecar."""
+    path = Path(path)
+    if path.suffix.lower() == ".png" and path.is_file():
+        try:
+            with Image.open(path) as img:
+                text = img.info.get("nstyle")
+        except (OSError, UnidentifiedImageError):
+            text = None
+        if text:
+            return json.loads(text)
+    sidecar = sidecar_path(path)
+    if sidecar.is_file():
+        try:
+            return json.loads(sidecar.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise ImageError(f"cannot read run record {sidecar}: {e}") from None
+    raise ImageError(f"no nstyle run record in {path} (nor a sidecar {sidecar.name})")
+
+
+def _atomic_write(path: Path, write) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException as e:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise ImageError(f"cannot write {path}: {e.strerror or e}") from None
+        raise
