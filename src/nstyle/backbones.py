@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import functools
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
@@ -147,10 +148,19 @@ def _load_model_cached(name: str, weights: str, _stamp: int) -> "keras.Model":
         return backbone.build(None)
     model = backbone.build(None)
     try:
-        model.load_weights(weights)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model.load_weights(weights)
     except Exception as e:  # h5py/keras raise many kinds for a wrong file
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise WeightsError(f"weights: cannot load '{weights}' into {name}: {reason}") from None
+    # Keras only warns when parts of the file do not fit, leaving those layers random:
+    # a half-trained network that silently stylizes badly. Refuse it.
+    skipped = [w for w in caught if "Skipping" in str(w.message) or "freshly-initialized" in str(w.message)]
+    if skipped:
+        raise WeightsError(
+            f"weights: '{weights}' does not fit {name} ({len(skipped)} parts of the model are missing from it)"
+        )
     return model
 
 

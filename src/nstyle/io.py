@@ -113,10 +113,10 @@ def fit(img: Image.Image, size: int, what: str = "image") -> Image.Image:
 def check_output(path: str | os.PathLike, force: bool = False, what: str = "output") -> Path:
     """Fail now, before minutes of work, if ``path`` cannot or must not be written."""
     path = Path(path)
-    if path.suffix.lower() not in FORMATS and what == "output":
-        raise ImageError(f"{what}: unsupported file type '{path.suffix or path.name}' (use .png, .jpg or .tif)")
     if path.is_dir():
         raise ImageError(f"{what} is a directory: {path}")
+    if path.suffix.lower() not in FORMATS and what == "output":
+        raise ImageError(f"{what}: unsupported file type '{path.suffix or path.name}' (use .png, .jpg or .tif)")
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise ImageError(f"{what} folder does not exist: {parent}")

@@ -1,0 +1,157 @@
+"""Step speed: the notebook's eager loop against nstyle's compiled step, in one run.
+
+Both do the same work per iteration: ResNet50 (random weights, seed 0) truncated at the
+notebook's five layers, a 384x512 image, its content + Gram style loss, Adam (lr 20,
+beta1 0.99, epsilon 0.1) and clipping to valid pixels. The baseline is the notebook's code
+ported to TF2: the model called eagerly inside a GradientTape, and the best image copied
+to numpy and deprocessed whenever the loss improves. Rounds alternate between the two so
+that machine noise hits both alike; medians are reported.
+
+    python benchmarks/step_speed.py [--iterations 6] [--rounds 3] [--memory]
+
+Ends with ``speedup: X.XX`` (baseline s/iter divided by nstyle s/iter). ``--memory`` also
+runs a 512 px stylization in a child process and prints its peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from nstyle.backbones import CAFFE, REGISTRY, FeatureExtractor, load_model
+from nstyle.config import resolve
+from nstyle.losses import StyleTransferLoss, WeightedLayer, tf
+from nstyle.optimize import OptimizerSettings, optimize
+
+HEIGHT, WIDTH = 384, 512
+
+
+def notebook_loop(model, content, style, iterations: int) -> list[float]:
+    """The notebook's training loop, eager, TF2; returns seconds per iteration."""
+    import keras
+
+    def gram_matrix(input_tensor):
+        channels = int(input_tensor.shape[-1])
+        a = tf.reshape(input_tensor, [-1, channels])
+        n = tf.shape(a)[0]
+        return tf.matmul(a, a, transpose_a=True) / tf.cast(n, tf.float32)
+
+    def get_content_loss(base_content, target):
+        return tf.reduce_mean(tf.square(base_content - target))
+
+    def get_style_loss(base_style, gram_target):
+        return tf.reduce_mean(tf.square(gram_matrix(base_style) - gram_target))
+
+    def deprocess_img(processed_img):
+        x = processed_img.copy()[0]
+        x[:, :, 0] += 103.939
+        x[:, :, 1] += 116.779
+        x[:, :, 2] += 123.68
+        return np.clip(x[:, :, ::-1], 0, 255).astype("uint8")
+
+    num_content = 1
+    content_features = [layer[0] for layer in model(content)[:num_content]]
+    style_features = [layer[0] for layer in model(style)[num_content:]]
+    gram_style_features = [gram_matrix(f) for f in style_features]
+
+    def compute_loss(init_image):
+        outputs = model(init_image)
+        style_score = tf.add_n(
+            [get_style_loss(o[0], g) for o, g in zip(outputs[num_content:], gram_style_features)]
+        ) / len(gram_style_features)
+        content_score = tf.add_n(
+            [get_content_loss(o[0], c) for o, c in zip(outputs[:num_content], content_features)]
+        ) / num_content
+        return 1e6 * style_score + 1.0 * content_score
+
+    init_image = tf.Variable(content)
+    opt = keras.optimizers.Adam(learning_rate=20.0, beta_1=0.99, epsilon=1e-1)
+    low, high = CAFFE.bounds()
+    best_loss, times = float("inf"), []
+    for _ in range(iterations):
+        start = time.perf_counter()
+        with tf.GradientTape() as tape:
+            loss = compute_loss(init_image)
+        grads = tape.gradient(loss, init_image)
+        opt.apply_gradients([(grads, init_image)])
+        init_image.assign(tf.clip_by_value(init_image, low, high))
+        if loss < best_loss:
+            best_loss = loss
+            deprocess_img(init_image.numpy())
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def nstyle_loop(model, content, style, iterations: int) -> list[float]:
+    """nstyle's own optimiser on the same loss; returns seconds per iteration (first one is the trace)."""
+    cfg = resolve("seed")
+    backbone = REGISTRY["resnet50"]
+    names = [s.name for s in (*cfg.content_layers, *cfg.style_layers)]
+    extractor = FeatureExtractor(backbone, model, names)
+    loss = StyleTransferLoss(
+        extractor,
+        tf.constant(content),
+        tf.constant(style),
+        [WeightedLayer(extractor.resolved[s.name], 1.0) for s in cfg.content_layers],
+        [WeightedLayer(extractor.resolved[s.name], 1.0) for s in cfg.style_layers],
+        cfg.content_weight,
+        cfg.style_weight,
+        0.0,
+    )
+    stamps = [time.perf_counter()]
+    settings = OptimizerSettings("adam", iterations, cfg.lr, cfg.beta1, cfg.beta2, cfg.epsilon)
+    optimize(loss, content, CAFFE.bounds(), settings, CAFFE.inverse, [lambda p: stamps.append(time.perf_counter())])
+    return list(np.diff(stamps))
+
+
+def peak_rss_of_512px_run() -> float:
+    """Peak resident memory (MiB) of a child process stylizing at 512 px for a few iterations."""
+    code = (
+        "import nstyle;"
+        "nstyle.stylize('examples/images/content/chelsea.jpg','examples/images/style/starry_night.jpg',"
+        "weights='random:0', size=512, iterations=5)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--iterations", type=int, default=6, help="timed iterations per round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--memory", action="store_true", help="also report peak RSS of a 512 px run")
+    args = parser.parse_args()
+
+    import keras
+
+    cfg = resolve("seed")
+    resnet = load_model("resnet50", "random:0")
+    names = [s.name for s in (*cfg.content_layers, *cfg.style_layers)]
+    extractor = FeatureExtractor(REGISTRY["resnet50"], resnet, names)
+    notebook_model = keras.Model(resnet.input, [resnet.get_layer(n).output for n in extractor.layers])
+    rng = np.random.default_rng(0)
+    content = CAFFE.forward(rng.uniform(0, 255, (1, HEIGHT, WIDTH, 3)))
+    style = CAFFE.forward(rng.uniform(0, 255, (1, HEIGHT, WIDTH, 3)))
+
+    print(f"tensorflow {tf.__version__}, keras {keras.__version__}, {HEIGHT}x{WIDTH}, resnet50 random weights")
+    eager, compiled = [], []
+    for r in range(args.rounds):
+        eager += notebook_loop(notebook_model, content, style, args.iterations + 1)[1:]
+        compiled += nstyle_loop(resnet, content, style, args.iterations + 1)[2:]  # skip trace + warm-up
+        print(f"round {r + 1}: notebook {statistics.median(eager):.3f} s/iter, nstyle {statistics.median(compiled):.3f} s/iter")
+    baseline, ours = statistics.median(eager), statistics.median(compiled)
+    print(f"notebook eager loop: {baseline:.3f} s/iter")
+    print(f"nstyle compiled step: {ours:.3f} s/iter")
+    if args.memory:
+        print(f"peak RSS, 512 px stylize (5 iterations): {peak_rss_of_512px_run():.0f} MiB")
+    print(f"speedup: {baseline / ours:.2f}")
+
+
+if __name__ == "__main__":
+    main()

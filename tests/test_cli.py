@@ -1,0 +1,156 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from nstyle.cli import main
+
+from .conftest import CONTENT, STYLE
+
+FAST = ["--weights", "random:0", "--size", "64", "--iterations", "3", "--quiet"]
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    return code, capsys.readouterr().err
+
+
+def test_writes_a_stylized_image_with_its_record(tmp_path, capsys):
+    out = tmp_path / "out.png"
+    code, err = run(capsys, CONTENT, STYLE, "-o", out, "--preset", "seed", *FAST, "--strip", "--snapshot-every", "2")
+    assert code == 0, err
+    img = Image.open(out)
+    assert img.size == (64, 43) and img.mode == "RGB"
+    record = json.loads(img.info["nstyle"])
+    assert record == json.loads((tmp_path / "out.json").read_text())
+    assert record["config"]["style_layers"] == ["bn2b_branch2a", "bn3a_branch2c", "res3a_branch1", "bn4e_branch2b"]
+    assert record["config"]["weights"] == "random:0" and isinstance(record["config"]["seed"], int)
+    assert record["content"]["path"] == str(CONTENT) and len(record["content"]["sha256"]) == 64
+    assert {"tensorflow", "keras", "numpy", "pillow", "python"} <= set(record["versions"])
+    assert (tmp_path / "out_0002.png").exists() and not (tmp_path / "out_0003.png").exists()
+    assert Image.open(tmp_path / "out_strip.png").width > 64 * 2
+    # the stylized image differs from the content it started from
+    content = np.asarray(Image.open(CONTENT).convert("RGB").resize((64, 43)), np.float32)
+    assert np.abs(np.asarray(img, np.float32) - content).mean() > 1.0
+
+    code, err = run(capsys, "reproduce", out)
+    assert code == 0, err
+    again = np.asarray(Image.open(tmp_path / "out-reproduced.png"), np.float32)
+    assert np.abs(again - np.asarray(img, np.float32)).mean() < 1.0
+
+
+@pytest.mark.parametrize("fmt", ["jpg", "tif"])
+def test_other_output_formats(tmp_path, capsys, fmt):
+    out = tmp_path / f"out.{fmt}"
+    code, err = run(capsys, CONTENT, STYLE, "-o", out, *FAST, "--optimizer", "lbfgs")
+    assert code == 0, err
+    assert Image.open(out).size == (64, 43)
+    assert json.loads((tmp_path / "out.json").read_text())["config"]["optimizer"] == "lbfgs"
+
+
+def test_ctrl_c_writes_best_so_far(tmp_path, capsys, monkeypatch):
+    from nstyle import callbacks
+
+    def interrupt(self, p):
+        if p.iteration == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(callbacks.Strip, "__call__", interrupt)
+    out = tmp_path / "out.png"
+    code, err = run(capsys, CONTENT, STYLE, "-o", out, *FAST, "--iterations", "50", "--strip")
+    assert code == 130
+    assert "interrupted at iteration 2/50" in err and "best image so far" in err
+    assert Image.open(out).size == (64, 43)
+
+
+def corrupt(tmp_path):
+    path = tmp_path / "corrupt.jpg"
+    path.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    return path
+
+
+def one_pixel(tmp_path):
+    path = tmp_path / "dot.png"
+    Image.new("RGB", (1, 1)).save(path)
+    return path
+
+
+BAD = [
+    (lambda t: [t / "missing.jpg", STYLE], "content image not found"),
+    (lambda t: [CONTENT, corrupt(t)], "style image is corrupt"),
+    (lambda t: [one_pixel(t), STYLE], "too small"),
+    (lambda t: [CONTENT, STYLE, "--style-layers", "conv2_blok1_out"], "did you mean conv2_block1_out"),
+    (lambda t: [CONTENT, STYLE, "--backbone", "resnet51"], "backbone: 'resnet51' is not one of resnet50"),
+    (lambda t: [CONTENT, STYLE, "--style-weight", "nan"], "style_weight"),
+    (lambda t: [CONTENT, STYLE, "--content-weight", "-1"], "content_weight"),
+    (lambda t: [CONTENT, STYLE, "--lr", "0"], "lr"),
+    (lambda t: [CONTENT, STYLE, "--style-layers", "conv1_relu:-1"], "style_layers"),
+    (lambda t: [CONTENT, STYLE, "--preset", "nope"], "unknown preset"),
+    (lambda t: [CONTENT, STYLE, "--size", "5"], "size"),
+    (lambda t: [CONTENT, STYLE, "--snapshot-every", "0"], "snapshot-every"),
+    (lambda t: [CONTENT, STYLE, "--weights", t / "nope.h5"], "no such file"),
+]
+
+
+@pytest.mark.parametrize("make_args, words", BAD)
+def test_bad_input_is_one_line_and_touches_nothing(tmp_path, capsys, make_args, words):
+    out = tmp_path / "out.png"
+    Image.new("RGB", (8, 8), "green").save(out)  # an earlier result that must survive
+    before = out.read_bytes()
+    code, err = run(capsys, *FAST, *make_args(tmp_path), "-o", out, "--force")
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("nstyle: error:") and words in err, err
+    assert out.read_bytes() == before
+
+
+def test_existing_output_is_not_overwritten(tmp_path, capsys):
+    out = tmp_path / "out.png"
+    out.write_bytes(b"precious")
+    code, err = run(capsys, CONTENT, STYLE, "-o", out, *FAST)
+    assert code == 2 and "exists" in err and "--force" in err
+    assert out.read_bytes() == b"precious"
+
+
+def test_bad_output_paths(tmp_path, capsys):
+    for target, words in [(tmp_path / "out.gif", "unsupported"), (tmp_path / "no" / "o.png", "does not exist")]:
+        code, err = run(capsys, CONTENT, STYLE, "-o", target, *FAST)
+        assert code == 2 and words in err
+
+
+def test_offline_imagenet_is_one_line_naming_the_way_out(tmp_path, capsys):
+    code, err = run(capsys, CONTENT, STYLE, "-o", tmp_path / "o.png", "--size", "64", "--quiet")
+    assert code == 2 and err.count("\n") == 1
+    assert "--weights PATH" in err and "--weights random" in err
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_real_process_prints_one_clean_line(tmp_path):
+    """No TensorFlow start-up chatter or traceback reaches the user."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "nstyle.cli", str(CONTENT), str(STYLE), "-o", str(tmp_path / "o.png"),
+         "--weights", "random", "--style-layers", "bogus_layer"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "unknown layer 'bogus_layer'" in proc.stderr, proc.stderr
+
+
+def test_layers_listing_rows(capsys):
+    assert main(["layers", "resnet50", "--size", "64"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    row = next(line for line in lines if line.startswith("conv1_conv "))
+    assert row.split() == ["conv1_conv", "conv1", "32x32x64", "9,472"]
+    assert any(line.split()[:2] == ["conv4_block5_2_bn", "bn4e_branch2b"] for line in lines)
+
+
+def test_presets_and_help(capsys):
+    assert main(["presets"]) == 0
+    out = capsys.readouterr().out
+    assert "seed" in out and "tutorial-vgg19" in out and "default" in out
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0
+    assert "nstyle layers BACKBONE" in capsys.readouterr().out

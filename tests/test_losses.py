@@ -1,0 +1,38 @@
+import numpy as np
+import pytest
+
+from nstyle.losses import content_loss, gram_matrix, style_loss, total_variation, tf
+
+rng = np.random.default_rng(0)
+
+
+def np_gram(f):
+    a = f.reshape(-1, f.shape[-1])
+    return a.T @ a / a.shape[0]
+
+
+def test_gram_matches_numpy():
+    f = rng.normal(size=(1, 5, 7, 4)).astype(np.float32)
+    np.testing.assert_allclose(gram_matrix(tf.constant(f)).numpy(), np_gram(f), rtol=1e-5, atol=1e-6)
+
+
+def test_content_and_style_match_numpy():
+    f, g = (rng.normal(size=(1, 6, 3, 5)).astype(np.float32) for _ in range(2))
+    np.testing.assert_allclose(content_loss(tf.constant(f), tf.constant(g)).numpy(), np.mean((f - g) ** 2), rtol=1e-5)
+    target = np_gram(g)
+    expected = np.mean((np_gram(f) - target) ** 2)
+    np.testing.assert_allclose(style_loss(tf.constant(f), tf.constant(target)).numpy(), expected, rtol=1e-5)
+
+
+def test_total_variation_matches_numpy():
+    x = rng.normal(size=(1, 4, 6, 3)).astype(np.float32)
+    expected = np.mean((x[:, 1:] - x[:, :-1]) ** 2) + np.mean((x[:, :, 1:] - x[:, :, :-1]) ** 2)
+    np.testing.assert_allclose(total_variation(tf.constant(x)).numpy(), expected, rtol=1e-5)
+    assert total_variation(tf.zeros((1, 4, 4, 3))).numpy() == 0
+
+
+def test_style_loss_ignores_position_but_content_does_not():
+    f = rng.normal(size=(1, 4, 4, 3)).astype(np.float32)
+    shuffled = f.reshape(16, 3)[rng.permutation(16)].reshape(1, 4, 4, 3)
+    assert style_loss(tf.constant(shuffled), gram_matrix(tf.constant(f))).numpy() == pytest.approx(0, abs=1e-6)
+    assert content_loss(tf.constant(shuffled), tf.constant(f)).numpy() > 0.1

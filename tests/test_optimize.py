@@ -1,0 +1,66 @@
+import numpy as np
+import pytest
+
+from nstyle.api import stylize
+from nstyle.optimize import OptimizerSettings, Stop, optimize, tf
+
+from .conftest import CONTENT, STYLE, TINY
+
+
+def quadratic(target):
+    t = tf.constant(target)
+
+    def loss(x):
+        total = tf.reduce_mean(tf.square(x - t))
+        return {"total": total, "content": total, "style": total, "tv": total}
+
+    return loss
+
+
+BOUNDS = (np.full(3, -1.0, np.float32), np.full(3, 1.0, np.float32))
+
+
+@pytest.mark.parametrize("name", ["adam", "lbfgs"])
+def test_optimisers_lower_a_bounded_quadratic(name):
+    target = np.full((1, 4, 4, 3), 0.5, np.float32)
+    target[0, 0, 0, 0] = 3.0  # outside the bounds: must be clipped at 1
+    settings = OptimizerSettings(name, iterations=60, lr=0.1)
+    result = optimize(quadratic(target), np.zeros_like(target), BOUNDS, settings, lambda x: x)
+    assert result.best_loss < result.history[0]["total"]
+    assert result.image.max() <= 1.0 + 1e-6 and result.image.min() >= -1.0 - 1e-6
+    np.testing.assert_allclose(result.image[0, 1:, 1:], 0.5, atol=0.05)
+    assert result.image[0, 0, 0, 0] == pytest.approx(1.0, abs=1e-3)
+
+
+@pytest.mark.parametrize("name", ["adam", "lbfgs"])
+@pytest.mark.parametrize("signal", [KeyboardInterrupt, Stop])
+def test_interrupt_keeps_best_so_far(name, signal):
+    target = np.full((1, 4, 4, 3), 0.5, np.float32)
+
+    def stop_at_3(p):
+        if p.iteration == 3:
+            raise signal()
+
+    settings = OptimizerSettings(name, iterations=50, lr=0.1)
+    result = optimize(quadratic(target), np.zeros_like(target), BOUNDS, settings, lambda x: x, [stop_at_3])
+    assert len(result.history) == 3
+    assert result.interrupted == (signal is KeyboardInterrupt) and result.stopped == (signal is Stop)
+    assert result.best_loss <= min(h["total"] for h in result.history)
+    assert np.abs(result.image - 0.5).mean() < 0.5  # moved towards the target, not the start
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
+def test_a_few_steps_lower_the_style_transfer_loss(optimizer):
+    result = stylize(CONTENT, STYLE, preset="seed", **{**TINY, "iterations": 6, "optimizer": optimizer})
+    totals = [h["total"] for h in result.history]
+    assert len(totals) == 6
+    assert result.best_loss < totals[0]
+    assert result.best_loss == min(totals)
+    assert result.image.size == (64, 43)  # longer side = size, aspect kept
+
+
+def test_result_is_the_lowest_loss_image():
+    # Adam at a huge learning rate overshoots: the best image is an early one, not the last.
+    result = stylize(CONTENT, STYLE, preset="seed", **{**TINY, "iterations": 8, "lr": 500.0})
+    totals = [h["total"] for h in result.history]
+    assert result.best_iteration == int(np.argmin(totals)) + 1
