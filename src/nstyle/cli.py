@@ -7,6 +7,7 @@ input fails in a fraction of a second with one line on stderr.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -60,6 +61,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MemoryError:
         print("nstyle: error: out of memory; try a smaller --size", file=sys.stderr)
         return EXIT_USER_ERROR
+    except BrokenPipeError:  # e.g. `nstyle layers resnet50 | head`: the reader left, not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
