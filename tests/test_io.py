@@ -3,7 +3,7 @@ import pytest
 from PIL import Image
 
 from nstyle.errors import ImageError
-from nstyle.io import check_output, fit, load_image, read_metadata, save_image
+from nstyle.io import check_image_output, check_output, fit, load_image, read_metadata, save_image
 
 
 def saved(tmp_path, img, name):
@@ -122,7 +122,8 @@ def test_other_formats_with_sidecar(tmp_path, name):
 
 def test_bad_output_paths(tmp_path):
     with pytest.raises(ImageError, match="unsupported file type"):
-        check_output(tmp_path / "out.gif")
+        check_image_output(tmp_path / "out.gif")
+    check_output(tmp_path / "summary.csv")  # any file may be checked; only images need a known type
     with pytest.raises(ImageError, match="folder does not exist"):
         check_output(tmp_path / "nope" / "out.png")
     with pytest.raises(ImageError, match="is a directory"):

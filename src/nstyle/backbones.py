@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import functools
 import os
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
+from ._tf import quiet_tensorflow
 from .errors import ConfigError, WeightsError
 
 if TYPE_CHECKING:
@@ -84,6 +86,7 @@ class Backbone:
     name: str
     application: str  # constructor name in keras.applications
     preprocessing: Preprocessing
+    blocks: Callable[[Sequence[str]], list[str]]  # picks the stage/block outputs from all layer names
     aliases: Callable[[], dict[str, str]] | None = None
 
     def alias_map(self) -> dict[str, str]:
@@ -92,20 +95,35 @@ class Backbone:
 
     def build(self, weights: str | None, input_shape: tuple[int, int, int] | None = None) -> "keras.Model":
         """The headless network; ``weights`` is None, 'imagenet' or a file path."""
+        quiet_tensorflow()
         import keras
 
         factory = getattr(keras.applications, self.application)
         return factory(include_top=False, weights=weights, input_shape=input_shape)
 
 
+def resnet_blocks(names: Sequence[str]) -> list[str]:
+    """The stem's ReLU and every residual block's output."""
+    return [n for n in names if re.fullmatch(r"conv1_relu|conv\d_block\d+_out", n)]
+
+
+def vgg_blocks(names: Sequence[str]) -> list[str]:
+    """The last convolution (ReLU included) of each block, just before its pooling."""
+    last: dict[str, str] = {}
+    for n in names:
+        if re.fullmatch(r"block\d_conv\d", n):
+            last[n.split("_")[0]] = n
+    return list(last.values())
+
+
 REGISTRY: dict[str, Backbone] = {
     b.name: b
     for b in (
-        Backbone("resnet50", "ResNet50", CAFFE, resnet50_keras22_aliases),
-        Backbone("resnet101", "ResNet101", CAFFE),
-        Backbone("resnet152", "ResNet152", CAFFE),
-        Backbone("vgg16", "VGG16", CAFFE),
-        Backbone("vgg19", "VGG19", CAFFE),
+        Backbone("resnet50", "ResNet50", CAFFE, resnet_blocks, resnet50_keras22_aliases),
+        Backbone("resnet101", "ResNet101", CAFFE, resnet_blocks),
+        Backbone("resnet152", "ResNet152", CAFFE, resnet_blocks),
+        Backbone("vgg16", "VGG16", CAFFE, vgg_blocks),
+        Backbone("vgg19", "VGG19", CAFFE, vgg_blocks),
     )
 }
 

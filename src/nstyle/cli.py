@@ -18,7 +18,7 @@ from .errors import NStyleError
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
-COMMANDS = ("layers", "presets", "reproduce")
+COMMANDS = ("layers", "presets", "reproduce", "probe", "grid", "sweep")
 
 DESCRIPTION = """\
 Stylize CONTENT in the manner of STYLE by optimising the image's pixels so that its
@@ -33,6 +33,9 @@ other commands:
   nstyle layers BACKBONE [--size PX]   list a backbone's layers, aliases, shapes, parameters
   nstyle presets                       list the shipped presets
   nstyle reproduce OUT.png [-o NEW]    run again from the record inside an nstyle output
+  nstyle probe CONTENT STYLE --layers L1 L2 ... -o DIR   one run per layer, on a contact sheet
+  nstyle grid --content A B --style X Y -o DIR          every content x every style, one figure
+  nstyle sweep SWEEP.toml -o DIR                        runs over settings (see README)
 
 examples:
   nstyle photo.jpg painting.jpg -o out.png
@@ -50,7 +53,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         if argv and argv[0] in COMMANDS:
-            return {"layers": _layers, "presets": _presets, "reproduce": _reproduce}[argv[0]](argv[1:])
+            handlers = {"layers": _layers, "presets": _presets, "reproduce": _reproduce,
+                        "probe": _probe, "grid": _grid, "sweep": _sweep}  # fmt: skip
+            return handlers[argv[0]](argv[1:])
         return _stylize(argv)
     except NStyleError as e:
         print(f"nstyle: error: {e}", file=sys.stderr)
@@ -70,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The stylize parser (also used to document the flags in the README)."""
     p = argparse.ArgumentParser(
         prog="nstyle",
-        usage="nstyle CONTENT STYLE -o OUTPUT [options]\n       nstyle {layers,presets,reproduce} ...",
+        usage="nstyle CONTENT STYLE -o OUTPUT [options]\n       nstyle {layers,presets,reproduce,probe,grid,sweep} ...",
         description=DESCRIPTION,
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -81,6 +86,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace OUTPUT (and its .json record) if they exist")
     p.add_argument("--version", action="version", version=f"nstyle {__version__}")
 
+    add_settings(p)
+
+    o = p.add_argument_group("watching the run")
+    o.add_argument("--snapshot-every", type=int, metavar="N", help="also write OUTPUT_0050.png ... every N iterations")
+    o.add_argument("--strip", action="store_true", help="also write OUTPUT_strip.png: 10 intermediate images")
+    o.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def add_settings(p: argparse.ArgumentParser) -> None:
+    """The settings flags, shared by stylize, probe and grid (each maps to a Config key)."""
     s = p.add_argument_group("settings (each overrides --preset and --config)")
     s.add_argument("--preset", default="default", help=f"base settings: {', '.join(preset_names())} (default: default)")
     s.add_argument("--config", metavar="FILE.toml", help="a TOML file of settings, same keys as the presets")
@@ -100,11 +116,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--init", choices=("content", "style", "noise"), help="starting image")
     s.add_argument("--seed", type=int, help="seed for noise initialisation (recorded in the output)")
 
-    o = p.add_argument_group("watching the run")
-    o.add_argument("--snapshot-every", type=int, metavar="N", help="also write OUTPUT_0050.png ... every N iterations")
-    o.add_argument("--strip", action="store_true", help="also write OUTPUT_strip.png: 10 intermediate images")
-    o.add_argument("--quiet", action="store_true", help="no progress bar")
-    return p
+
+def settings_from(args: argparse.Namespace) -> Config:
+    """The validated Config for parsed settings flags: preset < --config < flags."""
+    overrides = {k: getattr(args, k) for k in CONFIG_FLAGS if getattr(args, k, None) is not None}
+    return resolve(args.preset, args.config, overrides)
+
+
+def add_parallel(p: argparse.ArgumentParser) -> None:
+    """--workers and --ray, for the commands that run many stylizations."""
+    g = p.add_argument_group("running many trials")
+    g.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="trials at once in N local processes, each on its share of the CPU threads")
+    g.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                   help="run trials as Ray tasks: a local Ray, or the cluster at ADDRESS (needs .[ray])")  # fmt: skip
 
 
 CONFIG_FLAGS = (
@@ -115,16 +140,14 @@ CONFIG_FLAGS = (
 
 def _stylize(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    overrides = {k: getattr(args, k) for k in CONFIG_FLAGS if getattr(args, k) is not None}
-    cfg = resolve(args.preset, args.config, overrides)
-    return _run(args.content, args.style, cfg, args)
+    return _run(args.content, args.style, settings_from(args), args)
 
 
 def _run(content: str, style: str, cfg: Config, args: argparse.Namespace) -> int:
     """Check every path, then stylize and write the outputs; shared by stylize and reproduce."""
-    from .io import check_output, load_image, save_image, sidecar_path
+    from .io import check_image_output, check_output, load_image, save_image, sidecar_path
 
-    output = check_output(args.output, args.force)
+    output = check_image_output(args.output, args.force)
     check_output(sidecar_path(output), args.force, what="sidecar")
     load_image(content, "content image")
     load_image(style, "style image")
@@ -214,6 +237,77 @@ def _reproduce(argv: list[str]) -> int:
     source = Path(args.image)
     args.output = args.output or str(source.with_name(f"{source.stem}-reproduced{source.suffix}"))
     return _run(sources[0]["path"], sources[1]["path"], Config.from_dict(record["config"]), args)
+
+
+def _probe(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(
+        prog="nstyle probe",
+        description="Stylize once per candidate layer, that layer alone, and lay the results out on one "
+        "labelled sheet (DIR/sheet.png) with DIR/summary.csv: the way to find good layers for a backbone.",
+    )
+    p.add_argument("content", metavar="CONTENT")
+    p.add_argument("style", metavar="STYLE")
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="folder for images, sheet.png, summary.csv")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--layers", nargs="+", metavar="LAYER", help="candidate layers (Keras names or aliases)")
+    which.add_argument("--blocks", action="store_true", help="every stage/block output of the backbone")
+    p.add_argument("--probe", choices=("style", "content"), default="style", help="which term the layer is for")
+    p.add_argument("--force", action="store_true", help="replace files already in DIR")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_settings(p)
+    add_parallel(p)
+    args = p.parse_args(argv)
+    from .workflows import probe
+
+    sheet = probe(args.content, args.style, settings_from(args), args.output, layers=args.layers or (),
+                  blocks=args.blocks, kind=args.probe, workers=args.workers, ray=args.ray, force=args.force,
+                  progress=not args.quiet)  # fmt: skip
+    print(f"wrote {sheet} and {sheet.with_name('summary.csv')}", file=sys.stderr)
+    return 0
+
+
+def _grid(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(
+        prog="nstyle grid",
+        description="Stylize every content image with every style image; write each result and "
+        "DIR/grid.png (styles across the top, contents down the side), as in the notebook's figure.",
+    )
+    p.add_argument("--content", nargs="+", required=True, metavar="IMAGE")
+    p.add_argument("--style", nargs="+", required=True, metavar="IMAGE")
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="folder for the images and grid.png")
+    p.add_argument("--force", action="store_true", help="replace files already in DIR")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_settings(p)
+    add_parallel(p)
+    args = p.parse_args(argv)
+    from .workflows import grid
+
+    path = grid(args.content, args.style, settings_from(args), args.output, workers=args.workers, ray=args.ray,
+                force=args.force, progress=not args.quiet)  # fmt: skip
+    print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+def _sweep(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(
+        prog="nstyle sweep",
+        description="Run the trials a sweep file describes (a base config and axes over any setting, or a "
+        "list of trials) into DIR: an image per trial, manifest.jsonl, and sheet.png labelled by the axis "
+        "values. Running it again skips finished trials.",
+    )
+    p.add_argument("sweep", metavar="SWEEP.toml")
+    p.add_argument("-o", "--output", required=True, metavar="DIR")
+    p.add_argument("--content", metavar="IMAGE", help="instead of the file's content image")
+    p.add_argument("--style", metavar="IMAGE", help="instead of the file's style image")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_parallel(p)
+    args = p.parse_args(argv)
+    from .workflows import load_sweep, sweep
+
+    path = sweep(load_sweep(args.sweep, args.content, args.style), args.output, workers=args.workers, ray=args.ray,
+                 progress=not args.quiet)  # fmt: skip
+    print(f"wrote {path} and {path.with_name('manifest.jsonl')}", file=sys.stderr)
+    return 0
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import json
 import os
 import tempfile
 import warnings
+from io import BytesIO
 from pathlib import Path
 from typing import Any, Union
 
@@ -115,8 +116,6 @@ def check_output(path: str | os.PathLike, force: bool = False, what: str = "outp
     path = Path(path)
     if path.is_dir():
         raise ImageError(f"{what} is a directory: {path}")
-    if path.suffix.lower() not in FORMATS and what == "output":
-        raise ImageError(f"{what}: unsupported file type '{path.suffix or path.name}' (use .png, .jpg or .tif)")
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise ImageError(f"{what} folder does not exist: {parent}")
@@ -124,6 +123,14 @@ def check_output(path: str | os.PathLike, force: bool = False, what: str = "outp
         raise ImageError(f"{what} folder is not writable: {parent}")
     if path.exists() and not force:
         raise ImageError(f"{what} exists, not overwriting without --force: {path}")
+    return path
+
+
+def check_image_output(path: str | os.PathLike, force: bool = False, what: str = "output") -> Path:
+    """:func:`check_output`, and the extension must name an image format nstyle writes."""
+    path = check_output(path, force, what)
+    if path.suffix.lower() not in FORMATS:
+        raise ImageError(f"{what}: unsupported file type '{path.suffix or path.name}' (use .png, .jpg or .tif)")
     return path
 
 
@@ -136,18 +143,36 @@ def save_image(
     img: Image.Image, path: str | os.PathLike, force: bool = False, metadata: dict[str, Any] | None = None
 ) -> Path:
     """Write ``img`` atomically; PNGs carry ``metadata`` as text, every format gets a JSON sidecar."""
-    path = check_output(path, force)
+    path = check_image_output(path, force)
     sidecar = check_output(sidecar_path(path), force, what="sidecar") if metadata is not None else None
     fmt = FORMATS[path.suffix.lower()]
     kwargs: dict[str, Any] = {"quality": 95} if fmt == "JPEG" else {}
     if fmt == "PNG" and metadata is not None:
-        info = PngImagePlugin.PngInfo()
-        info.add_text("nstyle", json.dumps(metadata))
-        kwargs["pnginfo"] = info
+        kwargs["pnginfo"] = _png_info(metadata)
     _atomic_write(path, lambda f: img.save(f, format=fmt, **kwargs))
     if sidecar is not None:
         _atomic_write(sidecar, lambda f: f.write(json.dumps(metadata, indent=2).encode() + b"\n"))
     return path
+
+
+def png_bytes(img: Image.Image, metadata: dict[str, Any] | None = None) -> bytes:
+    """``img`` encoded as PNG, with ``metadata`` as its nstyle text record (for results sent between processes)."""
+    buffer = BytesIO()
+    img.save(buffer, format="PNG", pnginfo=_png_info(metadata) if metadata is not None else None)
+    return buffer.getvalue()
+
+
+def save_bytes(data: bytes, path: str | os.PathLike, force: bool = False) -> Path:
+    """Write already-encoded file ``data`` atomically, with the same overwrite rule as :func:`save_image`."""
+    path = check_output(path, force, what="file")
+    _atomic_write(path, lambda f: f.write(data))
+    return path
+
+
+def _png_info(metadata: dict[str, Any]) -> PngImagePlugin.PngInfo:
+    info = PngImagePlugin.PngInfo()
+    info.add_text("nstyle", json.dumps(metadata))
+    return info
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:

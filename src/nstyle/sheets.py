@@ -31,21 +31,28 @@ def contact_sheet(
     line = font_size + 4
     pad = 8
     thumbs = [thumbnail(image, tile_size) for image, _ in tiles]
-    image_h = max(t.height for t in thumbs)  # landscape tiles need less than tile_size
     caption_h = line * max(label.count("\n") + 1 for _, label in tiles)
     title_h = line + 2 * pad if title else 0
     columns = max(1, min(columns, len(tiles)))
-    rows = -(-len(tiles) // columns)
-    cell_w, cell_h = tile_size + pad, image_h + caption_h + pad
-    sheet = Image.new("RGB", (columns * cell_w + pad, rows * cell_h + pad + title_h), BACKGROUND)
+    rows = [range(start, min(start + columns, len(tiles))) for start in range(0, len(tiles), columns)]
+    image_h = [max(thumbs[i].height for i in row) for row in rows]  # landscape rows need less than tile_size
+    cell_w = tile_size + pad
+    sheet_h = title_h + pad + sum(h + caption_h + pad for h in image_h)
+    title_font = ImageFont.load_default(size=font_size + 2)
+    title_w = int(title_font.getlength(title)) + 2 * pad if title else 0
+    sheet = Image.new("RGB", (max(columns * cell_w + pad, title_w), sheet_h), BACKGROUND)
     draw = ImageDraw.Draw(sheet)
     if title:
-        draw.text((pad, pad), title, fill=INK, font=ImageFont.load_default(size=font_size + 2))
-    for index, (thumb, (_, label)) in enumerate(zip(thumbs, tiles)):
-        x = pad + (index % columns) * cell_w
-        y = title_h + pad + (index // columns) * cell_h
-        sheet.paste(thumb, (x + (tile_size - thumb.width) // 2, y + (image_h - thumb.height) // 2))
-        draw.multiline_text((x, y + image_h + 2), label, fill=INK, font=font, spacing=4)
+        draw.text((pad, pad), title, fill=INK, font=title_font)
+    y = title_h + pad
+    for row, row_h in zip(rows, image_h):
+        for column, index in enumerate(row):
+            x = pad + column * cell_w
+            thumb = thumbs[index]
+            sheet.paste(thumb, (x + (tile_size - thumb.width) // 2, y + (row_h - thumb.height) // 2))
+            caption = "\n".join(_fit(line, font, tile_size) for line in tiles[index][1].split("\n"))
+            draw.multiline_text((x, y + row_h + 2), caption, fill=INK, font=font, spacing=4)
+        y += row_h + caption_h + pad
     return sheet
 
 
@@ -55,3 +62,12 @@ def thumbnail(image: Image.Image, size: int) -> Image.Image:
     return image.convert("RGB").resize(
         (max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.Resampling.LANCZOS
     )
+
+
+def _fit(text: str, font: ImageFont.FreeTypeFont, width: int) -> str:
+    """``text`` shortened with an ellipsis so it does not run into the next tile."""
+    if font.getlength(text) <= width:
+        return text
+    while text and font.getlength(text + "...") > width:
+        text = text[:-1]
+    return text + "..."

@@ -1,0 +1,75 @@
+"""What probe, grid and sweep share: run trials into a folder, and turn results into tiles."""
+
+from __future__ import annotations
+
+import io as _io
+from pathlib import Path
+from typing import Callable, Sequence
+
+from PIL import Image
+from tqdm import tqdm
+
+from ..errors import NStyleError
+from ..io import check_output, save_bytes
+from .runner import Trial, TrialResult, run_trials
+
+FAILED_TILE = (200, 200, 200)
+
+
+def prepare_folder(out_dir: str | Path) -> Path:
+    """The output folder, created if missing; an existing file there is an error."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise NStyleError(f"output folder is a file: {out_dir}")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise NStyleError(f"cannot create output folder {out_dir}: {e.strerror or e}") from None
+    return out_dir
+
+
+def check_paths(paths: Sequence[Path], force: bool) -> None:
+    """Refuse up front, before any work, to overwrite what is there."""
+    for path in paths:
+        check_output(path, force, what="file")
+
+
+def run_batch(
+    trials: Sequence[Trial],
+    out_dir: Path,
+    *,
+    workers: int = 1,
+    ray: str | None = None,
+    force: bool = False,
+    progress: bool = True,
+    on_result: Callable[[TrialResult], None] | None = None,
+) -> dict[str, TrialResult]:
+    """Run ``trials``, writing ``out_dir/KEY.png`` for each success as soon as it arrives."""
+    results: dict[str, TrialResult] = {}
+    with tqdm(total=len(trials), desc="trials", unit="trial", disable=not progress, dynamic_ncols=True) as bar:
+        for result in run_trials(trials, workers, ray):
+            if result.png is not None:
+                save_bytes(result.png, out_dir / f"{result.key}.png", force=force)
+            results[result.key] = result
+            if on_result is not None:
+                on_result(result)
+            bar.set_postfix_str(f"{result.key}: {result.status}", refresh=False)
+            bar.update(1)
+    return results
+
+
+def result_tile(result: TrialResult | None, size: int = 256) -> Image.Image:
+    """The trial's image, or a grey square standing in for a failed one."""
+    if result is None or result.png is None:
+        return Image.new("RGB", (size, size), FAILED_TILE)
+    return Image.open(_io.BytesIO(result.png)).convert("RGB")
+
+
+def loss_caption(result: TrialResult | None) -> str:
+    """'style 1.2e+03  content 45.6', or why the trial failed (shortened to fit a tile)."""
+    if result is None:
+        return "not run"
+    if result.status != "ok":
+        error = result.error or "failed"
+        return "failed: " + (error if len(error) <= 60 else error[:57] + "...")
+    return f"style {result.losses.get('style', float('nan')):.3g}  content {result.losses.get('content', float('nan')):.3g}"

@@ -1,0 +1,137 @@
+"""Running many stylizations: in this process, in N local processes, or as Ray tasks.
+
+A :class:`Trial` is plain data (paths and a config dict), so it pickles to a process or a
+Ray worker; a :class:`TrialResult` comes back with the image as PNG bytes, and only the
+caller writes files, so results land in one folder wherever the work ran. Each worker
+limits TensorFlow to its share of the CPU threads, so N workers do not fight over cores.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import multiprocessing
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Sequence
+
+from ..errors import NStyleError
+
+RAY_LOCAL = "local"  # --ray with no address: start a Ray instance on this machine
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One stylization to run: inputs, a full config (``Config.to_dict()``), and how to name it."""
+
+    key: str  # file stem of its image, unique within a run
+    content: str
+    style: str
+    config: dict[str, Any]
+    label: str = ""
+
+
+@dataclass
+class TrialResult:
+    """What a trial gave: status, final losses (at the best iteration), time, and its image."""
+
+    key: str
+    status: str  # "ok" or "error"
+    error: str | None = None
+    losses: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
+    png: bytes | None = None
+
+
+_threads_limited = False
+
+
+def limit_threads(threads: int) -> None:
+    """Cap TensorFlow's thread pools in this process (once, before TensorFlow starts its runtime)."""
+    global _threads_limited
+    if _threads_limited:
+        return
+    from .._tf import quiet_tensorflow
+
+    tf = quiet_tensorflow()
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:  # the runtime already started here (e.g. in-process runs): keep its pools
+        pass
+    _threads_limited = True
+
+
+def execute(trial: Trial, threads: int | None = None) -> TrialResult:
+    """Run one trial; any failure is recorded in the result, never raised."""
+    if threads:
+        limit_threads(threads)
+    start = time.perf_counter()
+    try:
+        from ..api import stylize
+        from ..config import Config
+        from ..io import png_bytes
+
+        result = stylize(trial.content, trial.style, config=Config.from_dict(trial.config))
+        losses = result.history[result.best_iteration - 1] if result.best_iteration else {}
+        png = png_bytes(result.image, result.metadata())
+        return TrialResult(trial.key, "ok", None, losses, time.perf_counter() - start, png)
+    except NStyleError as e:
+        return TrialResult(trial.key, "error", str(e), seconds=time.perf_counter() - start)
+    except Exception as e:  # a trial's crash must not take the other trials down
+        message = str(e).splitlines()[0] if str(e) else ""
+        return TrialResult(trial.key, "error", f"{type(e).__name__}: {message}", seconds=time.perf_counter() - start)
+
+
+def run_trials(trials: Sequence[Trial], workers: int = 1, ray: str | None = None) -> Iterator[TrialResult]:
+    """Results in completion order. ``workers`` trials run at once, each on cpu_count/workers threads.
+
+    ``ray`` is None (local), ``"local"`` (start Ray here) or a Ray cluster address.
+    """
+    if workers < 1:
+        raise NStyleError(f"--workers: {workers} must be >= 1")
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    if ray is not None:
+        yield from _run_on_ray(trials, threads, ray)
+    elif workers == 1 or len(trials) <= 1:
+        for trial in trials:
+            yield execute(trial)
+    else:
+        context = multiprocessing.get_context("spawn")  # fork after TensorFlow started is unsafe
+        with concurrent.futures.ProcessPoolExecutor(
+            max_workers=min(workers, len(trials)), mp_context=context, initializer=limit_threads, initargs=(threads,)
+        ) as pool:
+            futures = [pool.submit(execute, trial) for trial in trials]
+            try:
+                for future in concurrent.futures.as_completed(futures):
+                    yield future.result()
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
+
+
+def _run_on_ray(trials: Sequence[Trial], threads: int, address: str) -> Iterator[TrialResult]:
+    try:
+        import ray
+    except ImportError:
+        raise NStyleError("--ray needs Ray: pip install -e '.[ray]'") from None
+    started = not ray.is_initialized()
+    if started:
+        options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": "ERROR"}
+        try:
+            if address == RAY_LOCAL:
+                ray.init(num_cpus=os.cpu_count(), **options)
+            else:
+                ray.init(address=address, **options)
+        except Exception as e:  # ConnectionError, ValueError...: say which address failed
+            raise NStyleError(f"--ray: cannot start or reach Ray at '{address}': {e}") from None
+    try:
+        remote = ray.remote(num_cpus=threads)(execute)
+        pending = [remote.remote(trial, threads) for trial in trials]
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            yield ray.get(done[0])
+    finally:
+        if started:
+            ray.shutdown()
