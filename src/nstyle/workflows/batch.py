@@ -46,8 +46,9 @@ def run_batch(
 ) -> dict[str, TrialResult]:
     """Run ``trials``, writing ``out_dir/KEY.png`` for each success as soon as it arrives."""
     results: dict[str, TrialResult] = {}
+    finished = run_trials(trials, workers, ray)
     with tqdm(total=len(trials), desc="trials", unit="trial", disable=not progress, dynamic_ncols=True) as bar:
-        for result in run_trials(trials, workers, ray):
+        for result in finished:
             if result.png is not None:
                 save_bytes(result.png, out_dir / f"{result.key}.png", force=force)
             results[result.key] = result

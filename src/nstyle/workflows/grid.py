@@ -11,7 +11,7 @@ from ..config import Config
 from ..io import load_image, save_image
 from ..sheets import contact_sheet
 from .batch import check_paths, loss_caption, prepare_folder, result_tile, run_batch
-from .runner import Trial
+from .runner import Trial, check_workers
 
 
 def grid(
@@ -27,6 +27,7 @@ def grid(
     """Stylize each content with each style; write ``CONTENT__STYLE.png`` for each pair and
     ``grid.png``: style thumbnails across the top, content thumbnails down the side, results in
     the cells. Returns the grid's path."""
+    check_workers(workers)
     contents, styles = [Path(c) for c in contents], [Path(s) for s in styles]
     for path in contents:
         load_image(path, "content image")

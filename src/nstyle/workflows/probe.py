@@ -14,7 +14,7 @@ from ..errors import NStyleError
 from ..io import load_image, save_bytes, save_image
 from ..sheets import contact_sheet
 from .batch import check_paths, loss_caption, prepare_folder, result_tile, run_batch
-from .runner import Trial
+from .runner import Trial, check_workers
 
 
 def probe(
@@ -33,6 +33,7 @@ def probe(
     """Stylize once per layer in ``layers`` (or every block output), that layer alone as the
     ``kind`` ('style' or 'content') layer; write the images, ``summary.csv`` and ``sheet.png``.
     Returns the sheet's path."""
+    check_workers(workers)
     if kind not in ("style", "content"):
         raise NStyleError(f"--probe: '{kind}' is not style or content")
     if bool(layers) == blocks:

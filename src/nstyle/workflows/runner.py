@@ -88,8 +88,17 @@ def run_trials(trials: Sequence[Trial], workers: int = 1, ray: str | None = None
 
     ``ray`` is None (local), ``"local"`` (start Ray here) or a Ray cluster address.
     """
+    check_workers(workers)  # here, not in the generator below, so it fails before any work
+    return _results(trials, workers, ray)
+
+
+def check_workers(workers: int) -> None:
+    """Workflows call this first, before they create or write anything."""
     if workers < 1:
         raise NStyleError(f"--workers: {workers} must be >= 1")
+
+
+def _results(trials: Sequence[Trial], workers: int, ray: str | None) -> Iterator[TrialResult]:
     threads = max(1, (os.cpu_count() or 1) // workers)
     if ray is not None:
         yield from _run_on_ray(trials, threads, ray)

@@ -39,7 +39,7 @@ from ..errors import ConfigError, NStyleError
 from ..io import check_output, load_image, save_image
 from ..sheets import contact_sheet
 from .batch import check_paths, prepare_folder, result_tile, run_batch, loss_caption
-from .runner import Trial, TrialResult
+from .runner import Trial, TrialResult, check_workers
 
 SWEEP_KEYS = {"content", "style", "preset", "config", "base", "axes", "trials"}
 
@@ -114,6 +114,7 @@ def sweep(
     progress: bool = True,
 ) -> Path:
     """Run every trial not already finished in ``out_dir``; write images, manifest and ``sheet.png``."""
+    check_workers(workers)
     load_image(spec.content, "content image")
     load_image(spec.style, "style image")
     out_dir = prepare_folder(out_dir)
