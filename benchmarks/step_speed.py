@@ -97,7 +97,7 @@ def nstyle_loop(model, content, style, iterations: int) -> list[float]:
     loss = StyleTransferLoss(
         extractor,
         tf.constant(content),
-        tf.constant(style),
+        [tf.constant(style)],
         [WeightedLayer(extractor.resolved[s.name], 1.0) for s in cfg.content_layers],
         [WeightedLayer(extractor.resolved[s.name], 1.0) for s in cfg.style_layers],
         cfg.content_weight,

@@ -64,3 +64,25 @@ def test_result_is_the_lowest_loss_image():
     result = stylize(CONTENT, STYLE, preset="seed", **{**TINY, "iterations": 8, "lr": 500.0})
     totals = [h["total"] for h in result.history]
     assert result.best_iteration == int(np.argmin(totals)) + 1
+
+
+def test_lbfgs_best_found_in_an_unfinished_line_search(monkeypatch):
+    """A failed line search can evaluate a lower loss in an iteration that never completes."""
+    import scipy.optimize
+
+    target = np.full((1, 2, 2, 3), 0.5, np.float32)
+    starts = []
+
+    def one_iteration_then_failed_search(fun, x, callback, **kwargs):
+        starts.append(x)
+        if len(starts) == 1:
+            value, _ = fun(x)
+            callback(scipy.optimize.OptimizeResult(x=x, fun=value))  # iteration 1 completes
+            fun(np.full_like(x, 0.25))  # lower loss, but the search "fails": no iteration 2
+        return scipy.optimize.OptimizeResult(x=x)
+
+    monkeypatch.setattr("nstyle.optimize.scipy.optimize.minimize", one_iteration_then_failed_search)
+    result = optimize(quadratic(target), np.zeros_like(target), BOUNDS, OptimizerSettings("lbfgs", 10), lambda x: x)
+    assert len(result.history) == 1 and len(starts) == 2  # restarted once, no progress, stopped
+    assert result.best_iteration == 1  # not 2: that iteration never completed
+    np.testing.assert_allclose(result.image, 0.25)  # but its lower-loss image is kept

@@ -14,8 +14,10 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image
 
+from . import color
 from .backbones import FeatureExtractor, get_backbone, load_model
-from .config import Config, resolve
+from .config import MIN_SIZE, Config, resolve
+from .errors import ConfigError
 from .io import ImageSource, fit, load_image
 from .losses import StyleTransferLoss, WeightedLayer, tf
 from .optimize import Callback, OptimizerSettings, optimize
@@ -64,7 +66,7 @@ class StylizeResult:
 
 def stylize(
     content: ImageSource,
-    style: ImageSource,
+    style: ImageSource | Sequence[ImageSource],
     *,
     preset: str = "default",
     config: Config | str | os.PathLike | None = None,
@@ -72,9 +74,9 @@ def stylize(
     progress: bool = False,
     **options: Any,
 ) -> StylizeResult:
-    """Stylize ``content`` in the manner of ``style``.
+    """Stylize ``content`` in the manner of ``style`` (or of several styles, blended).
 
-    ``content`` and ``style`` are paths, PIL images or arrays. Settings come from ``preset``,
+    ``content`` and each style are paths, PIL images or arrays. Settings come from ``preset``,
     then ``config`` (a :class:`Config` replaces the preset; a TOML path is layered on it),
     then ``options`` (any :class:`Config` field, e.g. ``iterations=200, style_weight=1e5``).
     ``callbacks`` see every iteration; ``progress=True`` adds a progress bar.
@@ -82,51 +84,97 @@ def stylize(
     cfg = _configure(preset, config, options)
     if cfg.seed is None:
         cfg = dataclasses.replace(cfg, seed=int(np.random.SeedSequence().entropy % 2**32))
-    content_img = fit(load_image(content, "content image"), cfg.size, "content image")
-    style_img = fit(load_image(style, "style image"), cfg.size, "style image")
+    styles = list(style) if isinstance(style, (list, tuple)) else [style]
+    if cfg.style_blend and len(cfg.style_blend) != len(styles):
+        raise ConfigError(f"style_blend: {len(cfg.style_blend)} weights for {len(styles)} style images")
+    content_src = load_image(content, "content image")
+    style_srcs = [load_image(s, "style image") for s in styles]
+    if cfg.preserve_color == "histogram":
+        style_srcs = [color.match_histogram(s, content_src) for s in style_srcs]
 
     backbone = get_backbone(cfg.backbone)
     extractor = FeatureExtractor(
         backbone, load_model(cfg.backbone, cfg.weights), [s.name for s in (*cfg.content_layers, *cfg.style_layers)]
     )
     prep = backbone.preprocessing
-    loss = StyleTransferLoss(
-        extractor,
-        tf.constant(prep.forward(np.asarray(content_img))[None]),
-        tf.constant(prep.forward(np.asarray(style_img))[None]),
-        [WeightedLayer(extractor.resolved[s.name], s.weight) for s in cfg.content_layers],
-        [WeightedLayer(extractor.resolved[s.name], s.weight) for s in cfg.style_layers],
-        cfg.content_weight,
-        cfg.style_weight,
-        cfg.tv_weight,
-    )
-    x0 = prep.forward(initial_image(cfg.init, content_img, style_img, cfg.seed))[None]
-    settings = OptimizerSettings(cfg.optimizer, cfg.iterations, cfg.lr, cfg.beta1, cfg.beta2, cfg.epsilon)
+    sizes = scale_sizes(cfg)
+    per_scale = list(cfg.scale_iterations) or [cfg.iterations] * cfg.scales
 
     callbacks = list(callbacks)
     bar = None
     if progress:
         from .callbacks import ProgressBar
 
-        bar = ProgressBar(cfg.iterations)
+        bar = ProgressBar(cfg.total_iterations)
         callbacks.insert(0, bar)
     start = time.perf_counter()
+    history: list[dict[str, float]] = []
+    pixels: np.ndarray | None = None  # the previous scale's result, RGB uint8
     try:
-        run = optimize(loss, x0, prep.bounds(), settings, prep.inverse, callbacks)
+        for size, iterations in zip(sizes, per_scale):
+            content_img = fit(content_src, size, "content image")
+            style_imgs = [fit(s, round(size * cfg.style_scale), "style image") for s in style_srcs]
+            if cfg.preserve_color == "luminance":
+                style_imgs = [color.matched_luminance(s, content_img) for s in style_imgs]
+                content_img = color.grey(color.luminance(content_img))
+            loss = StyleTransferLoss(
+                extractor,
+                tf.constant(prep.forward(np.asarray(content_img))[None]),
+                [tf.constant(prep.forward(np.asarray(s))[None]) for s in style_imgs],
+                [WeightedLayer(extractor.resolved[s.name], s.weight) for s in cfg.content_layers],
+                [WeightedLayer(extractor.resolved[s.name], s.weight) for s in cfg.style_layers],
+                cfg.content_weight,
+                cfg.style_weight,
+                cfg.tv_weight,
+                style_loss=cfg.style_loss,
+                swag_temperature=cfg.swag,
+                style_blend=cfg.style_blend,
+            )
+            if pixels is None:
+                start_rgb = initial_image(cfg.init, content_img, style_imgs[0], cfg.seed)
+            else:  # warm start: the coarser result, upscaled
+                start_rgb = np.asarray(Image.fromarray(pixels).resize(content_img.size, Image.Resampling.LANCZOS), np.float32)
+            settings = OptimizerSettings(cfg.optimizer, iterations, cfg.lr, cfg.beta1, cfg.beta2, cfg.epsilon, cfg.ema)
+            run = optimize(loss, prep.forward(start_rgb)[None], prep.bounds(), settings, prep.inverse,
+                           [_offset(cb, len(history), cfg.total_iterations) for cb in callbacks])  # fmt: skip
+            best_iteration = len(history) + run.best_iteration
+            history += run.history
+            pixels = prep.inverse(run.image[0])
+            if run.interrupted or run.stopped:
+                break
     finally:
         if bar is not None:
             bar.close()
+    image = Image.fromarray(pixels)
+    if cfg.preserve_color == "luminance":
+        image = color.restore_chroma(image, content_src)
     return StylizeResult(
-        image=Image.fromarray(prep.inverse(run.image[0])),
-        history=run.history,
+        image=image,
+        history=history,
         config=cfg,
         best_loss=run.best_loss,
-        best_iteration=run.best_iteration,
+        best_iteration=best_iteration,
         seconds=time.perf_counter() - start,
         interrupted=run.interrupted,
         stopped=run.stopped,
-        sources={"content": _describe_source(content), "style": _describe_source(style)},
+        sources={"content": _describe_source(content), "styles": [_describe_source(s) for s in styles]},
     )
+
+
+def scale_sizes(cfg: Config) -> list[int]:
+    """Longer sides, coarse to fine, ending at ``cfg.size``; each ``scale_factor`` times the last."""
+    sizes = [round(cfg.size / cfg.scale_factor ** (cfg.scales - 1 - i)) for i in range(cfg.scales)]
+    if sizes[0] < MIN_SIZE:
+        raise ConfigError(
+            f"scales: {cfg.scales} scales of factor {cfg.scale_factor:.3g} below size {cfg.size} start at "
+            f"{sizes[0]} px, under the {MIN_SIZE} px minimum (fewer scales or a larger size)"
+        )
+    return sizes
+
+
+def _offset(callback: Callback, done: int, total: int) -> Callback:
+    """``callback`` seeing iterations counted across all scales."""
+    return lambda p: callback(dataclasses.replace(p, iteration=p.iteration + done, iterations=total))
 
 
 def initial_image(init: str, content: Image.Image, style: Image.Image, seed: int) -> np.ndarray:

@@ -171,6 +171,7 @@ def load_model(name: str, weights: str) -> "keras.Model":
 
 @functools.lru_cache(maxsize=4)
 def _load_model_cached(name: str, weights: str, _stamp: int) -> "keras.Model":
+    quiet_tensorflow()
     backbone = get_backbone(name)
     if weights == "imagenet":
         try:
@@ -250,6 +251,7 @@ class FeatureExtractor:
     """
 
     def __init__(self, backbone: Backbone, model: "keras.Model", layers: Sequence[str]):
+        quiet_tensorflow()
         import keras
 
         names = [layer.name for layer in model.layers]

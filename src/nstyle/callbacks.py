@@ -64,12 +64,20 @@ class Strip:
         marks = np.linspace(1, iterations, num=min(count, iterations))
         self.marks = set(int(round(m)) for m in marks)
         self.frames: list[tuple[int, Image.Image, float]] = []
+        self.last: Progress | None = None
 
     def __call__(self, p: Progress) -> None:
+        self.last = p
         if p.iteration in self.marks:
             self.frames.append((p.iteration, Image.fromarray(p.image()), p.losses["total"]))
 
     def sheet(self, tile_size: int = 256) -> Image.Image:
-        """The captured frames, five to a row, each captioned with iteration and loss."""
-        tiles = [(img, f"iteration {i}\nloss {loss:.4g}") for i, img, loss in self.frames]
+        """The captured frames, five to a row, each captioned with iteration and loss.
+
+        A run that stopped early (Ctrl-C, or an optimiser that converged) ends on its last image.
+        """
+        frames = list(self.frames)
+        if self.last is not None and (not frames or frames[-1][0] != self.last.iteration):
+            frames.append((self.last.iteration, Image.fromarray(self.last.image()), self.last.losses["total"]))
+        tiles = [(img, f"iteration {i}\nloss {loss:.4g}") for i, img, loss in frames]
         return contact_sheet(tiles, columns=5, tile_size=tile_size)

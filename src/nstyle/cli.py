@@ -7,6 +7,7 @@ input fails in a fraction of a second with one line on stderr.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import sys
 from pathlib import Path
@@ -82,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("content", metavar="CONTENT", help="the photo to keep the structure of")
-    p.add_argument("style", metavar="STYLE", help="the picture to take the style from")
+    p.add_argument("style", metavar="STYLE", nargs="+", help="the picture(s) to take the style from")
     p.add_argument("-o", "--output", required=True, metavar="PATH", help="where to write: .png, .jpg or .tif")
     p.add_argument("--force", action="store_true", help="replace OUTPUT (and its .json record) if they exist")
     p.add_argument("--version", action="version", version=f"nstyle {__version__}")
@@ -116,6 +117,23 @@ def add_settings(p: argparse.ArgumentParser) -> None:
     s.add_argument("--size", type=int, metavar="PX", help="longer side of the output in pixels")
     s.add_argument("--init", choices=("content", "style", "noise"), help="starting image")
     s.add_argument("--seed", type=int, help="seed for noise initialisation (recorded in the output)")
+    s.add_argument("--style-loss", choices=("gram", "wasserstein", "meanstd"),
+                   help="style statistic: Gram matrices (the notebook's), 2-Wasserstein between Gaussian fits, "
+                   "or per-channel mean and std")  # fmt: skip
+    s.add_argument("--swag", type=float, nargs="?", const=1.0, metavar="T",
+                   help="softmax over spatial positions before the losses (SWAG, Wang et al. 2021), "
+                   "temperature T in units of each layer's activation spread (default 1)")  # fmt: skip
+    s.add_argument("--scales", type=int, metavar="N", help="coarse-to-fine: N sizes ending at --size")
+    s.add_argument("--scale-factor", type=float, metavar="F", help="size ratio between scales (default 1.414)")
+    s.add_argument("--scale-iterations", type=int, nargs="+", metavar="N",
+                   help="iterations at each scale, coarse to fine (default: --iterations each)")  # fmt: skip
+    s.add_argument("--preserve-color", choices=("none", "luminance", "histogram"),
+                   help="keep the content's colours: style on luminance only, or recolour the style first")  # fmt: skip
+    s.add_argument("--style-blend", type=float, nargs="+", metavar="W",
+                   help="weights of several STYLE images (normalised; default equal)")  # fmt: skip
+    s.add_argument("--style-scale", type=float, metavar="F", help="style image size relative to the output (default 1)")
+    s.add_argument("--ema", type=float, metavar="DECAY",
+                   help="output the moving average of the iterates (e.g. 0.9), less noisy than the best one")  # fmt: skip
 
 
 def settings_from(args: argparse.Namespace) -> Config:
@@ -135,7 +153,8 @@ def add_parallel(p: argparse.ArgumentParser) -> None:
 
 CONFIG_FLAGS = (
     "backbone", "weights", "content_layers", "style_layers", "content_weight", "style_weight", "tv_weight",
-    "optimizer", "lr", "beta1", "epsilon", "iterations", "size", "init", "seed",
+    "optimizer", "lr", "beta1", "epsilon", "iterations", "size", "init", "seed", "style_loss", "swag", "scales",
+    "scale_factor", "scale_iterations", "preserve_color", "style_blend", "style_scale", "ema",
 )  # fmt: skip
 
 
@@ -144,14 +163,17 @@ def _stylize(argv: list[str]) -> int:
     return _run(args.content, args.style, settings_from(args), args)
 
 
-def _run(content: str, style: str, cfg: Config, args: argparse.Namespace) -> int:
+def _run(content: str, styles: list[str], cfg: Config, args: argparse.Namespace) -> int:
     """Check every path, then stylize and write the outputs; shared by stylize and reproduce."""
     from .io import check_image_output, check_output, load_image, save_image, sidecar_path
 
     output = check_image_output(args.output, args.force)
     check_output(sidecar_path(output), args.force, what="sidecar")
     load_image(content, "content image")
-    load_image(style, "style image")
+    for style in styles:
+        load_image(style, "style image")
+    if cfg.style_blend and len(cfg.style_blend) != len(styles):
+        raise NStyleError(f"--style-blend: {len(cfg.style_blend)} weights for {len(styles)} style images")
     extra: list[Path] = []
     snapshot_every = getattr(args, "snapshot_every", None)
     if snapshot_every is not None:
@@ -159,7 +181,7 @@ def _run(content: str, style: str, cfg: Config, args: argparse.Namespace) -> int
             raise NStyleError(f"--snapshot-every: {snapshot_every} must be >= 1")
         from .callbacks import snapshot_paths
 
-        extra += snapshot_paths(output, snapshot_every, cfg.iterations)
+        extra += snapshot_paths(output, snapshot_every, cfg.total_iterations)
     strip_path = output.with_name(f"{output.stem}_strip.png")
     if getattr(args, "strip", False):
         extra.append(strip_path)
@@ -171,17 +193,17 @@ def _run(content: str, style: str, cfg: Config, args: argparse.Namespace) -> int
 
     callbacks: list[Any] = []
     if snapshot_every:
-        callbacks.append(Snapshots(output, snapshot_every, cfg.iterations, args.force))
-    strip = Strip(cfg.iterations) if getattr(args, "strip", False) else None
+        callbacks.append(Snapshots(output, snapshot_every, cfg.total_iterations, args.force))
+    strip = Strip(cfg.total_iterations) if getattr(args, "strip", False) else None
     if strip:
         callbacks.append(strip)
-    result = stylize(content, style, config=cfg, callbacks=callbacks, progress=not args.quiet)
+    result = stylize(content, styles, config=cfg, callbacks=callbacks, progress=not args.quiet)
     save_image(result.image, output, force=args.force, metadata=result.metadata())
-    if strip and strip.frames:
+    if strip and strip.last is not None:
         save_image(strip.sheet(), strip_path, force=args.force)
     if result.interrupted:
         print(
-            f"nstyle: interrupted at iteration {len(result.history)}/{cfg.iterations}; "
+            f"nstyle: interrupted at iteration {len(result.history)}/{cfg.total_iterations}; "
             f"wrote the best image so far (iteration {result.best_iteration}) to {output}",
             file=sys.stderr,
         )
@@ -232,12 +254,15 @@ def _reproduce(argv: list[str]) -> int:
     from .io import read_metadata
 
     record = read_metadata(args.image)
-    sources = [record.get(k) for k in ("content", "style")]
-    if not all(isinstance(s, dict) and s.get("path") for s in sources):
+    sources = [record.get("content"), *record.get("styles", [])]
+    if len(sources) < 2 or not all(isinstance(s, dict) and s.get("path") for s in sources):
         raise NStyleError(f"{args.image} was made from in-memory images; there are no files to run again")
+    for s in sources:
+        if Path(s["path"]).is_file() and hashlib.sha256(Path(s["path"]).read_bytes()).hexdigest() != s.get("sha256"):
+            print(f"nstyle: note: {s['path']} has changed since that run", file=sys.stderr)
     source = Path(args.image)
     args.output = args.output or str(source.with_name(f"{source.stem}-reproduced{source.suffix}"))
-    return _run(sources[0]["path"], sources[1]["path"], Config.from_dict(record["config"]), args)
+    return _run(sources[0]["path"], [s["path"] for s in sources[1:]], Config.from_dict(record["config"]), args)
 
 
 def _probe(argv: list[str]) -> int:

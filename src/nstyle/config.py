@@ -19,6 +19,9 @@ from .errors import ConfigError
 
 OPTIMIZERS = ("adam", "lbfgs")
 INITS = ("content", "style", "noise")
+STYLE_LOSSES = ("gram", "wasserstein", "meanstd")
+COLOR_MODES = ("none", "luminance", "histogram")
+MAX_SCALES = 8
 MIN_SIZE, MAX_SIZE = 32, 4096
 MAX_ITERATIONS = 1_000_000
 
@@ -54,6 +57,15 @@ class Config:
     size: int = 512
     init: str = "content"
     seed: int | None = None
+    style_loss: str = "gram"
+    swag: float = 0.0  # softmax temperature over positions, in units of each layer's spread; 0 = off
+    scales: int = 1
+    scale_factor: float = math.sqrt(2)
+    scale_iterations: tuple[int, ...] = ()  # per scale, coarse to fine; empty = `iterations` each
+    preserve_color: str = "none"
+    style_blend: tuple[float, ...] = ()  # one weight per style image; empty = equal
+    style_scale: float = 1.0  # style image's longer side relative to the output's
+    ema: float = 0.0  # decay of the moving average of iterates; 0 = off
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "Config":
@@ -80,7 +92,24 @@ class Config:
             size=_integer(v, "size", MIN_SIZE, MAX_SIZE),
             init=_choice(v, "init", INITS),
             seed=None if v["seed"] is None else _integer(v, "seed", 0, 2**32 - 1),
+            style_loss=_choice(v, "style_loss", STYLE_LOSSES),
+            swag=_number(v, "swag", minimum=0.0),
+            scales=_integer(v, "scales", 1, MAX_SCALES),
+            scale_factor=_number(v, "scale_factor", minimum=1.0, strict=True),
+            scale_iterations=tuple(_integer({"scale_iterations": i}, "scale_iterations", 1, MAX_ITERATIONS)
+                                   for i in _list(v, "scale_iterations")),  # fmt: skip
+            preserve_color=_choice(v, "preserve_color", COLOR_MODES),
+            style_blend=tuple(_number({"style_blend": w}, "style_blend", minimum=0.0, strict=True)
+                              for w in _list(v, "style_blend")),  # fmt: skip
+            style_scale=_number(v, "style_scale", minimum=0.0, strict=True),
+            ema=_number(v, "ema", minimum=0.0, below=1.0),
         )
+        if config.scale_iterations and len(config.scale_iterations) != config.scales:
+            raise ConfigError(
+                f"scale_iterations: {len(config.scale_iterations)} values for {config.scales} scales (give one per scale)"
+            )
+        if config.style_scale > 4:
+            raise ConfigError(f"style_scale: {config.style_scale:g} must be <= 4")
         if config.content_weight > 0 and not config.content_layers:
             raise ConfigError("content_layers: empty, but content_weight > 0 (give a layer or set content_weight 0)")
         if config.style_weight > 0 and not config.style_layers:
@@ -94,7 +123,14 @@ class Config:
         d = asdict(self)
         d["content_layers"] = [str(s) for s in self.content_layers]
         d["style_layers"] = [str(s) for s in self.style_layers]
+        d["scale_iterations"] = list(self.scale_iterations)
+        d["style_blend"] = list(self.style_blend)
         return d
+
+    @property
+    def total_iterations(self) -> int:
+        """Iterations over all scales."""
+        return sum(self.scale_iterations) if self.scale_iterations else self.iterations * self.scales
 
 
 def preset_names() -> list[str]:
@@ -193,6 +229,15 @@ def _integer(v: Mapping[str, Any], key: str, minimum: int, maximum: int) -> int:
     if not minimum <= value <= maximum:
         raise ConfigError(f"{key}: {value} must be between {minimum} and {maximum}")
     return value
+
+
+def _list(v: Mapping[str, Any], key: str) -> list[Any]:
+    value = v[key]
+    if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+        return [value]
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(f"{key}: {value!r} is not a list")
+    return list(value)
 
 
 def _weights(value: Any) -> str:

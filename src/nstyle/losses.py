@@ -48,6 +48,85 @@ def total_variation(image: tf.Tensor) -> tf.Tensor:
     return tf.reduce_mean(tf.square(dy)) + tf.reduce_mean(tf.square(dx))
 
 
+def swag(features: tf.Tensor, temperature: float | tf.Tensor) -> tf.Tensor:
+    """Softmax of each channel over its spatial positions (Wang, Li & Vasconcelos, CVPR 2021).
+
+    Residual networks have peaky, low-entropy activations whose Gram matrices are dominated by a
+    few positions; the softmax spreads them out. The result is scaled by the number of
+    positions, so a flat map becomes all ones and loss magnitudes stay near the unsmoothed ones.
+    """
+    shape = tf.shape(features)
+    flat = tf.reshape(features, [-1, shape[-1]])
+    positions = tf.cast(tf.shape(flat)[0], flat.dtype)
+    return tf.reshape(tf.nn.softmax(flat / temperature, axis=0) * positions, shape)
+
+
+def _mean_and_centred(features: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    flat = tf.reshape(features, [-1, tf.shape(features)[-1]])
+    mean = tf.reduce_mean(flat, axis=0)
+    return mean, flat - mean
+
+
+def _covariance(centred: tf.Tensor) -> tf.Tensor:
+    return tf.matmul(centred, centred, transpose_a=True) / tf.cast(tf.shape(centred)[0], centred.dtype)
+
+
+class GramStyle:
+    """The notebook's style statistic: Gram matrices, compared by mean squared difference."""
+
+    def target(self, features: tf.Tensor) -> tuple[tf.Tensor, ...]:
+        return (tf.constant(gram_matrix(features)),)
+
+    def loss(self, features: tf.Tensor, target: tuple[tf.Tensor, ...]) -> tf.Tensor:
+        return style_loss(features, target[0])
+
+
+class MeanStdStyle:
+    """Per-channel mean and standard deviation, as in AdaIN: cheap, and blind to correlations."""
+
+    def target(self, features: tf.Tensor) -> tuple[tf.Tensor, ...]:
+        mean, centred = _mean_and_centred(features)
+        return tf.constant(mean), tf.constant(tf.sqrt(tf.reduce_mean(tf.square(centred), axis=0) + 1e-8))
+
+    def loss(self, features: tf.Tensor, target: tuple[tf.Tensor, ...]) -> tf.Tensor:
+        mean, centred = _mean_and_centred(features)
+        std = tf.sqrt(tf.reduce_mean(tf.square(centred), axis=0) + 1e-8)
+        return tf.reduce_mean(tf.square(mean - target[0])) + tf.reduce_mean(tf.square(std - target[1]))
+
+
+class WassersteinStyle:
+    """2-Wasserstein distance between Gaussian fits of the features (as style-transfer-pytorch does).
+
+    ``|mu - mu_t|^2 + tr(S) + tr(S_t) - 2 tr((S_t^1/2 S S_t^1/2)^1/2)``, divided by the number
+    of channels. The target's square root is computed once; the trace of the other square root is
+    the sum of square roots of eigenvalues, whose gradient is stable even for repeated ones.
+    Deep layers of small images have fewer positions than channels, so many eigenvalues are 0,
+    where a square root's slope is unbounded and L-BFGS's line search fails: each eigenvalue gets
+    a floor of 1e-2 of the target's mean variance (squared) before the root.
+    """
+
+    def target(self, features: tf.Tensor) -> tuple[tf.Tensor, ...]:
+        mean, centred = _mean_and_centred(features)
+        cov = _covariance(centred)
+        values, vectors = tf.linalg.eigh(cov)
+        root = tf.matmul(vectors * tf.sqrt(tf.maximum(values, 0.0)), vectors, transpose_b=True)
+        floor = (1e-2 * tf.linalg.trace(cov) / tf.cast(tf.shape(cov)[0], cov.dtype)) ** 2 + 1e-12
+        return tf.constant(mean), tf.constant(tf.linalg.trace(cov)), tf.constant(root), tf.constant(floor)
+
+    def loss(self, features: tf.Tensor, target: tuple[tf.Tensor, ...]) -> tf.Tensor:
+        target_mean, target_trace, target_root, floor = target
+        mean, centred = _mean_and_centred(features)
+        cov = _covariance(centred)
+        cross = tf.matmul(target_root, tf.matmul(cov, target_root))
+        cross = (cross + tf.transpose(cross)) / 2
+        cross_trace = tf.reduce_sum(tf.sqrt(tf.maximum(tf.linalg.eigvalsh(cross), 0.0) + floor))
+        distance = tf.reduce_sum(tf.square(mean - target_mean)) + tf.linalg.trace(cov) + target_trace - 2 * cross_trace
+        return tf.maximum(distance, 0.0) / tf.cast(tf.shape(cov)[0], cov.dtype)
+
+
+STYLE_LOSSES = {"gram": GramStyle(), "wasserstein": WassersteinStyle(), "meanstd": MeanStdStyle()}
+
+
 @dataclass(frozen=True)
 class WeightedLayer:
     """A Keras layer name and its relative weight within its term."""
@@ -57,42 +136,68 @@ class WeightedLayer:
 
 
 class StyleTransferLoss:
-    """content_weight * content + style_weight * style + tv_weight * TV for one content/style pair.
+    """content_weight * content + style_weight * style + tv_weight * TV for one content image.
 
-    Targets (content activations, style Grams) are computed once here, never per step.
+    Targets (content activations, style statistics) are computed once here, never per step.
     Within a term, layers are averaged with their relative weights: ``sum(w L) / sum(w)``,
-    which for equal weights is the notebook's ``1 / number of layers``.
+    which for equal weights is the notebook's ``1 / number of layers``. Several style images
+    each get their own targets; their losses are mixed by ``style_blend`` (normalised).
     """
 
     def __init__(
         self,
         extractor: FeatureExtractor,
         content_image: tf.Tensor,
-        style_image: tf.Tensor,
+        style_images: Sequence[tf.Tensor],
         content_layers: Sequence[WeightedLayer],
         style_layers: Sequence[WeightedLayer],
         content_weight: float,
         style_weight: float,
         tv_weight: float,
+        style_loss: str = "gram",
+        swag_temperature: float = 0.0,
+        style_blend: Sequence[float] = (),
     ):
         self.extractor = extractor
         self.content_layers = list(content_layers)
         self.style_layers = list(style_layers)
         self.weights = (float(content_weight), float(style_weight), float(tv_weight))
-        content_features = extractor(content_image)
-        style_features = extractor(style_image)
+        self.statistic = STYLE_LOSSES[style_loss]
+        blend = list(style_blend) or [1.0] * len(style_images)
+        self.blend = [w / sum(blend) for w in blend]
+        raw = extractor(content_image)
+        # SWAG's temperature is in units of each layer's activation spread on the content image:
+        # raw activations range from ~1 to ~100 between layers and networks, and softmax(x / 1)
+        # of the large ones is one-hot, with no gradient left.
+        self.temperatures = {
+            name: tf.constant(float(swag_temperature) * (float(tf.math.reduce_std(f)) + 1e-6)) for name, f in raw.items()
+        } if swag_temperature > 0 else {}  # fmt: skip
+        content_features = self.features(content_image)
         self.content_targets = {s.layer: tf.constant(content_features[s.layer]) for s in self.content_layers}
-        self.style_targets = {s.layer: tf.constant(gram_matrix(style_features[s.layer])) for s in self.style_layers}
+        self.style_targets = []
+        for image in style_images:
+            style_features = self.features(image)
+            self.style_targets.append({s.layer: self.statistic.target(style_features[s.layer]) for s in self.style_layers})
+
+    def features(self, image: tf.Tensor) -> dict[str, tf.Tensor]:
+        """The extractor's activations, smoothed by SWAG when it is on."""
+        features = self.extractor(image)
+        if self.temperatures:
+            features = {name: swag(f, self.temperatures[name]) for name, f in features.items()}
+        return features
 
     def __call__(self, image: tf.Tensor) -> dict[str, tf.Tensor]:
         """Loss terms and their weighted ``total`` for a batch of one image in network space."""
-        features = self.extractor(image)
+        features = self.features(image)
         content = _weighted_mean(
             [(s.weight, content_loss(features[s.layer], self.content_targets[s.layer])) for s in self.content_layers]
         )
-        style = _weighted_mean(
-            [(s.weight, style_loss(features[s.layer], self.style_targets[s.layer])) for s in self.style_layers]
-        )
+        style = tf.add_n([
+            share * _weighted_mean(
+                [(s.weight, self.statistic.loss(features[s.layer], targets[s.layer])) for s in self.style_layers]
+            )
+            for share, targets in zip(self.blend, self.style_targets)
+        ])  # fmt: skip
         tv = total_variation(image)
         cw, sw, tw = self.weights
         return {"total": cw * content + sw * style + tw * tv, "content": content, "style": style, "tv": tv}

@@ -21,6 +21,7 @@ from ._tf import quiet_tensorflow
 tf = quiet_tensorflow()
 
 LossFn = Callable[[tf.Tensor], dict[str, tf.Tensor]]
+MAX_LBFGS_STARTS = 5
 
 
 class Stop(Exception):
@@ -50,11 +51,16 @@ class OptimizerSettings:
     beta1: float = 0.9
     beta2: float = 0.999
     epsilon: float = 1e-7
+    ema: float = 0.0  # decay of a moving average of the iterates; 0 = off
 
 
 @dataclass
 class OptimizeResult:
-    """The lowest-loss image (network space, batch of one) and how the run went."""
+    """The result image (network space, batch of one) and how the run went.
+
+    The image is the lowest-loss iterate; with ``ema`` it is the bias-corrected moving average
+    of the iterates instead, which trades a little loss for less high-frequency noise.
+    """
 
     image: np.ndarray
     best_loss: float
@@ -91,6 +97,8 @@ def _run_adam(loss_fn, x0, bounds, settings, to_rgb, callbacks) -> OptimizeResul
     image = tf.Variable(x0)
     best = tf.Variable(x0)
     best_loss = tf.Variable(math.inf)
+    average = tf.Variable(tf.zeros_like(x0))
+    decay = tf.constant(settings.ema, tf.float32)
     low, high = (tf.constant(b, tf.float32) for b in bounds)
     adam = keras.optimizers.Adam(
         learning_rate=settings.lr, beta_1=settings.beta1, beta_2=settings.beta2, epsilon=settings.epsilon
@@ -107,6 +115,7 @@ def _run_adam(loss_fn, x0, bounds, settings, to_rgb, callbacks) -> OptimizeResul
         best_loss.assign(tf.where(improved, losses["total"], best_loss))
         adam.apply_gradients([(grad, image)])
         image.assign(tf.clip_by_value(image, low, high))
+        average.assign(decay * average + (1 - decay) * image)
         return losses
 
     result = OptimizeResult(image=x0, best_loss=math.inf, best_iteration=0)
@@ -125,6 +134,8 @@ def _run_adam(loss_fn, x0, bounds, settings, to_rgb, callbacks) -> OptimizeResul
     result.image, result.best_iteration = best.numpy(), best_iteration
     if not math.isfinite(result.best_loss):  # interrupted before the first step finished
         result.image = x0
+    elif settings.ema > 0:
+        result.image = average.numpy() / (1 - settings.ema ** len(result.history))
     return result
 
 
@@ -153,28 +164,47 @@ def _run_lbfgs(loss_fn, x0, bounds, settings, to_rgb, callbacks) -> OptimizeResu
             result.image = flat.reshape(shape).astype(np.float32)
         return total, grad.numpy().ravel().astype(np.float64)
 
+    average = np.zeros(x0.size, np.float64)
+
     def on_iteration(intermediate_result: scipy.optimize.OptimizeResult) -> None:
+        nonlocal average
         losses = {**last["losses"], "total": float(intermediate_result.fun)}
         result.history.append(losses)
         x = intermediate_result.x
+        average = settings.ema * average + (1 - settings.ema) * x
         _notify(
             callbacks,
             Progress(len(result.history), settings.iterations, losses, lambda: to_rgb(x.reshape(shape)[0])),
         )
 
+    x = x0.ravel().astype(np.float64)
     try:
-        scipy.optimize.minimize(
-            fun,
-            x0.ravel().astype(np.float64),
-            jac=True,
-            method="L-BFGS-B",
-            bounds=scipy.optimize.Bounds(low, high),
-            callback=on_iteration,
-            # ftol/gtol 0: spend the whole iteration budget, as a user asking for N expects.
-            options={"maxiter": settings.iterations, "maxfun": 2 * settings.iterations + 20, "ftol": 0.0, "gtol": 0.0},
-        )
+        # A user asking for N iterations expects N: when the line search gives up, start again
+        # from where it stopped with a fresh curvature history; stop when a fresh start makes no
+        # progress either, or after a few restarts (each costs a search from steepest descent).
+        for _ in range(MAX_LBFGS_STARTS):
+            if len(result.history) >= settings.iterations:
+                break
+            done = len(result.history)
+            remaining = settings.iterations - done
+            x = scipy.optimize.minimize(
+                fun,
+                x,
+                jac=True,
+                method="L-BFGS-B",
+                bounds=scipy.optimize.Bounds(low, high),
+                callback=on_iteration,
+                options={"maxiter": remaining, "maxfun": 10 * remaining + 20, "ftol": 0.0, "gtol": 0.0},
+            ).x
+            if len(result.history) == done:
+                break
     except KeyboardInterrupt:
         result.interrupted = True
     except Stop:
         result.stopped = True
+    # A failed line search can still have evaluated a lower loss, during an iteration that never
+    # completed: count it as the last completed one.
+    result.best_iteration = min(result.best_iteration, len(result.history))
+    if settings.ema > 0 and result.history:
+        result.image = (average / (1 - settings.ema ** len(result.history))).reshape(shape).astype(np.float32)
     return result

@@ -1,0 +1,138 @@
+"""SWAG, style statistics, several styles, multi-scale, colour control and EMA."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from nstyle import color
+from nstyle.api import scale_sizes, stylize
+from nstyle.cli import main
+from nstyle.config import resolve
+from nstyle.errors import ConfigError
+from nstyle.losses import STYLE_LOSSES, swag, tf
+from nstyle.optimize import OptimizerSettings, optimize
+
+from .conftest import CONTENT, SAMPLES, STYLE, TINY
+
+rng = np.random.default_rng(1)
+SCREAM = SAMPLES / "style" / "the_scream.jpg"
+
+
+def test_swag_is_a_spatial_softmax_scaled_by_positions():
+    f = rng.normal(size=(1, 3, 4, 2)).astype(np.float32)
+    flat = f.reshape(12, 2) / 0.5
+    expected = np.exp(flat) / np.exp(flat).sum(0) * 12
+    np.testing.assert_allclose(swag(tf.constant(f), 0.5).numpy().reshape(12, 2), expected, rtol=1e-5)
+    np.testing.assert_allclose(swag(tf.ones((1, 3, 4, 2)), 1.0).numpy(), 1.0, rtol=1e-6)
+
+
+def stat_loss(kind, f, g):
+    loss = STYLE_LOSSES[kind]
+    return float(loss.loss(tf.constant(f), loss.target(tf.constant(g))))
+
+
+def test_meanstd_matches_numpy():
+    f, g = rng.normal(size=(1, 5, 5, 3)), rng.normal(2, 3, size=(1, 5, 5, 3))
+    f, g = f.astype(np.float32), g.astype(np.float32)
+    a, b = f.reshape(-1, 3), g.reshape(-1, 3)
+    expected = np.mean((a.mean(0) - b.mean(0)) ** 2) + np.mean((a.std(0) - b.std(0)) ** 2)
+    assert stat_loss("meanstd", f, g) == pytest.approx(expected, rel=1e-3)
+
+
+def test_wasserstein_is_zero_for_equal_and_matches_numpy():
+    g = rng.normal(size=(1, 30, 30, 3)).astype(np.float32)
+    assert stat_loss("wasserstein", g, g) == pytest.approx(0, abs=1e-3)
+    a = np.stack([rng.permutation(np.linspace(-1, 1, 900)) * s + m for s, m in [(1, 0), (2, 1), (0.5, -1)]], -1)
+    b = np.stack([rng.permutation(np.linspace(-1, 1, 900)) * s + m for s, m in [(3, 2), (1, 1), (0.5, 0)]], -1)
+    ma, mb = a.mean(0), b.mean(0)
+    ca, cb = np.cov(a, rowvar=False, bias=True), np.cov(b, rowvar=False, bias=True)
+    root = color._sqrtm(cb)
+    expected = (np.sum((ma - mb) ** 2) + np.trace(ca) + np.trace(cb) - 2 * np.trace(color._sqrtm(root @ ca @ root))) / 3
+    got = stat_loss("wasserstein", a.reshape(1, 30, 30, 3).astype(np.float32), b.reshape(1, 30, 30, 3).astype(np.float32))
+    assert got == pytest.approx(expected, rel=1e-3)
+
+
+@pytest.mark.parametrize("kind", ["wasserstein", "meanstd"])
+def test_other_style_losses_lower_the_loss(kind):
+    result = stylize(CONTENT, STYLE, preset="default", **{**TINY, "iterations": 5, "style_loss": kind})
+    assert result.best_loss < result.history[0]["total"]
+    assert all(np.isfinite(h["total"]) for h in result.history)
+
+
+def test_swag_run_lowers_the_loss():
+    result = stylize(CONTENT, STYLE, preset="default", **{**TINY, "iterations": 5, "swag": 1.0})
+    assert result.best_loss < result.history[0]["total"]
+
+
+def test_several_styles_blend():
+    both = stylize(CONTENT, [STYLE, SCREAM], preset="default", **{**TINY, "iterations": 1, "style_blend": [0.7, 0.3]})
+    only_first = stylize(CONTENT, [STYLE, SCREAM], preset="default", **{**TINY, "iterations": 1, "style_blend": [1.0, 1e-9]})
+    single = stylize(CONTENT, STYLE, preset="default", **{**TINY, "iterations": 1})
+    assert only_first.history[0]["style"] == pytest.approx(single.history[0]["style"], rel=1e-4)
+    assert both.history[0]["style"] != pytest.approx(single.history[0]["style"], rel=1e-3)
+    assert [s["path"] for s in both.sources["styles"]] == [str(STYLE), str(SCREAM)]
+    with pytest.raises(ConfigError, match="3 weights for 2 style images"):
+        stylize(CONTENT, [STYLE, SCREAM], preset="default", **{**TINY, "style_blend": [1, 1, 1]})
+
+
+def test_style_scale_resizes_the_style_image():
+    small = stylize(CONTENT, STYLE, preset="default", **{**TINY, "iterations": 1, "style_scale": 0.5})
+    assert small.history[0]["style"] != pytest.approx(
+        stylize(CONTENT, STYLE, preset="default", **{**TINY, "iterations": 1}).history[0]["style"], rel=1e-3
+    )
+
+
+def test_scales_run_coarse_to_fine():
+    cfg = resolve("default", overrides={**TINY, "size": 128, "scales": 3, "scale_iterations": [2, 3, 4]})
+    assert scale_sizes(cfg) == [64, 91, 128]
+    seen = []
+    result = stylize(CONTENT, STYLE, config=cfg, callbacks=[lambda p: seen.append((p.iteration, p.iterations))])
+    assert len(result.history) == 9 and seen[-1] == (9, 9)
+    assert result.image.size == (128, 85)
+    with pytest.raises(ConfigError, match="under the 32 px minimum"):
+        scale_sizes(resolve("default", overrides={"size": 64, "scales": 4, "scale_factor": 2}))
+    with pytest.raises(ConfigError, match="one per scale"):
+        resolve("default", overrides={"scales": 2, "scale_iterations": [1]})
+
+
+def test_luminance_mode_keeps_the_content_colours():
+    result = stylize(CONTENT, STYLE, preset="default", **{**TINY, "iterations": 3, "preserve_color": "luminance"})
+    content = Image.open(CONTENT).convert("RGB").resize(result.image.size, Image.Resampling.LANCZOS)
+    chroma = lambda img: (np.asarray(img, np.float64) @ color.RGB_TO_YIQ.T)[..., 1:]  # noqa: E731
+    assert np.abs(chroma(result.image) - chroma(content)).mean() < 3.0
+
+
+def test_histogram_matching_moves_style_colours_to_content():
+    content, style = Image.open(CONTENT).convert("RGB"), Image.open(STYLE).convert("RGB")
+    matched = np.asarray(color.match_histogram(style, content), np.float64).reshape(-1, 3)
+    target = np.asarray(content, np.float64).reshape(-1, 3)
+    np.testing.assert_allclose(matched.mean(0), target.mean(0), atol=3.0)
+    np.testing.assert_allclose(np.cov(matched, rowvar=False), np.cov(target, rowvar=False), rtol=0.15, atol=30)
+
+
+def test_ema_returns_the_bias_corrected_average_of_iterates():
+    target = np.full((1, 2, 2, 3), 0.8, np.float32)
+
+    def loss(x):
+        total = tf.reduce_mean(tf.square(x - target))
+        return {"total": total, "content": total, "style": total, "tv": total}
+
+    iterates = []
+    settings = OptimizerSettings("adam", iterations=10, lr=0.1, ema=0.5)
+    bounds = (np.full(3, -1.0, np.float32), np.full(3, 1.0, np.float32))
+    result = optimize(loss, np.zeros_like(target), bounds, settings, lambda x: x, [lambda p: iterates.append(p.image())])
+    average = np.zeros_like(target[0])
+    for x in iterates:
+        average = 0.5 * average + 0.5 * x
+    np.testing.assert_allclose(result.image[0], average / (1 - 0.5**10), rtol=1e-5)
+
+
+def test_cli_several_styles(tmp_path, capsys):
+    out = tmp_path / "o.png"
+    flags = ["--weights", "random:0", "--size", "64", "--iterations", "2", "--quiet"]
+    assert main([str(CONTENT), str(STYLE), str(SCREAM), "-o", str(out), "--style-blend", "2", "1", *flags]) == 0
+    assert main(["reproduce", str(out), "--quiet"]) == 0
+    capsys.readouterr()
+    bad = main([str(CONTENT), str(STYLE), "-o", str(tmp_path / "b.png"), "--style-blend", "1", "2", *flags])
+    err = capsys.readouterr().err
+    assert bad == 2 and err.count("\n") == 1 and "2 weights for 1 style images" in err
