@@ -20,7 +20,7 @@ from .errors import NStyleError
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
-COMMANDS = ("layers", "presets", "reproduce", "probe", "grid", "sweep")
+COMMANDS = ("layers", "presets", "reproduce", "probe", "grid", "sweep", "ui")
 
 DESCRIPTION = """\
 Stylize CONTENT in the manner of STYLE by optimising the image's pixels so that its
@@ -38,6 +38,7 @@ other commands:
   nstyle probe CONTENT STYLE --layers L1 L2 ... -o DIR   one run per layer, on a contact sheet
   nstyle grid --content A B --style X Y -o DIR          every content x every style, one figure
   nstyle sweep SWEEP.toml -o DIR                        runs over settings (see README)
+  nstyle ui [--host 127.0.0.1] [--port 7860]            the browser app (needs .[ui])
 
 examples:
   nstyle photo.jpg painting.jpg -o out.png
@@ -56,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if argv and argv[0] in COMMANDS:
             handlers = {"layers": _layers, "presets": _presets, "reproduce": _reproduce,
-                        "probe": _probe, "grid": _grid, "sweep": _sweep}  # fmt: skip
+                        "probe": _probe, "grid": _grid, "sweep": _sweep, "ui": _ui}  # fmt: skip
             return handlers[argv[0]](argv[1:])
         return _stylize(argv)
     except NStyleError as e:
@@ -77,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The stylize parser (also used to document the flags in the README)."""
     p = argparse.ArgumentParser(
         prog="nstyle",
-        usage="nstyle CONTENT STYLE -o OUTPUT [options]\n       nstyle {layers,presets,reproduce,probe,grid,sweep} ...",
+        usage="nstyle CONTENT STYLE -o OUTPUT [options]\n       nstyle {layers,presets,reproduce,probe,grid,sweep,ui} ...",
         description=DESCRIPTION,
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -333,6 +334,21 @@ def _sweep(argv: list[str]) -> int:
     path = sweep(load_sweep(args.sweep, args.content, args.style), args.output, workers=args.workers, ray=args.ray,
                  progress=not args.quiet)  # fmt: skip
     print(f"wrote {path} and {path.with_name('manifest.jsonl')}", file=sys.stderr)
+    return 0
+
+
+def _ui(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="nstyle ui", description="Serve the browser app (Gradio) until Ctrl-C.")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--share", action="store_true", help="also ask Gradio for a public share link (needs internet)")
+    args = p.parse_args(argv)
+    try:
+        from .ui import launch
+    except ImportError:
+        raise NStyleError("the UI needs Gradio: pip install -e '.[ui]'") from None
+    print(f"nstyle ui on http://{args.host}:{args.port} (Ctrl-C to stop)", file=sys.stderr)
+    launch(args.host, args.port, args.share)
     return 0
 
 

@@ -153,17 +153,22 @@ def preset_description(name: str) -> str:
     return str(tomllib.loads(text).get("description", ""))
 
 
-def load_config_file(path: str | Path) -> dict[str, Any]:
-    """Raw values of a user's TOML config file."""
+def read_toml(path: str | Path, what: str) -> dict[str, Any]:
+    """A TOML file's table, or a one-line error that starts with ``what`` (config, sweep)."""
     path = Path(path)
     try:
         return tomllib.loads(path.read_text())
     except FileNotFoundError:
-        raise ConfigError(f"config: no such file '{path}'") from None
+        raise ConfigError(f"{what}: no such file '{path}'") from None
     except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"config: cannot read '{path}': {e}") from None
+        raise ConfigError(f"{what}: cannot read '{path}': {e}") from None
     except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"config: '{path}' is not valid TOML: {e}") from None
+        raise ConfigError(f"{what}: '{path}' is not valid TOML: {e}") from None
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Raw values of a user's TOML config file."""
+    return read_toml(path, "config")
 
 
 def resolve(

