@@ -123,7 +123,7 @@ def test_bad_output_paths(tmp_path, capsys):
 def test_offline_imagenet_is_one_line_naming_the_way_out(tmp_path, capsys):
     code, err = run(capsys, CONTENT, STYLE, "-o", tmp_path / "o.png", "--size", "64", "--quiet")
     assert code == 2 and err.count("\n") == 1
-    assert "--weights PATH" in err and "--weights random" in err
+    assert "--weights PATH" in err and "--weights random" in err and "--preset lite0" in err
     assert not (tmp_path / "o.png").exists()
 
 

@@ -182,7 +182,7 @@ def _load_model_cached(name: str, weights: str, _stamp: int) -> "keras.Model":
             reason = str(e).splitlines()[0] if str(e) else type(e).__name__
             raise WeightsError(
                 f"cannot get ImageNet weights for {name} ({reason}); offline, use --weights PATH "
-                f"(a Keras weights file, see README) or --weights random"
+                f"(a Keras weights file, see README), --weights random, or --preset lite0 (trained, no download)"
             ) from None
     if weights.startswith("random"):
         import keras
