@@ -85,8 +85,7 @@ def stylize(
     if cfg.seed is None:
         cfg = dataclasses.replace(cfg, seed=int(np.random.SeedSequence().entropy % 2**32))
     styles = list(style) if isinstance(style, (list, tuple)) else [style]
-    if cfg.style_blend and len(cfg.style_blend) != len(styles):
-        raise ConfigError(f"style_blend: {len(cfg.style_blend)} weights for {len(styles)} style images")
+    cfg.check_styles(len(styles))
     content_src = load_image(content, "content image")
     style_srcs = [load_image(s, "style image") for s in styles]
     if cfg.preserve_color == "histogram":

@@ -173,8 +173,7 @@ def _run(content: str, styles: list[str], cfg: Config, args: argparse.Namespace)
     load_image(content, "content image")
     for style in styles:
         load_image(style, "style image")
-    if cfg.style_blend and len(cfg.style_blend) != len(styles):
-        raise NStyleError(f"--style-blend: {len(cfg.style_blend)} weights for {len(styles)} style images")
+    cfg.check_styles(len(styles))
     extra: list[Path] = []
     snapshot_every = getattr(args, "snapshot_every", None)
     if snapshot_every is not None:

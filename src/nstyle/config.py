@@ -127,6 +127,11 @@ class Config:
         d["style_blend"] = list(self.style_blend)
         return d
 
+    def check_styles(self, count: int) -> None:
+        """``style_blend``, when given, needs one weight per style image."""
+        if self.style_blend and len(self.style_blend) != count:
+            raise ConfigError(f"style_blend: {len(self.style_blend)} weights for {count} style images")
+
     @property
     def total_iterations(self) -> int:
         """Iterations over all scales."""

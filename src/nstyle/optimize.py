@@ -172,7 +172,8 @@ def _run_lbfgs(loss_fn, x0, bounds, settings, to_rgb, callbacks) -> OptimizeResu
         losses = {**last["losses"], "total": float(intermediate_result.fun)}
         result.history.append(losses)
         x = intermediate_result.x
-        average = settings.ema * average + (1 - settings.ema) * x
+        if settings.ema > 0:  # no extra pass over the image when EMA is off
+            average = settings.ema * average + (1 - settings.ema) * x
         _notify(
             callbacks,
             Progress(len(result.history), settings.iterations, losses, lambda: to_rgb(x.reshape(shape)[0])),
