@@ -124,9 +124,10 @@ def _stylize_events(
             return
 
 
-def _stop(request: gr.Request) -> str:
+def _stop(request: gr.Request) -> None:
+    """Ask this session's run to stop; the run itself reports that it stopped, so that no late
+    reply from this click can overwrite the run's final status."""
     _stop_flags.setdefault(_session(request), threading.Event()).set()
-    return "Stopping: the best image so far will be kept..."
 
 
 def _probe_events(content: str | None, style: str | None, layers: str, blocks: bool, preset: str,
@@ -184,7 +185,7 @@ def build_app() -> gr.Blocks:
                 [output, plot, status, download],
                 preprocess=False,
             )
-            stop.click(_stop, None, status, queue=False)
+            stop.click(_stop, None, None, queue=False)
             preset.change(lambda p: resolve(p).backbone, preset, backbone, queue=False)
         with gr.Tab("Probe layers"):
             gr.Markdown("One stylization per layer, that layer alone as the style layer, on one labelled sheet.")
