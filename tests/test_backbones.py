@@ -98,7 +98,7 @@ def test_extractor_stops_at_deepest_layer_in_use():
 def test_random_weights_are_seeded():
     a = load_model("vgg16", "random:1").get_layer("block1_conv1").get_weights()[0]
     b = load_model("vgg16", "random:2").get_layer("block1_conv1").get_weights()[0]
-    from nstyle.backbones import _load_model_cached
+    from nstyle.backbones.registry import _load_model_cached
 
     _load_model_cached.cache_clear()
     a_again = load_model("vgg16", "random:1").get_layer("block1_conv1").get_weights()[0]

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nstyle import efficientnet_lite
+from nstyle.backbones import efficientnet_lite
 from nstyle.api import stylize
 from nstyle.backbones import LITE, REGISTRY, describe_layers, load_model
 from nstyle.errors import WeightsError
-from nstyle.pth import PthError, load_state_dict
+from nstyle.backbones.pth import PthError, load_state_dict
 
 from .conftest import CONTENT, SAMPLES, STYLE
 
@@ -82,7 +82,7 @@ def test_conversion_is_cached_by_file_hash(monkeypatch):
     def no_conversion(_):
         raise AssertionError("converted again instead of using the cache")
 
-    monkeypatch.setattr("nstyle.pth.load_state_dict", no_conversion)
+    monkeypatch.setattr("nstyle.backbones.pth.load_state_dict", no_conversion)
     again = efficientnet_lite.imagenet_weights()
     assert again.keys() == first.keys()
     np.testing.assert_array_equal(again["block3a_dwconv"][0], first["block3a_dwconv"][0])

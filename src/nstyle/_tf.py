@@ -32,3 +32,27 @@ def quiet_tensorflow() -> ModuleType:
         os.close(saved)
         os.close(devnull)
     return tf
+
+
+def threads() -> int:
+    """TensorFlow's intra-op threads: what was set, or the usable cores TensorFlow defaults to."""
+    from .backbones.precision import usable_cores
+
+    return quiet_tensorflow().config.threading.get_intra_op_parallelism_threads() or usable_cores()
+
+
+def use_all_cores() -> int:
+    """Set intra-op threads to the usable cores before TensorFlow starts; return the threads in use.
+
+    TensorFlow's default can be the machine's core count rather than this process's affinity
+    mask (a container's or ``taskset``'s share), which oversubscribes. Once TensorFlow's
+    runtime has started the setting is fixed, and the threads it has are returned.
+    """
+    from .backbones.precision import usable_cores
+
+    tf = quiet_tensorflow()
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(usable_cores())
+    except RuntimeError:  # the runtime is already up (a test, a notebook): keep what it has
+        pass
+    return threads()

@@ -15,10 +15,11 @@ import numpy as np
 from PIL import Image
 
 from . import color
-from .backbones import FeatureExtractor, get_backbone, load_model
+from .backbones import FeatureExtractor, get_backbone, load_model, precision
 from .config import MIN_SIZE, Config, resolve
 from .errors import ConfigError
 from .io import ImageSource, fit, load_image
+from ._tf import threads
 from .losses import StyleTransferLoss, WeightedLayer, tf
 from .optimize import Callback, OptimizerSettings, optimize
 
@@ -36,6 +37,8 @@ class StylizeResult:
     interrupted: bool = False
     stopped: bool = False
     sources: dict[str, Any] = field(default_factory=dict)
+    precision: str = "float32"  # what ``config.precision`` resolved to on this machine
+    device: str = ""  # the run's first line: device, precision, threads
 
     def metadata(self) -> dict[str, Any]:
         """The run record written into PNG text and the JSON sidecar; ``nstyle reproduce`` reads it."""
@@ -53,6 +56,8 @@ class StylizeResult:
                 "iterations_run": len(self.history),
                 "interrupted": self.interrupted,
                 "seconds": round(self.seconds, 3),
+                "precision": self.precision,
+                "device": self.device,
             },
             "versions": {
                 "python": platform.python_version(),
@@ -79,7 +84,9 @@ def stylize(
     ``content`` and each style are paths, PIL images or arrays. Settings come from ``preset``,
     then ``config`` (a :class:`Config` replaces the preset; a TOML path is layered on it),
     then ``options`` (any :class:`Config` field, e.g. ``iterations=200, style_weight=1e5``).
-    ``callbacks`` see every iteration; ``progress=True`` adds a progress bar.
+    ``callbacks`` see every iteration; ``progress=True`` adds a progress bar. The network runs
+    in ``precision`` (``auto`` follows the hardware, see :mod:`nstyle.backbones.precision`);
+    what it resolved to is in the result's ``precision`` and its metadata.
     """
     cfg = _configure(preset, config, options)
     if cfg.seed is None:
@@ -92,8 +99,12 @@ def stylize(
         style_srcs = [color.match_histogram(s, content_src) for s in style_srcs]
 
     backbone = get_backbone(cfg.backbone)
+    choice = precision.resolve(cfg.precision)
     extractor = FeatureExtractor(
-        backbone, load_model(cfg.backbone, cfg.weights), [s.name for s in (*cfg.content_layers, *cfg.style_layers)]
+        backbone,
+        load_model(cfg.backbone, cfg.weights),
+        [s.name for s in (*cfg.content_layers, *cfg.style_layers)],
+        precision=choice.name,
     )
     prep = backbone.preprocessing
     sizes = scale_sizes(cfg)
@@ -133,7 +144,8 @@ def stylize(
                 start_rgb = initial_image(cfg.init, content_img, style_imgs[0], cfg.seed)
             else:  # warm start: the coarser result, upscaled
                 start_rgb = np.asarray(Image.fromarray(pixels).resize(content_img.size, Image.Resampling.LANCZOS), np.float32)
-            settings = OptimizerSettings(cfg.optimizer, iterations, cfg.lr, cfg.beta1, cfg.beta2, cfg.epsilon, cfg.ema)
+            settings = OptimizerSettings(cfg.optimizer, iterations, cfg.lr, cfg.beta1, cfg.beta2, cfg.epsilon, cfg.ema,
+                                         loss_scaling=choice.name == "float16")  # fmt: skip
             run = optimize(loss, prep.forward(start_rgb)[None], prep.bounds(), settings, prep.inverse,
                            [_offset(cb, len(history), cfg.total_iterations) for cb in callbacks])  # fmt: skip
             best_iteration = len(history) + run.best_iteration
@@ -157,6 +169,8 @@ def stylize(
         interrupted=run.interrupted,
         stopped=run.stopped,
         sources={"content": _describe_source(content), "styles": [_describe_source(s) for s in styles]},
+        precision=choice.name,
+        device=precision.device_line(choice, threads()),
     )
 
 

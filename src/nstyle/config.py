@@ -15,6 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
 
+from .backbones.precision import PRECISIONS
 from .errors import ConfigError
 
 OPTIMIZERS = ("adam", "lbfgs")
@@ -66,6 +67,7 @@ class Config:
     style_blend: tuple[float, ...] = ()  # one weight per style image; empty = equal
     style_scale: float = 1.0  # style image's longer side relative to the output's
     ema: float = 0.0  # decay of the moving average of iterates; 0 = off
+    precision: str = "auto"  # the network's arithmetic; see nstyle.backbones.precision
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "Config":
@@ -103,6 +105,7 @@ class Config:
                               for w in _list(v, "style_blend")),  # fmt: skip
             style_scale=_number(v, "style_scale", minimum=0.0, strict=True),
             ema=_number(v, "ema", minimum=0.0, below=1.0),
+            precision=_choice(v, "precision", PRECISIONS),
         )
         if config.scale_iterations and len(config.scale_iterations) != config.scales:
             raise ConfigError(

@@ -52,6 +52,42 @@ class OptimizerSettings:
     beta2: float = 0.999
     epsilon: float = 1e-7
     ema: float = 0.0  # decay of a moving average of the iterates; 0 = off
+    loss_scaling: bool = False  # dynamic loss scaling, for a float16 network
+
+
+class LossScale:
+    """Dynamic loss scaling for a float16 network, as mixed-precision training does it.
+
+    float16 has five exponent bits: the backward pass of a style loss weighted 1e6 overflows
+    it, a small one underflows. The loss is multiplied by ``value`` before differentiation and
+    the gradient divided by it after; a gradient with an inf or NaN halves the scale and the
+    step is taken again, and every ``GROWTH_STEPS`` good steps the scale doubles, so it settles
+    just under overflow. Disabled (``value`` 1 for ever) for float32 and bfloat16, whose
+    exponent range is float32's.
+    """
+
+    GROWTH_STEPS = 100
+    MIN_VALUE = 2.0**-24
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.value = 1.0
+        self._good = 0
+
+    def update(self, finite: bool) -> bool:
+        """Record whether the last gradient was finite; True when the step must be taken again."""
+        if not self.enabled:
+            return False
+        if finite:
+            self._good += 1
+            if self._good >= self.GROWTH_STEPS:
+                self.value, self._good = self.value * 2, 0
+            return False
+        self._good = 0
+        if self.value <= self.MIN_VALUE:
+            return False  # nothing left to scale away: let the non-finite value through
+        self.value /= 2
+        return True
 
 
 @dataclass
@@ -103,12 +139,10 @@ def _run_adam(loss_fn, x0, bounds, settings, to_rgb, callbacks) -> OptimizeResul
     adam = keras.optimizers.Adam(
         learning_rate=settings.lr, beta_1=settings.beta1, beta_2=settings.beta2, epsilon=settings.epsilon
     )
+    adam.build([image])  # its moments exist before the step is traced, so the update can be conditional
+    scale = LossScale(settings.loss_scaling)
 
-    @tf.function
-    def step() -> dict[str, tf.Tensor]:
-        with tf.GradientTape() as tape:
-            losses = loss_fn(image)
-        grad = tape.gradient(losses["total"], image)
+    def update(losses: dict[str, tf.Tensor], grad: tf.Tensor) -> tf.Tensor:
         # The loss was measured on the image before this update: that is the one to keep.
         improved = losses["total"] < best_loss
         best.assign(tf.where(improved, image, best))
@@ -117,13 +151,29 @@ def _run_adam(loss_fn, x0, bounds, settings, to_rgb, callbacks) -> OptimizeResul
         image.assign(tf.clip_by_value(image, low, high))
         if settings.ema > 0:  # decided when traced: no extra pass over the image when EMA is off
             average.assign(decay * average + (1 - decay) * image)
-        return losses
+        return tf.constant(True)
+
+    @tf.function
+    def step(loss_scale: tf.Tensor) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
+        with tf.GradientTape() as tape:
+            losses = loss_fn(image)
+            scaled = losses["total"] * loss_scale if settings.loss_scaling else losses["total"]
+        grad = tape.gradient(scaled, image)
+        if not settings.loss_scaling:  # decided when traced: float32 and bfloat16 never overflow
+            return losses, update(losses, grad)
+        grad = grad / loss_scale
+        finite = tf.reduce_all(tf.math.is_finite(grad))
+        return losses, tf.cond(finite, lambda: update(losses, grad), lambda: tf.constant(False))
 
     result = OptimizeResult(image=x0, best_loss=math.inf, best_iteration=0)
     best_iteration = 0
     try:
         for i in range(1, settings.iterations + 1):
-            losses = {k: float(v) for k, v in step().items()}
+            while True:
+                out, finite = step(tf.constant(scale.value, tf.float32))
+                if not scale.update(bool(finite)):
+                    break
+            losses = {k: float(v) for k, v in out.items()}
             if losses["total"] < result.best_loss:
                 result.best_loss, best_iteration = losses["total"], i
             result.history.append(losses)
@@ -145,18 +195,27 @@ def _run_lbfgs(loss_fn, x0, bounds, settings, to_rgb, callbacks) -> OptimizeResu
     low = np.broadcast_to(bounds[0], shape).ravel().astype(np.float64)
     high = np.broadcast_to(bounds[1], shape).ravel().astype(np.float64)
 
+    scale = LossScale(settings.loss_scaling)
+
     @tf.function
-    def value_and_grad(x: tf.Tensor):
+    def value_and_grad(x: tf.Tensor, loss_scale: tf.Tensor):
         with tf.GradientTape() as tape:
             tape.watch(x)
             losses = loss_fn(x)
-        return losses, tape.gradient(losses["total"], x)
+            scaled = losses["total"] * loss_scale if settings.loss_scaling else losses["total"]
+        grad = tape.gradient(scaled, x)
+        return losses, grad / loss_scale if settings.loss_scaling else grad
 
     result = OptimizeResult(image=x0, best_loss=math.inf, best_iteration=0)
     last: dict[str, object] = {}
 
     def fun(flat: np.ndarray) -> tuple[float, np.ndarray]:
-        losses, grad = value_and_grad(tf.constant(flat.reshape(shape), tf.float32))
+        x = tf.constant(flat.reshape(shape), tf.float32)
+        while True:
+            losses, grad = value_and_grad(x, tf.constant(scale.value, tf.float32))
+            finite = not scale.enabled or bool(np.isfinite(grad.numpy()).all())
+            if not scale.update(finite):
+                break
         last["losses"] = {k: float(v) for k, v in losses.items()}
         last["x"] = flat
         total = last["losses"]["total"]

