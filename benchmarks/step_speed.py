@@ -1,16 +1,18 @@
 """Step speed: the notebook's eager loop against nstyle's compiled step, in one run.
 
-Both do the same work per iteration: ResNet50 (random weights, seed 0) truncated at the
+All do the same work per iteration: ResNet50 (random weights, seed 0) truncated at the
 notebook's five layers, a 384x512 image, its content + Gram style loss, Adam (lr 20,
 beta1 0.99, epsilon 0.1) and clipping to valid pixels. The baseline is the notebook's code
 ported to TF2: the model called eagerly inside a GradientTape, and the best image copied
-to numpy and deprocessed whenever the loss improves. Rounds alternate between the two so
-that machine noise hits both alike; medians are reported.
+to numpy and deprocessed whenever the loss improves. nstyle runs in float32 (BatchNorm
+folded; also unfolded, to show what folding gives) and in ``--precision auto`` (what this
+machine's hardware picks). Rounds alternate between them so that machine noise hits all
+alike; medians are reported. TensorFlow's intra-op threads are set to the usable cores.
 
     python benchmarks/step_speed.py [--iterations 6] [--rounds 3] [--memory]
 
-Ends with ``speedup: X.XX`` (baseline s/iter divided by nstyle s/iter). ``--memory`` also
-runs a 512 px stylization in a child process and prints its peak RSS.
+Ends with ``speedup: X.XX`` (baseline s/iter divided by nstyle ``auto`` s/iter). ``--memory``
+also runs a 512 px stylization in a child process and prints its peak RSS.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ import time
 
 import numpy as np
 
-from nstyle.backbones import CAFFE, REGISTRY, FeatureExtractor, load_model
+from nstyle._tf import use_all_cores
+from nstyle.backbones import CAFFE, REGISTRY, FeatureExtractor, load_model, precision
 from nstyle.config import resolve
 from nstyle.losses import StyleTransferLoss, WeightedLayer, tf
 from nstyle.optimize import OptimizerSettings, optimize
@@ -88,12 +91,9 @@ def notebook_loop(model, content, style, iterations: int) -> list[float]:
     return times
 
 
-def nstyle_loop(model, content, style, iterations: int) -> list[float]:
+def nstyle_loop(extractor: FeatureExtractor, content, style, iterations: int) -> list[float]:
     """nstyle's own optimiser on the same loss; returns seconds per iteration (first one is the trace)."""
     cfg = resolve("seed")
-    backbone = REGISTRY["resnet50"]
-    names = [s.name for s in (*cfg.content_layers, *cfg.style_layers)]
-    extractor = FeatureExtractor(backbone, model, names)
     loss = StyleTransferLoss(
         extractor,
         tf.constant(content),
@@ -105,7 +105,8 @@ def nstyle_loop(model, content, style, iterations: int) -> list[float]:
         0.0,
     )
     stamps = [time.perf_counter()]
-    settings = OptimizerSettings("adam", iterations, cfg.lr, cfg.beta1, cfg.beta2, cfg.epsilon)
+    settings = OptimizerSettings("adam", iterations, cfg.lr, cfg.beta1, cfg.beta2, cfg.epsilon,
+                                 loss_scaling=extractor.precision == "float16")  # fmt: skip
     optimize(loss, content, CAFFE.bounds(), settings, CAFFE.inverse, [lambda p: stamps.append(time.perf_counter())])
     return list(np.diff(stamps))
 
@@ -128,29 +129,42 @@ def main() -> None:
     parser.add_argument("--memory", action="store_true", help="also report peak RSS of a 512 px run")
     args = parser.parse_args()
 
+    threads = use_all_cores()
     import keras
 
     cfg = resolve("seed")
     resnet = load_model("resnet50", "random:0")
     names = [s.name for s in (*cfg.content_layers, *cfg.style_layers)]
-    extractor = FeatureExtractor(REGISTRY["resnet50"], resnet, names)
-    notebook_model = keras.Model(resnet.input, [resnet.get_layer(n).output for n in extractor.layers])
+    backbone = REGISTRY["resnet50"]
+    auto = precision.resolve("auto")
+    variants = {
+        "float32, unfolded": FeatureExtractor(backbone, resnet, names, fold=False),
+        "float32": FeatureExtractor(backbone, resnet, names),
+        f"auto ({auto.name})": FeatureExtractor(backbone, resnet, names, precision=auto.name),
+    }
+    notebook_model = keras.Model(resnet.input, [resnet.get_layer(n).output for n in variants["float32"].layers])
     rng = np.random.default_rng(0)
     content = CAFFE.forward(rng.uniform(0, 255, (1, HEIGHT, WIDTH, 3)))
     style = CAFFE.forward(rng.uniform(0, 255, (1, HEIGHT, WIDTH, 3)))
 
-    print(f"tensorflow {tf.__version__}, keras {keras.__version__}, {HEIGHT}x{WIDTH}, resnet50 random weights")
-    eager, compiled = [], []
+    print(f"CPU: {precision.host_cpu().describe()}; GPUs: {[g.name for g in precision.gpus()] or 'none'}")
+    print(f"tensorflow {tf.__version__}, keras {keras.__version__}, intra-op threads {threads}; "
+          f"auto precision: {auto.name} ({auto.reason})")  # fmt: skip
+    print(f"{HEIGHT}x{WIDTH}, resnet50 random weights, the seed's layers, Adam")
+    times: dict[str, list[float]] = {"notebook eager loop": [], **{f"nstyle {k}": [] for k in variants}}
     for r in range(args.rounds):
-        eager += notebook_loop(notebook_model, content, style, args.iterations + 1)[1:]
-        compiled += nstyle_loop(resnet, content, style, args.iterations + 1)[2:]  # skip trace + warm-up
-        print(f"round {r + 1}: notebook {statistics.median(eager):.3f} s/iter, nstyle {statistics.median(compiled):.3f} s/iter")
-    baseline, ours = statistics.median(eager), statistics.median(compiled)
-    print(f"notebook eager loop: {baseline:.3f} s/iter")
-    print(f"nstyle compiled step: {ours:.3f} s/iter")
+        times["notebook eager loop"] += notebook_loop(notebook_model, content, style, args.iterations + 1)[1:]
+        for name, extractor in variants.items():  # skip trace + warm-up
+            times[f"nstyle {name}"] += nstyle_loop(extractor, content, style, args.iterations + 2)[2:]
+        print(f"round {r + 1}: " + ", ".join(f"{k} {statistics.median(v):.3f}" for k, v in times.items()) + " s/iter")
+    medians = {k: statistics.median(v) for k, v in times.items()}
+    baseline = medians["notebook eager loop"]
+    for name, seconds in medians.items():
+        print(f"{name:28} {seconds:.3f} s/iter  ({baseline / seconds:.2f}x the notebook)")
     if args.memory:
         print(f"peak RSS, 512 px stylize (5 iterations): {peak_rss_of_512px_run():.0f} MiB")
-    print(f"speedup: {baseline / ours:.2f}")
+    print(f"float32 speedup: {baseline / medians['nstyle float32']:.2f}")
+    print(f"speedup: {baseline / medians[f'nstyle auto ({auto.name})']:.2f}")
 
 
 if __name__ == "__main__":

@@ -36,3 +36,17 @@ def test_style_loss_ignores_position_but_content_does_not():
     shuffled = f.reshape(16, 3)[rng.permutation(16)].reshape(1, 4, 4, 3)
     assert style_loss(tf.constant(shuffled), gram_matrix(tf.constant(f))).numpy() == pytest.approx(0, abs=1e-6)
     assert content_loss(tf.constant(shuffled), tf.constant(f)).numpy() > 0.1
+
+
+def test_gram_gradient_matches_numpy():
+    """The hand-written one-matmul gradient of the Gram matrix, against d/dF sum((G - T)^2) in numpy."""
+    f = rng.normal(size=(1, 6, 5, 4)).astype(np.float64)
+    t = rng.normal(size=(4, 4))
+    with tf.GradientTape() as tape:
+        x = tf.constant(f, tf.float32)
+        tape.watch(x)
+        loss = tf.reduce_sum(tf.square(gram_matrix(x) - tf.constant(t, tf.float32)))
+    a = f.reshape(-1, 4)
+    upstream = 2 * (a.T @ a / a.shape[0] - t)  # dL/dG, symmetric here
+    expected = (a @ (upstream + upstream.T) / a.shape[0]).reshape(f.shape)
+    np.testing.assert_allclose(tape.gradient(loss, x).numpy(), expected, rtol=1e-4, atol=1e-5)

@@ -6,7 +6,9 @@ import dataclasses
 import hashlib
 import os
 import platform
+import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -15,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from . import color
-from .backbones import FeatureExtractor, get_backbone, load_model, precision
+from .backbones import feature_extractor, get_backbone, load_model, precision
 from .config import MIN_SIZE, Config, resolve
 from .errors import ConfigError
 from .io import ImageSource, fit, load_image
@@ -84,7 +86,8 @@ def stylize(
     ``content`` and each style are paths, PIL images or arrays. Settings come from ``preset``,
     then ``config`` (a :class:`Config` replaces the preset; a TOML path is layered on it),
     then ``options`` (any :class:`Config` field, e.g. ``iterations=200, style_weight=1e5``).
-    ``callbacks`` see every iteration; ``progress=True`` adds a progress bar. The network runs
+    ``callbacks`` see every iteration; ``progress=True`` adds a progress bar, after a first line
+    on stderr saying where it runs (device, precision, threads). The network runs
     in ``precision`` (``auto`` follows the hardware, see :mod:`nstyle.backbones.precision`);
     what it resolved to is in the result's ``precision`` and its metadata.
     """
@@ -100,19 +103,23 @@ def stylize(
 
     backbone = get_backbone(cfg.backbone)
     choice = precision.resolve(cfg.precision)
-    extractor = FeatureExtractor(
+    extractor = feature_extractor(
         backbone,
         load_model(cfg.backbone, cfg.weights),
-        [s.name for s in (*cfg.content_layers, *cfg.style_layers)],
-        precision=choice.name,
+        tuple(s.name for s in (*cfg.content_layers, *cfg.style_layers)),
+        choice.name,
     )
     prep = backbone.preprocessing
     sizes = scale_sizes(cfg)
     per_scale = list(cfg.scale_iterations) or [cfg.iterations] * cfg.scales
 
+    device = precision.device_line(choice, threads())
     callbacks = list(callbacks)
     bar = None
+    if choice.notice:
+        warnings.warn(choice.notice, RuntimeWarning, stacklevel=2)
     if progress:
+        print(device, file=sys.stderr)
         from .callbacks import ProgressBar
 
         bar = ProgressBar(cfg.total_iterations)
@@ -170,7 +177,7 @@ def stylize(
         stopped=run.stopped,
         sources={"content": _describe_source(content), "styles": [_describe_source(s) for s in styles]},
         precision=choice.name,
-        device=precision.device_line(choice, threads()),
+        device=device,
     )
 
 
@@ -194,6 +201,8 @@ def initial_image(init: str, content: Image.Image, style: Image.Image, seed: int
     """The starting RGB pixels (float, 0..255) at the content image's size."""
     if init == "content":
         return np.asarray(content, np.float32)
+    if init == "recolored":  # the photo in the painting's colours: its structure, and a head start on style
+        return np.asarray(color.match_histogram(content, style), np.float32)
     if init == "style":
         return np.asarray(style.resize(content.size, Image.Resampling.LANCZOS), np.float32)
     rng = np.random.default_rng(seed)

