@@ -6,10 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
+from nstyle.api import objective
 from nstyle.backbones import FeatureExtractor, get_backbone, load_model
 from nstyle.config import Config
 from nstyle.io import fit, load_image
-from nstyle.losses import StyleTransferLoss, WeightedLayer, tf
+from nstyle.losses import tf
 
 ROOT = Path(__file__).resolve().parents[1]
 CONTENT = ROOT / "examples/images/content/chelsea.jpg"
@@ -30,18 +31,7 @@ class Float32Loss:
         self.prep = backbone.preprocessing
         content_img = fit(load_image(content, "content"), cfg.size, "content")
         style_img = fit(load_image(style, "style"), round(cfg.size * cfg.style_scale), "style")
-        self.loss = StyleTransferLoss(
-            extractor,
-            tf.constant(self.prep.forward(np.asarray(content_img))[None]),
-            [tf.constant(self.prep.forward(np.asarray(style_img))[None])],
-            [WeightedLayer(extractor.resolved[s.name], s.weight) for s in cfg.content_layers],
-            [WeightedLayer(extractor.resolved[s.name], s.weight) for s in cfg.style_layers],
-            cfg.content_weight,
-            cfg.style_weight,
-            cfg.tv_weight,
-            style_loss=cfg.style_loss,
-            swag_temperature=cfg.swag,
-        )
+        self.loss = objective(cfg, extractor, content_img, [style_img])
 
     def __call__(self, rgb) -> dict[str, float]:
         """The loss terms of an RGB image (PIL or uint8 array) of the content's size."""

@@ -136,3 +136,23 @@ def test_cli_several_styles(tmp_path, capsys):
     bad = main([str(CONTENT), str(STYLE), "-o", str(tmp_path / "b.png"), "--style-blend", "1", "2", *flags])
     err = capsys.readouterr().err
     assert bad == 2 and err.count("\n") == 1 and "2 weights for 1 style images" in err
+
+
+def test_recolored_start_has_the_paintings_colours_and_the_photos_structure():
+    from nstyle.api import initial_image
+
+    content = Image.open(CONTENT).convert("RGB").resize((96, 64))
+    style = Image.open(STYLE).convert("RGB").resize((96, 64))
+    start = initial_image("recolored", content, style, seed=0)
+    s = np.asarray(style, np.float64).reshape(-1, 3)
+    np.testing.assert_allclose(start.reshape(-1, 3).mean(0), s.mean(0), atol=6)  # the painting's mean colour (up to clipping)
+    # the affine colour map of Gatys et al. 2016, computed independently with scipy's matrix square root
+    from scipy.linalg import sqrtm
+
+    c = np.asarray(content, np.float64).reshape(-1, 3)
+    cov_s, cov_c = (np.cov(x, rowvar=False) + 1e-3 * np.eye(3) for x in (s, c))
+    a = np.real(sqrtm(cov_s) @ np.linalg.inv(sqrtm(cov_c)))
+    expected = np.clip(np.rint((c - c.mean(0)) @ a.T + s.mean(0)), 0, 255)
+    assert np.abs(start.reshape(-1, 3) - expected).max() <= 1
+    grey = lambda a: np.asarray(a, np.float64).reshape(-1, 3) @ [0.299, 0.587, 0.114]  # noqa: E731
+    assert np.corrcoef(grey(start), grey(content))[0, 1] > 0.8  # the cat is still there

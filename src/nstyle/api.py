@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from . import color
-from .backbones import feature_extractor, get_backbone, load_model, precision
+from .backbones import FeatureExtractor, feature_extractor, get_backbone, load_model, precision
 from .config import MIN_SIZE, Config, resolve
 from .errors import ConfigError
 from .io import ImageSource, fit, load_image
@@ -134,19 +134,7 @@ def stylize(
             if cfg.preserve_color == "luminance":
                 style_imgs = [color.matched_luminance(s, content_img) for s in style_imgs]
                 content_img = color.grey(color.luminance(content_img))
-            loss = StyleTransferLoss(
-                extractor,
-                tf.constant(prep.forward(np.asarray(content_img))[None]),
-                [tf.constant(prep.forward(np.asarray(s))[None]) for s in style_imgs],
-                [WeightedLayer(extractor.resolved[s.name], s.weight) for s in cfg.content_layers],
-                [WeightedLayer(extractor.resolved[s.name], s.weight) for s in cfg.style_layers],
-                cfg.content_weight,
-                cfg.style_weight,
-                cfg.tv_weight,
-                style_loss=cfg.style_loss,
-                swag_temperature=cfg.swag,
-                style_blend=cfg.style_blend,
-            )
+            loss = objective(cfg, extractor, content_img, style_imgs)
             if pixels is None:
                 start_rgb = initial_image(cfg.init, content_img, style_imgs[0], cfg.seed)
             else:  # warm start: the coarser result, upscaled
@@ -178,6 +166,26 @@ def stylize(
         sources={"content": _describe_source(content), "styles": [_describe_source(s) for s in styles]},
         precision=choice.name,
         device=device,
+    )
+
+
+def objective(
+    cfg: Config, extractor: FeatureExtractor, content: Image.Image, styles: Sequence[Image.Image]
+) -> StyleTransferLoss:
+    """``cfg``'s loss for one content image and its style images, all already at their sizes."""
+    prep = extractor.backbone.preprocessing
+    return StyleTransferLoss(
+        extractor,
+        tf.constant(prep.forward(np.asarray(content))[None]),
+        [tf.constant(prep.forward(np.asarray(s))[None]) for s in styles],
+        [WeightedLayer(extractor.resolved[s.name], s.weight) for s in cfg.content_layers],
+        [WeightedLayer(extractor.resolved[s.name], s.weight) for s in cfg.style_layers],
+        cfg.content_weight,
+        cfg.style_weight,
+        cfg.tv_weight,
+        style_loss=cfg.style_loss,
+        swag_temperature=cfg.swag,
+        style_blend=cfg.style_blend,
     )
 
 

@@ -119,7 +119,8 @@ def add_settings(p: argparse.ArgumentParser) -> None:
     s.add_argument("--epsilon", type=float, help="Adam epsilon")
     s.add_argument("--iterations", type=int, metavar="N", help="optimisation steps")
     s.add_argument("--size", type=int, metavar="PX", help="longer side of the output in pixels")
-    s.add_argument("--init", choices=("content", "style", "noise"), help="starting image")
+    s.add_argument("--init", choices=("content", "recolored", "style", "noise"),
+                   help="starting image; recolored: the photo in the painting's colour mean and covariance")
     s.add_argument("--seed", type=int, help="seed for noise initialisation (recorded in the output)")
     s.add_argument("--style-loss", choices=("gram", "wasserstein", "meanstd"),
                    help="style statistic: Gram matrices (the notebook's), 2-Wasserstein between Gaussian fits, "
