@@ -102,7 +102,7 @@ def stylize(
         style_srcs = [color.match_histogram(s, content_src) for s in style_srcs]
 
     backbone = get_backbone(cfg.backbone)
-    choice = precision.resolve(cfg.precision)
+    choice = precision.resolve(cfg.precision, cfg.optimizer)
     extractor = feature_extractor(
         backbone,
         load_model(cfg.backbone, cfg.weights),

@@ -60,6 +60,7 @@ def report() -> str:
     cpu = precision.host_cpu()
     gpus = precision.gpus()
     auto = precision.resolve("auto")
+    auto_lbfgs = precision.resolve("auto", "lbfgs")
     lines = [
         f"nstyle {__version__}, Python {platform.python_version()}",
         f"TensorFlow {tf.__version__} ({', '.join(distributions) or 'unknown distribution'}), Keras {keras.__version__}",
@@ -79,7 +80,8 @@ def report() -> str:
         else:
             lines.append("GPU: none (this TensorFlow build is CPU-only)")
     lines += [
-        f"precision auto: {auto.name} ({auto.reason.removeprefix('auto: ')})",
+        f"precision auto: {auto.name} with Adam ({auto.reason.removeprefix('auto: ')}); "
+        f"{auto_lbfgs.name} with L-BFGS",
         f"threads: {use_all_cores()} intra-op (usable cores: {precision.usable_cores()})",
         "weights:",
         *weights_lines(),
