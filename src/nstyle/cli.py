@@ -140,8 +140,8 @@ def add_settings(p: argparse.ArgumentParser) -> None:
     s.add_argument("--ema", type=float, metavar="DECAY",
                    help="output the moving average of the iterates (e.g. 0.9), less noisy than the best one")  # fmt: skip
     s.add_argument("--precision", metavar="P",
-                   help="the network's arithmetic: auto (default: bfloat16 where the CPU or GPU has fast bf16, "
-                   "else float32), float32, bfloat16 or float16")  # fmt: skip
+                   help="the network's arithmetic: auto (default: Adam in bfloat16 where the CPU or GPU has fast "
+                   "bf16, else float32; L-BFGS in float32), float32, bfloat16 or float16")  # fmt: skip
 
 
 def settings_from(args: argparse.Namespace) -> Config:
