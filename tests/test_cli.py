@@ -62,7 +62,7 @@ def test_ctrl_c_writes_best_so_far(tmp_path, capsys, monkeypatch):
     out = tmp_path / "out.png"
     code, err = run(capsys, CONTENT, STYLE, "-o", out, *FAST, "--iterations", "50", "--strip")
     assert code == 130
-    assert "interrupted at iteration 2/50" in err and "best image so far" in err
+    assert "stopped by SIGINT at iteration 2/50" in err and "best image so far" in err
     assert Image.open(out).size == (64, 43)
 
 

@@ -24,6 +24,7 @@ from .io import ImageSource, fit, load_image
 from ._tf import threads
 from .losses import StyleTransferLoss, WeightedLayer, tf
 from .optimize import Callback, OptimizerSettings, optimize
+from .signals import stop_on_signals
 
 
 @dataclass
@@ -71,6 +72,7 @@ class StylizeResult:
         }
 
 
+@stop_on_signals()
 def stylize(
     content: ImageSource,
     style: ImageSource | Sequence[ImageSource],
@@ -89,7 +91,8 @@ def stylize(
     ``callbacks`` see every iteration; ``progress=True`` adds a progress bar, after a first line
     on stderr saying where it runs (device, precision, threads). The network runs
     in ``precision`` (``auto`` follows the hardware, see :mod:`nstyle.backbones.precision`);
-    what it resolved to is in the result's ``precision`` and its metadata.
+    what it resolved to is in the result's ``precision`` and its metadata. Ctrl-C, SIGTERM and
+    SIGHUP end the run early with the best image so far (``interrupted`` is then True).
     """
     cfg = _configure(preset, config, options)
     if cfg.seed is None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -18,9 +19,9 @@ from . import __version__
 from .backbones import REGISTRY
 from .config import Config, preset_description, preset_names, resolve
 from .errors import NStyleError
+from .signals import Interrupted, received, stop_on_signals
 
 EXIT_USER_ERROR = 2
-EXIT_INTERRUPTED = 130
 COMMANDS = ("layers", "presets", "reproduce", "probe", "grid", "sweep", "ui", "info")
 
 DESCRIPTION = """\
@@ -54,21 +55,23 @@ pass --weights PATH to any Keras weights file for the backbone (see README).
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the exit status (0 ok, 2 bad input, 130 interrupted)."""
+    """Entry point; returns the exit status (0 ok, 2 bad input, 128 + signal when stopped: 130 Ctrl-C, 143 SIGTERM)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     warnings.formatwarning = lambda message, *_args, **_kwargs: f"nstyle: note: {message}\n"
     try:
-        if argv and argv[0] in COMMANDS:
-            handlers = {"layers": _layers, "presets": _presets, "reproduce": _reproduce,
-                        "probe": _probe, "grid": _grid, "sweep": _sweep, "ui": _ui, "info": _info}  # fmt: skip
-            return handlers[argv[0]](argv[1:])
-        return _stylize(argv)
+        with stop_on_signals():
+            if argv and argv[0] in COMMANDS:
+                handlers = {"layers": _layers, "presets": _presets, "reproduce": _reproduce,
+                            "probe": _probe, "grid": _grid, "sweep": _sweep, "ui": _ui, "info": _info}  # fmt: skip
+                return handlers[argv[0]](argv[1:])
+            return _stylize(argv)
     except NStyleError as e:
         print(f"nstyle: error: {e}", file=sys.stderr)
         return EXIT_USER_ERROR
-    except KeyboardInterrupt:
-        print("nstyle: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as e:
+        signum = e.signum if isinstance(e, Interrupted) else signal.SIGINT
+        print(f"nstyle: stopped by {signal.Signals(signum).name}", file=sys.stderr)
+        return 128 + signum
     except MemoryError:
         print("nstyle: error: out of memory; try a smaller --size", file=sys.stderr)
         return EXIT_USER_ERROR
@@ -212,12 +215,13 @@ def _run(content: str, styles: list[str], cfg: Config, args: argparse.Namespace)
     if strip and strip.last is not None:
         save_image(strip.sheet(), strip_path, force=args.force)
     if result.interrupted:
+        signum = received() or signal.SIGINT
         print(
-            f"nstyle: interrupted at iteration {len(result.history)}/{cfg.total_iterations}; "
-            f"wrote the best image so far (iteration {result.best_iteration}) to {output}",
+            f"nstyle: stopped by {signal.Signals(signum).name} at iteration {len(result.history)}/"
+            f"{cfg.total_iterations}; wrote the best image so far (iteration {result.best_iteration}) to {output}",
             file=sys.stderr,
         )
-        return EXIT_INTERRUPTED
+        return 128 + signum
     if not args.quiet:
         print(f"wrote {output} (best loss {result.best_loss:.4g} at iteration {result.best_iteration}, "
               f"{result.seconds:.1f} s)", file=sys.stderr)  # fmt: skip
@@ -370,8 +374,11 @@ def _ui(argv: list[str]) -> int:
     except ImportError:
         raise NStyleError("the UI needs Gradio: pip install -e '.[ui]'") from None
     print(f"nstyle ui on http://{args.host}:{args.port} (Ctrl-C to stop)", file=sys.stderr)
-    launch(args.host, args.port, args.share)
-    return 0
+    launch(args.host, args.port, args.share)  # Gradio closes its server on our Interrupted and returns
+    signum = received()
+    if signum:
+        print(f"nstyle: stopped by {signal.Signals(signum).name}", file=sys.stderr)
+    return 128 + signum if signum else 0
 
 
 if __name__ == "__main__":

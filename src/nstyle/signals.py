@@ -1,0 +1,71 @@
+"""SIGTERM and SIGHUP stop a run the way Ctrl-C does: the best image so far is kept.
+
+A scheduler, ``timeout`` or a container stop sends SIGTERM, and a closed terminal SIGHUP; by
+default either kills Python on the spot and an hour of optimisation is lost. Inside
+:func:`stop_on_signals` the first of SIGINT, SIGTERM or SIGHUP raises :class:`Interrupted`, a
+``KeyboardInterrupt``, which the optimisation loops already turn into "stop and keep the best
+image". Any further signal is ignored until the block ends, so a second Ctrl-C or SIGTERM
+cannot cut short the writing of that image.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from contextlib import contextmanager
+from typing import Iterator
+
+HANDLED = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+_depth = 0
+_received: int | None = None
+
+
+class Interrupted(KeyboardInterrupt):
+    """A stop asked for by a signal; ``signum`` says which (exit status 128 + signum)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def received() -> int | None:
+    """The signal that stopped the current :func:`stop_on_signals` block, if one did."""
+    return _received
+
+
+def _handle(signum: int, _frame: object) -> None:
+    global _received
+    if _received is None:
+        _received = signum
+        raise Interrupted(signum)
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """Within the block, the first SIGINT/SIGTERM/SIGHUP raises :class:`Interrupted` and later ones wait.
+
+    Nested blocks share the outermost one's handlers, so a stylize inside the CLI's block still
+    leaves the CLI's save protected. Outside the main thread (where Python cannot install
+    handlers) the block does nothing.
+    """
+    global _depth, _received
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    if _depth:  # an outer block's handlers are in place
+        _depth += 1
+        try:
+            yield
+        finally:
+            _depth -= 1
+        return
+    _received = None
+    previous = {s: signal.signal(s, _handle) for s in HANDLED}
+    _depth = 1
+    try:
+        yield
+    finally:
+        _depth = 0
+        for s, handler in previous.items():
+            signal.signal(s, handler)
