@@ -50,3 +50,27 @@ def test_gram_gradient_matches_numpy():
     upstream = 2 * (a.T @ a / a.shape[0] - t)  # dL/dG, symmetric here
     expected = (a @ (upstream + upstream.T) / a.shape[0]).reshape(f.shape)
     np.testing.assert_allclose(tape.gradient(loss, x).numpy(), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_tv_is_reported_at_weight_zero_and_differentiated_only_when_weighted():
+    from nstyle.backbones import REGISTRY, FeatureExtractor, load_model
+    from nstyle.losses import StyleTransferLoss, WeightedLayer
+
+    extractor = FeatureExtractor(REGISTRY["vgg16"], load_model("vgg16", "random:0"), ["block1_conv2"])
+    image = tf.constant(rng.uniform(-100, 100, (1, 16, 16, 3)).astype(np.float32))
+    layer = [WeightedLayer("block1_conv2", 1.0)]
+
+    def value_and_grad(tv_weight):
+        loss = StyleTransferLoss(extractor, image, [image], layer, layer, 1.0, 1.0, tv_weight)
+        x = tf.Variable(image + 1.0)
+        with tf.GradientTape() as tape:
+            losses = loss(x)
+        return losses, tape.gradient(losses["total"], x).numpy()
+
+    off, grad_off = value_and_grad(0.0)
+    on, grad_on = value_and_grad(0.5)
+    assert float(off["tv"]) == pytest.approx(float(total_variation(image + 1.0)), rel=1e-5)
+    with tf.GradientTape() as tape:
+        x = tf.Variable(image + 1.0)
+        tv = total_variation(x)
+    np.testing.assert_allclose(grad_on - grad_off, 0.5 * tape.gradient(tv, x).numpy(), rtol=1e-3, atol=1e-3)
