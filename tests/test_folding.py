@@ -27,6 +27,16 @@ def relative_error(a, b) -> float:
     return float(np.max(np.abs(np.asarray(a) - np.asarray(b))) / (np.max(np.abs(np.asarray(a))) + 1e-12))
 
 
+def folded_against_plain(backbone: str, model, names, x):
+    """Features of the unfolded and the folded network for ``x``; every one must agree to 1e-4."""
+    plain = FeatureExtractor(REGISTRY[backbone], model, names, fold=False)(x)
+    extractor = FeatureExtractor(REGISTRY[backbone], model, names)
+    folded = extractor(x)
+    for name in plain:
+        assert relative_error(plain[name], folded[name]) < 1e-4, name
+    return plain, folded, extractor
+
+
 @pytest.fixture(scope="module")
 def resnet():
     import keras
@@ -41,11 +51,7 @@ def test_resnet50_features_match_unfolded(resnet):
     seed = resolve("seed")
     names = [s.name for s in (*seed.content_layers, *seed.style_layers)] + ["conv2_block3_out", "conv4_block2_out"]
     x = rng.uniform(-120, 120, (1, 64, 80, 3)).astype(np.float32)
-    plain = FeatureExtractor(REGISTRY["resnet50"], resnet, names, fold=False)(x)
-    folded_extractor = FeatureExtractor(REGISTRY["resnet50"], resnet, names)
-    folded = folded_extractor(x)
-    for name in plain:
-        assert relative_error(plain[name], folded[name]) < 1e-4, name
+    plain, folded, folded_extractor = folded_against_plain("resnet50", resnet, names, x)
     # conv1 (the seed's content layer) is a pre-BN conv output: still exactly what it was
     np.testing.assert_array_equal(plain["conv1_conv"].numpy(), folded["conv1_conv"].numpy())
     # and most of the network did fold
@@ -73,11 +79,7 @@ def test_lite0_with_depthwise_convolutions_matches_unfolded():
     model = load_model("efficientnet_lite0", "imagenet")  # trained: real BatchNorm statistics
     names = ["stem_relu", "block2a_dw_relu", "block3b_out", "block4a_expand_relu", "block5c_project_bn"]
     x = rng.uniform(-1, 1, (1, 64, 64, 3)).astype(np.float32)
-    plain = FeatureExtractor(REGISTRY["efficientnet_lite0"], model, names, fold=False)(x)
-    folded_extractor = FeatureExtractor(REGISTRY["efficientnet_lite0"], model, names)
-    folded = folded_extractor(x)
-    for name in plain:
-        assert relative_error(plain[name], folded[name]) < 1e-4, name
+    *_, folded_extractor = folded_against_plain("efficientnet_lite0", model, names, x)
     assert not any(type(layer).__name__ == "BatchNormalization" for layer in folded_extractor.model.layers)
 
 

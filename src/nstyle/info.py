@@ -73,16 +73,15 @@ def report() -> str:
         )
     if gpus:
         lines += [f"GPU: {g.name}, compute capability {'.'.join(map(str, g.compute_capability or ()))}" for g in gpus]
+    elif tf.test.is_built_with_cuda():
+        lines.append("GPU: none visible (TensorFlow is CUDA-enabled: with an NVIDIA GPU, "
+                     "pip install -e '.[gpu]' adds the CUDA libraries it needs)")  # fmt: skip
     else:
-        if tf.test.is_built_with_cuda():
-            lines.append("GPU: none visible (TensorFlow is CUDA-enabled: with an NVIDIA GPU, "
-                         "pip install -e '.[gpu]' adds the CUDA libraries it needs)")  # fmt: skip
-        else:
-            lines.append("GPU: none (this TensorFlow build is CPU-only)")
+        lines.append("GPU: none (this TensorFlow build is CPU-only)")
     lines += [
         f"precision auto: {auto.name} with Adam ({auto.reason.removeprefix('auto: ')}); "
         f"{auto_lbfgs.name} with L-BFGS",
-        f"threads: {use_all_cores()} intra-op (usable cores: {precision.usable_cores()})",
+        f"threads: {use_all_cores()} intra-op (usable cores: {cpu.cores})",
         "weights:",
         *weights_lines(),
         "extras:",

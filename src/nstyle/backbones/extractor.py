@@ -34,7 +34,7 @@ class FeatureExtractor:
         quiet_tensorflow()
         import keras
 
-        from . import folding  # defines a Keras layer: imports TensorFlow, so only once needed
+        from . import folding  # imported here: it defines a Keras layer, so importing it loads TensorFlow
 
         names = [layer.name for layer in model.layers]
         #: the name each caller asked for (Keras name or alias) -> Keras layer name

@@ -19,14 +19,11 @@ requires the ``tensorflow`` distribution, a second TensorFlow beside ``tensorflo
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable
+from typing import Iterable
 
 import numpy as np
 
 from .._tf import quiet_tensorflow
-
-if TYPE_CHECKING:
-    import keras
 
 quiet_tensorflow()
 import keras  # noqa: E402  (after the quiet TensorFlow import)
