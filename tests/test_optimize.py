@@ -79,10 +79,36 @@ def test_lbfgs_best_found_in_an_unfinished_line_search(monkeypatch):
             value, _ = fun(x)
             callback(scipy.optimize.OptimizeResult(x=x, fun=value))  # iteration 1 completes
             fun(np.full_like(x, 0.25))  # lower loss, but the search "fails": no iteration 2
-        return scipy.optimize.OptimizeResult(x=x)
+        return scipy.optimize.OptimizeResult(x=x, message="ABNORMAL: ")
 
     monkeypatch.setattr("nstyle.optimize.scipy.optimize.minimize", one_iteration_then_failed_search)
     result = optimize(quadratic(target), np.zeros_like(target), BOUNDS, OptimizerSettings("lbfgs", 10), lambda x: x)
     assert len(result.history) == 1 and len(starts) == 2  # restarted once, no progress, stopped
     assert result.best_iteration == 1  # not 2: that iteration never completed
     np.testing.assert_allclose(result.image, 0.25)  # but its lower-loss image is kept
+    assert result.stop_reason == "L-BFGS made no progress (the line search found no lower loss)"
+
+
+def test_lbfgs_says_why_it_ended_early():
+    target = np.full((1, 4, 4, 3), 0.5, np.float32)
+    result = optimize(quadratic(target), np.zeros_like(target), BOUNDS, OptimizerSettings("lbfgs", 200), lambda x: x)
+    assert len(result.history) < 200  # a quadratic is solved long before
+    assert result.stop_reason.startswith("L-BFGS made no progress (")
+    full = optimize(quadratic(target), np.zeros_like(target), BOUNDS, OptimizerSettings("adam", 5, lr=0.1), lambda x: x)
+    assert (len(full.history), full.stop_reason) == (5, "completed")
+
+
+def test_an_early_end_reaches_the_record_and_the_last_line(tmp_path, capsys):
+    """Content = style, started at the content: the loss is 0 with no gradient, nothing to do."""
+    from nstyle.cli import main
+    from nstyle.io import read_metadata
+
+    out = tmp_path / "same.png"
+    code = main([str(STYLE), str(STYLE), "-o", str(out), "--weights", "random:0", "--size", "64",
+                 "--iterations", "20", "--optimizer", "lbfgs", "--quiet"])  # fmt: skip
+    assert code == 0
+    record = read_metadata(out)["result"]
+    assert record["iterations_run"] < 20
+    assert record["stop_reason"].startswith("L-BFGS made no progress")
+    err = capsys.readouterr().err
+    assert f"stopped after {record['iterations_run']} of 20 iterations: L-BFGS made no progress" in err

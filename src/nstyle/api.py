@@ -39,6 +39,7 @@ class StylizeResult:
     seconds: float
     interrupted: bool = False
     stopped: bool = False
+    stop_reason: str = "completed"  # otherwise why fewer than the configured iterations ran
     sources: dict[str, Any] = field(default_factory=dict)
     precision: str = "float32"  # what ``config.precision`` resolved to on this machine
     device: str = ""  # the run's first line: device, precision, threads
@@ -58,6 +59,7 @@ class StylizeResult:
                 "best_iteration": self.best_iteration,
                 "iterations_run": len(self.history),
                 "interrupted": self.interrupted,
+                "stop_reason": self.stop_reason,
                 "seconds": round(self.seconds, 3),
                 "precision": self.precision,
                 "device": self.device,
@@ -130,8 +132,9 @@ def stylize(
     start = time.perf_counter()
     history: list[dict[str, float]] = []
     pixels: np.ndarray | None = None  # the previous scale's result, RGB uint8
+    stop_reason = "completed"
     try:
-        for size, iterations in zip(sizes, per_scale):
+        for scale, (size, iterations) in enumerate(zip(sizes, per_scale), 1):
             content_img = fit(content_src, size, "content image")
             style_imgs = [fit(s, round(size * cfg.style_scale), "style image") for s in style_srcs]
             if cfg.preserve_color == "luminance":
@@ -149,10 +152,14 @@ def stylize(
             best_iteration = len(history) + run.best_iteration
             history += run.history
             pixels = prep.inverse(run.image[0])
+            if run.stop_reason != "completed" and stop_reason == "completed":
+                stop_reason = run.stop_reason + (f" at scale {scale} of {len(sizes)}" if len(sizes) > 1 else "")
             if run.interrupted or run.stopped:
                 break
     finally:
         if bar is not None:
+            if stop_reason != "completed":
+                bar.set_description(f"stopped early: {stop_reason}")
             bar.close()
     image = Image.fromarray(pixels)
     if cfg.preserve_color == "luminance":
@@ -166,6 +173,7 @@ def stylize(
         seconds=time.perf_counter() - start,
         interrupted=run.interrupted,
         stopped=run.stopped,
+        stop_reason=stop_reason,
         sources={"content": _describe_source(content), "styles": [_describe_source(s) for s in styles]},
         precision=choice.name,
         device=device,

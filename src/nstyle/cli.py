@@ -222,6 +222,9 @@ def _run(content: str, styles: list[str], cfg: Config, args: argparse.Namespace)
             file=sys.stderr,
         )
         return 128 + signum
+    if result.stop_reason != "completed":  # said even with --quiet: the user asked for more iterations
+        print(f"nstyle: note: stopped after {len(result.history)} of {cfg.total_iterations} iterations: "
+              f"{result.stop_reason}", file=sys.stderr)  # fmt: skip
     if not args.quiet:
         print(f"wrote {output} (best loss {result.best_loss:.4g} at iteration {result.best_iteration}, "
               f"{result.seconds:.1f} s)", file=sys.stderr)  # fmt: skip
@@ -239,23 +242,32 @@ def _info(argv: list[str]) -> int:
 
 
 def _layers(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="nstyle layers", description="List a backbone's layers for --*-layers.")
+    p = argparse.ArgumentParser(
+        prog="nstyle layers",
+        description="List a backbone's layers for --*-layers; the last column marks what --backbone NAME alone uses.",
+    )
     p.add_argument("backbone", help=", ".join(REGISTRY))
     p.add_argument("--size", type=int, metavar="PX", help="show output shapes for a PX x PX input")
     args = p.parse_args(argv)
     from .backbones import describe_layers, get_backbone
     from .config import MAX_SIZE, MIN_SIZE
 
-    get_backbone(args.backbone)
+    backbone = get_backbone(args.backbone)
     if args.size is not None and not MIN_SIZE <= args.size <= MAX_SIZE:
         raise NStyleError(f"--size: {args.size} must be between {MIN_SIZE} and {MAX_SIZE}")
     from ._tf import quiet_tensorflow
 
     quiet_tensorflow()
-    rows = [(r.name, r.alias, "x".join("?" if d is None else str(d) for d in r.shape), f"{r.params:,}")
+    aliases = backbone.alias_map()
+    roles: dict[str, list[str]] = {}
+    for role, names in (("content", backbone.content_layers), ("style", backbone.style_layers)):
+        for name in names:
+            roles.setdefault(aliases.get(name, name), []).append(role)
+    rows = [(r.name, r.alias, "x".join("?" if d is None else str(d) for d in r.shape), f"{r.params:,}",
+             "+".join(roles.get(r.name, [])))
             for r in describe_layers(args.backbone, args.size)]  # fmt: skip
-    header = ("layer", "alias (Keras 2.2)", "output shape", "parameters")
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(4)]
+    header = ("layer", "alias (Keras 2.2)", "output shape", "parameters", "default for")
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(5)]
     for row in [header, *rows]:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
     return 0

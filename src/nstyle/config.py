@@ -107,6 +107,10 @@ class Config:
             ema=_number(v, "ema", minimum=0.0, below=1.0),
             precision=_choice(v, "precision", PRECISIONS),
         )
+        if config.weights == "hed" and config.backbone != "vgg16":
+            raise ConfigError(
+                f"weights: 'hed' is the HED edge detector's VGG16 body; it fits --backbone vgg16, not {config.backbone}"
+            )
         if config.scale_iterations and len(config.scale_iterations) != config.scales:
             raise ConfigError(
                 f"scale_iterations: {len(config.scale_iterations)} values for {config.scales} scales (give one per scale)"
@@ -184,13 +188,25 @@ def resolve(
     config_file: str | Path | None = None,
     overrides: Mapping[str, Any] | None = None,
 ) -> Config:
-    """Merge preset < config file < overrides and validate the result once."""
+    """Merge preset < config file < overrides and validate the result once.
+
+    A backbone other than the preset's brings its own default layers (see
+    :data:`nstyle.backbones.REGISTRY`), unless layers are given beside it: the preset's layer
+    names belong to the preset's network.
+    """
     values = load_preset(preset)
+    given: dict[str, Any] = {}
     if config_file is not None:
-        file_values = load_config_file(config_file)
-        file_values.pop("description", None)
-        values.update(file_values)
-    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+        given.update(load_config_file(config_file))
+        given.pop("description", None)
+    given.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    backbone = given.get("backbone", values.get("backbone"))
+    if backbone != values.get("backbone") and backbone in _backbone_names():
+        from .backbones import get_backbone
+
+        entry = get_backbone(backbone)
+        values.update(content_layers=list(entry.content_layers), style_layers=list(entry.style_layers))
+    values.update(given)
     return Config.from_dict(values)
 
 
@@ -255,14 +271,16 @@ def _list(v: Mapping[str, Any], key: str) -> list[Any]:
 
 def _weights(value: Any) -> str:
     if not isinstance(value, str) or not value:
-        raise ConfigError(f"weights: {value!r} is not 'imagenet', 'random[:SEED]' or a file path")
+        raise ConfigError(f"weights: {value!r} is not 'imagenet', 'hed', 'random[:SEED]' or a file path")
+    if value == "hed":
+        return value
     if value.startswith("random"):
         seed = value.partition(":")[2]
         if value != "random" and not (value.startswith("random:") and seed.isdigit()):
             raise ConfigError(f"weights: '{value}' should be 'random' or 'random:SEED' with a whole-number seed")
         return value
     if value != "imagenet" and not Path(value).is_file():
-        raise ConfigError(f"weights: no such file '{value}' (use 'imagenet', 'random[:SEED]' or a weights file)")
+        raise ConfigError(f"weights: no such file '{value}' (use 'imagenet', 'hed', 'random[:SEED]' or a weights file)")
     return value
 
 

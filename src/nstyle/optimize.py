@@ -103,8 +103,9 @@ class OptimizeResult:
     best_loss: float
     best_iteration: int
     history: list[dict[str, float]] = field(default_factory=list)
-    interrupted: bool = False  # Ctrl-C
+    interrupted: bool = False  # Ctrl-C, SIGTERM, SIGHUP
     stopped: bool = False  # a callback raised Stop
+    stop_reason: str = "completed"  # why the run ended; anything but "completed" means early
 
 
 def optimize(
@@ -180,9 +181,9 @@ def _run_adam(loss_fn, x0, bounds, settings, to_rgb, callbacks) -> OptimizeResul
             result.history.append(losses)
             _notify(callbacks, Progress(i, settings.iterations, losses, lambda: to_rgb(image.numpy()[0])))
     except KeyboardInterrupt:
-        result.interrupted = True
+        result.interrupted, result.stop_reason = True, "interrupted"
     except Stop:
-        result.stopped = True
+        result.stopped, result.stop_reason = True, "stopped by a callback"
     result.image, result.best_iteration = best.numpy(), best_iteration
     if not math.isfinite(result.best_loss):  # interrupted before the first step finished
         result.image = x0
@@ -249,7 +250,7 @@ def _run_lbfgs(loss_fn, x0, bounds, settings, to_rgb, callbacks) -> OptimizeResu
                 break
             done = len(result.history)
             remaining = settings.iterations - done
-            x = scipy.optimize.minimize(
+            run = scipy.optimize.minimize(
                 fun,
                 x,
                 jac=True,
@@ -257,16 +258,31 @@ def _run_lbfgs(loss_fn, x0, bounds, settings, to_rgb, callbacks) -> OptimizeResu
                 bounds=scipy.optimize.Bounds(low, high),
                 callback=on_iteration,
                 options={"maxiter": remaining, "maxfun": 10 * remaining + 20, "ftol": 0.0, "gtol": 0.0},
-            ).x
+            )
+            x = run.x
             if len(result.history) == done:
                 break
+        if len(result.history) < settings.iterations:
+            result.stop_reason = f"L-BFGS made no progress ({_lbfgs_message(run)})"
     except KeyboardInterrupt:
-        result.interrupted = True
+        result.interrupted, result.stop_reason = True, "interrupted"
     except Stop:
-        result.stopped = True
+        result.stopped, result.stop_reason = True, "stopped by a callback"
     # A failed line search can still have evaluated a lower loss, during an iteration that never
     # completed: count it as the last completed one.
     result.best_iteration = min(result.best_iteration, len(result.history))
     if settings.ema > 0 and result.history:
         result.image = (average / (1 - settings.ema ** len(result.history))).reshape(shape).astype(np.float32)
     return result
+
+
+def _lbfgs_message(run: scipy.optimize.OptimizeResult) -> str:
+    """scipy's reason in words a user reads: its messages are Fortran status codes."""
+    message = str(run.message)
+    if "LNSRCH" in message or message.startswith("ABNORMAL"):
+        return "the line search found no lower loss"
+    if "PROJ_G" in message or "CONVERGENCE" in message:
+        return "the gradient is zero: converged"
+    if "TOTAL NO. OF F" in message or "maxfun" in message.lower():
+        return "too many loss evaluations without an iteration"
+    return message.lower()

@@ -120,6 +120,8 @@ def _stylize_events(
             folder = Path(tempfile.mkdtemp(prefix="nstyle-ui-"))
             path = save_image(result.image, folder / "nstyle.png", metadata=result.metadata())
             ended = "Stopped" if result.stopped else "Done"
+            if result.stop_reason not in ("completed", "stopped by a callback"):
+                ended = f"Ended early ({result.stop_reason})"
             status = (f"{ended} after {len(result.history)} iterations in {result.seconds:.1f} s "
                       f"({result.precision}); best loss "
                       f"{result.best_loss:.4g} at iteration {result.best_iteration}. The PNG carries its settings.")  # fmt: skip

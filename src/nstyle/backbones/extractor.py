@@ -13,6 +13,10 @@ if TYPE_CHECKING:
     import tensorflow as tf
 
 
+#: The total stride of every network nstyle lists (five halvings): inputs are padded to it.
+SIZE_MULTIPLE = 32
+
+
 class FeatureExtractor:
     """The backbone cut at the deepest layer in use, returning the requested activations.
 
@@ -48,12 +52,32 @@ class FeatureExtractor:
         self.model = cut
 
     def __call__(self, x) -> dict[str, "tf.Tensor"]:
-        """Float32 activations for a batch ``x`` in network-input space, keyed by Keras layer name."""
+        """Float32 activations for a batch ``x`` in network-input space, keyed by Keras layer name.
+
+        The image is first mirrored at its bottom and right edges up to a multiple of
+        :data:`SIZE_MULTIPLE`, and each feature map cropped back to the part the image covers.
+        Why: TensorFlow's 'same' padding of a stride-2 layer puts its one row of zeros below an
+        even-sized map but one above and one below an odd-sized one, and VGG's pooling drops an
+        odd map's last row. An image whose side halves to an odd number (170 -> 85) then has
+        top rows seen differently from all others, and the optimiser painted a 2-3 px band of
+        saturated noise there. At a multiple of the total stride every map is even-sized.
+        """
         tf = quiet_tensorflow()
+        height, width = int(x.shape[1]), int(x.shape[2])
+        pad_h, pad_w = -height % SIZE_MULTIPLE, -width % SIZE_MULTIPLE
+        if pad_h or pad_w:
+            x = tf.pad(x, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]], mode="SYMMETRIC")
         outputs = self.model(x, training=False)
         if not isinstance(outputs, (list, tuple)):  # a one-output model returns a bare tensor
             outputs = [outputs]
-        return {name: tf.cast(out, tf.float32) for name, out in zip(self.layers, outputs)}
+        features = {}
+        for name, out in zip(self.layers, outputs):
+            if pad_h or pad_w:  # keep the positions the image itself reaches: ceil(side / stride)
+                rows = -(-height * int(out.shape[1]) // (height + pad_h))
+                cols = -(-width * int(out.shape[2]) // (width + pad_w))
+                out = out[:, :rows, :cols, :]
+            features[name] = tf.cast(out, tf.float32)
+        return features
 
 
 @functools.lru_cache(maxsize=4)

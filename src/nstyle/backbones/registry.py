@@ -91,6 +91,9 @@ class Backbone:
     blocks: Callable[[Sequence[str]], list[str]]  # picks the stage/block outputs from all layer names
     aliases: Callable[[], dict[str, str]] | None = None
     weights_file: str | None = None  # what keras.applications caches in ~/.keras/models, if it downloads
+    # What `--backbone NAME` alone uses: another network's layer names mean nothing to this one.
+    content_layers: tuple[str, ...] = ()
+    style_layers: tuple[str, ...] = ()
 
     def alias_map(self) -> dict[str, str]:
         """Legacy name -> Keras name (empty when the network has no legacy names)."""
@@ -143,18 +146,38 @@ def _notop(name: str) -> str:
     return f"{name}_weights_tf_dim_ordering_tf_kernels_notop.h5"
 
 
+#: The notebook's layers (Keras 2.2 bn2b_branch2a, bn3a_branch2c, res3a_branch1, bn4e_branch2b),
+#: by their Keras 3 names, which every ResNet of keras.applications has.
+RESNET_LAYERS = {
+    "content_layers": ("conv1_conv",),
+    "style_layers": ("conv2_block2_1_bn", "conv3_block1_3_bn", "conv3_block1_0_conv", "conv4_block5_2_bn"),
+}
+#: Gatys et al.'s: content conv4_2, style the first convolution of each block.
+VGG_LAYERS = {
+    "content_layers": ("block4_conv2",),
+    "style_layers": ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1"),
+}
+#: Chosen by `nstyle probe` (README): the ReLU6 layers of stages 1-4; content at stride 8.
+LITE0_LAYERS = {
+    "content_layers": ("block4a_expand_relu",),
+    "style_layers": ("stem_relu", "block2a_expand_relu", "block2b_expand_relu", "block3a_expand_relu",
+                     "block4a_expand_relu"),
+}  # fmt: skip
+
 REGISTRY: dict[str, Backbone] = {
     b.name: b
     for b in (
         Backbone("resnet50", keras_application("ResNet50"), CAFFE, resnet_blocks, resnet50_keras22_aliases,
-                 _notop("resnet50")),
-        Backbone("resnet101", keras_application("ResNet101"), CAFFE, resnet_blocks, weights_file=_notop("resnet101")),
-        Backbone("resnet152", keras_application("ResNet152"), CAFFE, resnet_blocks, weights_file=_notop("resnet152")),
-        Backbone("vgg16", keras_application("VGG16"), CAFFE, vgg_blocks, weights_file=_notop("vgg16")),
-        Backbone("vgg19", keras_application("VGG19"), CAFFE, vgg_blocks, weights_file=_notop("vgg19")),
-        Backbone("efficientnet_lite0", lite0, LITE, lite0_blocks),
+                 _notop("resnet50"), **RESNET_LAYERS),
+        Backbone("resnet101", keras_application("ResNet101"), CAFFE, resnet_blocks, weights_file=_notop("resnet101"),
+                 **RESNET_LAYERS),
+        Backbone("resnet152", keras_application("ResNet152"), CAFFE, resnet_blocks, weights_file=_notop("resnet152"),
+                 **RESNET_LAYERS),
+        Backbone("vgg16", keras_application("VGG16"), CAFFE, vgg_blocks, weights_file=_notop("vgg16"), **VGG_LAYERS),
+        Backbone("vgg19", keras_application("VGG19"), CAFFE, vgg_blocks, weights_file=_notop("vgg19"), **VGG_LAYERS),
+        Backbone("efficientnet_lite0", lite0, LITE, lite0_blocks, **LITE0_LAYERS),
     )
-}
+}  # fmt: skip
 
 
 def get_backbone(name: str) -> Backbone:
@@ -166,7 +189,7 @@ def get_backbone(name: str) -> Backbone:
 
 
 def load_model(name: str, weights: str) -> "keras.Model":
-    """Build ``name`` with ``weights`` ('imagenet', 'random[:SEED]' or a file), cached per process.
+    """Build ``name`` with ``weights`` ('imagenet', 'hed', 'random[:SEED]' or a file), cached per process.
 
     Probes, grids and sweeps stylize many times with one network; building ResNet50 and
     reading 90 MB of weights each time would dominate short runs.
@@ -190,6 +213,10 @@ def _load_model_cached(name: str, weights: str, _stamp: int) -> "keras.Model":
                 f"cannot get ImageNet weights for {name} ({reason}); offline, use --weights PATH "
                 f"(a Keras weights file, see README), --weights random, or --preset lite0 (trained, no download)"
             ) from None
+    if weights == "hed":
+        from . import hed
+
+        return hed.load_into(backbone.build(None))
     if weights.startswith("random"):
         import keras
 
