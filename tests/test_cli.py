@@ -92,6 +92,10 @@ BAD = [
     (lambda t: [CONTENT, STYLE, "--size", "5"], "size"),
     (lambda t: [CONTENT, STYLE, "--snapshot-every", "0"], "snapshot-every"),
     (lambda t: [CONTENT, STYLE, "--weights", t / "nope.h5"], "no such file"),
+    (lambda t: [CONTENT, STYLE, "--weights", "hed"], "'hed' is the HED edge detector's VGG16 body"),
+    (lambda t: [CONTENT, STYLE, "--swag", "-1"], "swag: -1 must be >= 0"),
+    (lambda t: [CONTENT, STYLE, "--swag", "nan"], "swag: nan is not a finite number"),
+    (lambda t: [CONTENT, STYLE, "--swag", "inf"], "swag: inf is not a finite number"),
 ]
 
 

@@ -22,8 +22,9 @@ def test_tutorial_vgg19_preset():
     assert cfg.backbone == "vgg19"
     assert [s.name for s in cfg.content_layers] == ["block5_conv2"]
     assert [s.name for s in cfg.style_layers] == [f"block{i}_conv1" for i in range(1, 6)]
-    assert (cfg.content_weight, cfg.style_weight, cfg.lr, cfg.beta1, cfg.epsilon) == (1e3, 1e-2, 5.0, 0.99, 0.1)
-    assert cfg.iterations == 1000
+    assert (cfg.content_weight, cfg.style_weight, cfg.beta1, cfg.iterations) == (1e4, 1e-2, 0.99, 1000)
+    # The tutorial's Adam on a [0, 1] image, converted to pixels: lr x 255, epsilon / 255.
+    assert (cfg.lr, cfg.epsilon) == (pytest.approx(0.02 * 255), pytest.approx(0.1 / 255, rel=1e-3))
 
 
 def test_every_preset_validates():

@@ -18,12 +18,43 @@ rng = np.random.default_rng(1)
 SCREAM = SAMPLES / "style" / "the_scream.jpg"
 
 
-def test_swag_is_a_spatial_softmax_scaled_by_positions():
+def test_swag_is_one_softmax_over_the_whole_layer():
+    """The authors' softmax3d: every channel and position of the layer in one softmax, at an
+    absolute temperature; times the element count, so a flat layer is all ones."""
     f = rng.normal(size=(1, 3, 4, 2)).astype(np.float32)
-    flat = f.reshape(12, 2) / 0.5
-    expected = np.exp(flat) / np.exp(flat).sum(0) * 12
-    np.testing.assert_allclose(swag(tf.constant(f), 0.5).numpy().reshape(12, 2), expected, rtol=1e-5)
-    np.testing.assert_allclose(swag(tf.ones((1, 3, 4, 2)), 1.0).numpy(), 1.0, rtol=1e-6)
+    flat = f.ravel() / 0.5
+    expected = np.exp(flat - flat.max()) / np.exp(flat - flat.max()).sum() * 24
+    np.testing.assert_allclose(swag(tf.constant(f), 0.5).numpy().ravel(), expected, rtol=1e-5)
+    np.testing.assert_allclose(swag(tf.ones((1, 3, 4, 2)) * 7, 1.0).numpy(), 1.0, rtol=1e-6)
+    assert float(tf.reduce_sum(swag(tf.constant(f), 2.0))) == pytest.approx(24, rel=1e-5)
+
+
+def test_swag_terms_are_relative_to_the_start():
+    """With SWAG each style layer's term is over its value for the content photo, each content
+    layer's over its value for a blank map: the photo scores style 1 and content 0, and a
+    style weight means the same at every temperature (whose raw terms span ~10 orders)."""
+    from nstyle.api import objective
+    from nstyle.backbones import feature_extractor, get_backbone, load_model
+    from nstyle.io import fit, load_image
+
+    backbone = get_backbone("resnet50")
+    content = fit(load_image(CONTENT, "content"), 64, "content")
+    style = fit(load_image(STYLE, "style"), 64, "style")
+    x = tf.constant(backbone.preprocessing.forward(np.asarray(content, np.float32))[None])
+    noise = x + tf.random.stateless_normal(x.shape, seed=[1, 2], stddev=20.0)
+    for temperature in (1.0, 30.0):
+        cfg = resolve("swag", overrides={"weights": "random:0", "size": 64, "swag": temperature})
+        names = tuple(s.name for s in (*cfg.content_layers, *cfg.style_layers))
+        extractor = feature_extractor(backbone, load_model("resnet50", "random:0"), names, "float32")
+        loss = objective(cfg, extractor, content, [style])
+        terms = loss(x)
+        assert float(terms["content"]) == pytest.approx(0, abs=1e-6)
+        assert float(terms["style"]) == pytest.approx(1, rel=1e-4)
+        features = loss.features(noise)
+        layer = loss.content_layers[0].layer
+        target = loss.content_targets[layer].numpy()
+        by_hand = np.mean((features[layer].numpy() - target) ** 2) / np.mean(target**2)
+        assert float(loss(noise)["content"]) == pytest.approx(by_hand, rel=1e-4)
 
 
 def stat_loss(kind, f, g):

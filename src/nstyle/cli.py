@@ -110,7 +110,8 @@ def add_settings(p: argparse.ArgumentParser) -> None:
     s.add_argument("--preset", default="default", help=f"base settings: {', '.join(preset_names())} (default: default)")
     s.add_argument("--config", metavar="FILE.toml", help="a TOML file of settings, same keys as the presets")
     s.add_argument("--backbone", help=f"feature network: {', '.join(REGISTRY)}")
-    s.add_argument("--weights", help="'imagenet', 'random[:SEED]' (untrained, offline) or a Keras weights file")
+    s.add_argument("--weights", help="'imagenet', 'hed' (vgg16 only: HED's, offline), 'random[:SEED]' (untrained, "
+                   "offline) or a Keras weights file")  # fmt: skip
     s.add_argument("--content-layers", nargs="+", metavar="LAYER[:W]", help="layers whose activations to keep")
     s.add_argument("--style-layers", nargs="+", metavar="LAYER[:W]", help="layers whose Gram matrices to match")
     s.add_argument("--content-weight", type=float, metavar="W", help="weight of the content term")
@@ -129,8 +130,8 @@ def add_settings(p: argparse.ArgumentParser) -> None:
                    help="style statistic: Gram matrices (the notebook's), 2-Wasserstein between Gaussian fits, "
                    "or per-channel mean and std")  # fmt: skip
     s.add_argument("--swag", type=float, nargs="?", const=1.0, metavar="T",
-                   help="softmax over spatial positions before the losses (SWAG, Wang et al. 2021), "
-                   "temperature T in units of each layer's activation spread (default 1)")  # fmt: skip
+                   help="SWAG (Wang et al. 2021): one softmax over each layer's activations before the losses, "
+                   "temperature T (default 1; 0 = off); each layer's term becomes relative to its target")  # fmt: skip
     s.add_argument("--scales", type=int, metavar="N", help="coarse-to-fine: N sizes ending at --size")
     s.add_argument("--scale-factor", type=float, metavar="F", help="size ratio between scales (default 1.414)")
     s.add_argument("--scale-iterations", type=int, nargs="+", metavar="N",

@@ -59,7 +59,7 @@ class Config:
     init: str = "content"
     seed: int | None = None
     style_loss: str = "gram"
-    swag: float = 0.0  # softmax temperature over positions, in units of each layer's spread; 0 = off
+    swag: float = 0.0  # SWAG's temperature: one softmax over each layer's activations / swag; 0 = off
     scales: int = 1
     scale_factor: float = math.sqrt(2)
     scale_iterations: tuple[int, ...] = ()  # per scale, coarse to fine; empty = `iterations` each

@@ -8,7 +8,7 @@ the number of spatial positions; total variation penalises neighbouring-pixel di
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -59,17 +59,20 @@ def total_variation(image: tf.Tensor) -> tf.Tensor:
     return tf.reduce_mean(tf.square(dy)) + tf.reduce_mean(tf.square(dx))
 
 
-def swag(features: tf.Tensor, temperature: float | tf.Tensor) -> tf.Tensor:
-    """Softmax of each channel over its spatial positions (Wang, Li & Vasconcelos, CVPR 2021).
+def swag(features: tf.Tensor, temperature: float) -> tf.Tensor:
+    """SWAG's smoothing (Wang, Li & Vasconcelos, CVPR 2021): one softmax over every element of a layer.
 
-    Residual networks have peaky, low-entropy activations whose Gram matrices are dominated by a
-    few positions; the softmax spreads them out. The result is scaled by the number of
-    positions, so a flat map becomes all ones and loss magnitudes stay near the unsmoothed ones.
+    As the authors' code (``softmax3d`` in resnet_swag.py) does: all channels and positions of
+    the layer jointly, on the raw activations divided by an absolute temperature. Residual
+    networks' activations are peaky, and their Gram matrices are dominated by a few large
+    values; the softmax turns them into a distribution whose entropy the temperature sets.
+    The result is multiplied by the number of elements N, so a flat layer is all ones rather
+    than 1/N: float32 keeps its precision, and :class:`StyleTransferLoss` measures SWAG's terms
+    relative to their targets, so the factor does not reach the loss.
     """
-    shape = tf.shape(features)
-    flat = tf.reshape(features, [-1, shape[-1]])
-    positions = tf.cast(tf.shape(flat)[0], flat.dtype)
-    return tf.reshape(tf.nn.softmax(flat / temperature, axis=0) * positions, shape)
+    flat = tf.reshape(features, [1, -1])
+    elements = tf.cast(tf.shape(flat)[1], flat.dtype)
+    return tf.reshape(tf.nn.softmax(flat / temperature, axis=-1) * elements, tf.shape(features))
 
 
 def _mean_and_centred(features: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -186,6 +189,14 @@ class StyleTransferLoss:
     Within a term, layers are averaged with their relative weights: ``sum(w L) / sum(w)``,
     which for equal weights is the notebook's ``1 / number of layers``. Several style images
     each get their own targets; their losses are mixed by ``style_blend`` (normalised).
+
+    With SWAG, each layer's term is divided by a constant: a style layer's by its value for
+    the content photo, a content layer's by its value for a blank feature map, so the photo
+    starts at style 1 and content 0. The paper weights its layers' raw Gram differences, whose
+    sizes depend on temperature, depth and image size by orders of magnitude (its style weight
+    was 1e17); relative terms make one weight mean the same across temperatures, networks and
+    sizes. (A softmax's flat part makes every Gram matrix near all-ones, so measuring style
+    relative to a blank map, whose Gram is 0, left almost nothing to optimise.)
     """
 
     def __init__(
@@ -209,38 +220,46 @@ class StyleTransferLoss:
         self.statistic = STYLE_LOSSES[style_loss]
         blend = list(style_blend) or [1.0] * len(style_images)
         self.blend = [w / sum(blend) for w in blend]
-        raw = extractor(content_image)
-        # SWAG's temperature is in units of each layer's activation spread on the content image:
-        # raw activations range from ~1 to ~100 between layers and networks, and softmax(x / 1)
-        # of the large ones is one-hot, with no gradient left.
-        self.temperatures = {
-            name: tf.constant(float(swag_temperature) * (float(tf.math.reduce_std(f)) + 1e-6)) for name, f in raw.items()
-        } if swag_temperature > 0 else {}  # fmt: skip
+        self.swag_temperature = float(swag_temperature)
         content_features = self.features(content_image)
         self.content_targets = {s.layer: tf.constant(content_features[s.layer]) for s in self.content_layers}
-        self.style_targets = []
+        self.content_scales = {name: self._scale(content_loss, tf.zeros_like(t), t) for name, t in self.content_targets.items()}
+        self.style_targets, self.style_scales = [], []
         for image in style_images:
             style_features = self.features(image)
-            self.style_targets.append({s.layer: self.statistic.target(style_features[s.layer]) for s in self.style_layers})
+            targets = {s.layer: self.statistic.target(style_features[s.layer]) for s in self.style_layers}
+            self.style_targets.append(targets)
+            self.style_scales.append(
+                {name: self._scale(self.statistic.loss, content_features[name], t) for name, t in targets.items()}
+            )
+
+    def _scale(self, term: Callable[[tf.Tensor, object], tf.Tensor], start: tf.Tensor, target: object) -> float:
+        """What a layer's term is divided by: 1, or with SWAG the term at ``start``: the photo for
+        style, a blank feature map for content (the photo scores 1 and 0)."""
+        if self.swag_temperature <= 0:
+            return 1.0
+        return max(float(term(start, target)), 1e-30)
 
     def features(self, image: tf.Tensor) -> dict[str, tf.Tensor]:
         """The extractor's activations, smoothed by SWAG when it is on."""
         features = self.extractor(image)
-        if self.temperatures:
-            features = {name: swag(f, self.temperatures[name]) for name, f in features.items()}
+        if self.swag_temperature > 0:
+            features = {name: swag(f, self.swag_temperature) for name, f in features.items()}
         return features
 
     def __call__(self, image: tf.Tensor) -> dict[str, tf.Tensor]:
         """Loss terms and their weighted ``total`` for a batch of one image in network space."""
         features = self.features(image)
-        content = _weighted_mean(
-            [(s.weight, content_loss(features[s.layer], self.content_targets[s.layer])) for s in self.content_layers]
-        )
+        content = _weighted_mean([
+            (s.weight, content_loss(features[s.layer], self.content_targets[s.layer]) / self.content_scales[s.layer])
+            for s in self.content_layers
+        ])
         style = tf.add_n([
-            share * _weighted_mean(
-                [(s.weight, self.statistic.loss(features[s.layer], targets[s.layer])) for s in self.style_layers]
-            )
-            for share, targets in zip(self.blend, self.style_targets)
+            share * _weighted_mean([
+                (s.weight, self.statistic.loss(features[s.layer], targets[s.layer]) / scales[s.layer])
+                for s in self.style_layers
+            ])
+            for share, targets, scales in zip(self.blend, self.style_targets, self.style_scales)
         ])  # fmt: skip
         cw, sw, tw = self.weights
         # Reported either way; differentiated only when it counts: TV's gradient (strided-slice

@@ -76,7 +76,7 @@ def _stylize_events(
     from .optimize import Stop
 
     overrides = {"backbone": backbone, "weights": weights, "size": int(size), "iterations": int(iterations),
-                 "style_weight": style_weight or None, "content_weight": content_weight or None, "swag": swag or 0.0,
+                 "style_weight": style_weight or None, "content_weight": content_weight or None, "swag": swag or None,
                  "scales": int(scales), "precision": precision}  # fmt: skip
     try:
         cfg = resolve(preset, overrides={k: v for k, v in overrides.items() if v is not None})
@@ -177,7 +177,7 @@ def build_app() -> gr.Blocks:
             with gr.Row():
                 style_weight = gr.Number(value=0, label="Style weight (0: the preset's)")
                 content_weight = gr.Number(value=0, label="Content weight (0: the preset's)")
-                swag = gr.Number(value=0, label="SWAG temperature (0: off)")
+                swag = gr.Number(value=0, label="SWAG temperature (0: the preset's)")
                 precision = gr.Dropdown(list(PRECISIONS), value="auto", label="Precision (auto: fastest for this machine)",
                                         elem_id="precision")  # fmt: skip
             with gr.Row():
