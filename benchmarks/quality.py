@@ -36,7 +36,7 @@ from PIL import Image
 from nstyle._tf import threads
 from nstyle.api import stylize
 from nstyle.backbones import FeatureExtractor, get_backbone, load_model, precision
-from nstyle.config import resolve
+from nstyle.config import read_toml, resolve
 from nstyle.io import fit
 from nstyle.losses import WassersteinStyle, tf
 from nstyle.sheets import contact_sheet
@@ -44,14 +44,16 @@ from nstyle.sheets import contact_sheet
 ROOT = Path(__file__).resolve().parents[1]
 IMAGES = ROOT / "examples" / "images"
 PAIRS = [("chelsea", "starry_night"), ("rocket", "the_scream"), ("coffee", "shipwreck")]
+#: the paper's layers and weights (examples/swag_paper.toml): block outputs, L-BFGS
+SWAG_PAPER = read_toml(ROOT / "examples" / "swag_paper.toml", "config")
 #: name -> (preset, overrides, the backbone whose features it optimised)
 CONFIGS = {
     "seed (resnet50 random)": ("seed", {"weights": "random:0"}, "resnet50"),
-    "resnet50 random": ("swag", {"weights": "random:0", "swag": 0.0, "style_weight": 1e6}, "resnet50"),
+    "resnet50 random": ("default", {**SWAG_PAPER, "weights": "random:0", "swag": 0.0, "style_weight": 1e6}, "resnet50"),
     # SWAG at two temperatures: the softmax is peaky at T 3 and nearly linear at T 30 on a
     # random Keras ResNet50, whose activations scale with the caffe-range input (no trained BN).
-    "resnet50 random + swag T3": ("swag", {"weights": "random:0", "swag": 3.0, "style_weight": 1e2}, "resnet50"),
-    "resnet50 random + swag T30": ("swag", {"weights": "random:0", "swag": 30.0, "style_weight": 1e2}, "resnet50"),
+    "resnet50 random + swag T3": ("default", {**SWAG_PAPER, "weights": "random:0", "swag": 3.0}, "resnet50"),
+    "resnet50 random + swag T30": ("default", {**SWAG_PAPER, "weights": "random:0", "swag": 30.0}, "resnet50"),
     "lite0": ("lite0", {}, "efficientnet_lite0"),
     "lite0 gram": ("lite0", {"style_loss": "gram", "style_weight": 1e3}, "efficientnet_lite0"),  # its sweep's Gram weight
     "vgg16-hed": ("hed", {}, "vgg16"),  # the hed preset
@@ -120,9 +122,9 @@ def main() -> None:
         tiles += [(content, f"content: {content_name}"), (style, f"style: {style_name}")]
         for name in args.configs:
             preset, extra, maker = CONFIGS[name]
-            cfg = resolve(preset, overrides={"size": args.size, "seed": args.seed, **extra})
+            cfg = resolve(preset, overrides={**extra, "size": args.size, "seed": args.seed})
             budget = args.iterations if cfg.optimizer == "lbfgs" else min(cfg.iterations, args.adam_iterations)
-            cfg = resolve(preset, overrides={"size": args.size, "seed": args.seed, "iterations": budget, **extra})
+            cfg = resolve(preset, overrides={**extra, "size": args.size, "seed": args.seed, "iterations": budget})
             start = time.perf_counter()
             result = stylize(content_path, style_path, config=cfg)
             seconds = time.perf_counter() - start
@@ -135,13 +137,13 @@ def main() -> None:
                     continue
                 style_score, content_score = judge.scores(result.image, content, style)
                 row[f"{judge.name} style"], row[f"{judge.name} content"] = round(style_score, 4), round(content_score, 4)
-                caption.append(f"{judge.name}: style {style_score:.2f} content {content_score:.2f}")
+                caption.append(f"{judge.name}: style {style_score:.2f}, content {content_score:.2f}")
             rows.append(row)
             tiles.append((result.image, "\n".join(caption)))
             print(f"  {row['pair']:26s} {name:24s} {seconds:6.1f} s  " + "  ".join(caption[1:]), flush=True)
 
     title = "style and content distance by judges that did not make the image (relative to the photo: lower is closer)"
-    contact_sheet(tiles, columns=len(args.configs) + 2, tile_size=220, title=title).save(out / "sheet.png")
+    contact_sheet(tiles, columns=len(args.configs) + 2, tile_size=260, title=title, font_size=12).save(out / "sheet.png")
     with (out / "table.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()

@@ -16,6 +16,7 @@ from .conftest import CONTENT, SAMPLES, STYLE, TINY
 
 rng = np.random.default_rng(1)
 SCREAM = SAMPLES / "style" / "the_scream.jpg"
+SWAG_PAPER = SAMPLES.parent / "swag_paper.toml"
 
 
 def test_swag_is_one_softmax_over_the_whole_layer():
@@ -43,7 +44,7 @@ def test_swag_terms_are_relative_to_the_start():
     x = tf.constant(backbone.preprocessing.forward(np.asarray(content, np.float32))[None])
     noise = x + tf.random.stateless_normal(x.shape, seed=[1, 2], stddev=20.0)
     for temperature in (1.0, 30.0):
-        cfg = resolve("swag", overrides={"weights": "random:0", "size": 64, "swag": temperature})
+        cfg = resolve("default", SWAG_PAPER, {"weights": "random:0", "size": 64, "swag": temperature})
         names = tuple(s.name for s in (*cfg.content_layers, *cfg.style_layers))
         extractor = feature_extractor(backbone, load_model("resnet50", "random:0"), names, "float32")
         loss = objective(cfg, extractor, content, [style])

@@ -13,11 +13,11 @@ from .config import Config, LayerSpec, resolve
 from .errors import NStyleError
 
 __version__ = "0.1.0"
-__all__ = ["Config", "LayerSpec", "NStyleError", "StylizeResult", "resolve", "stylize", "__version__"]
+__all__ = ["Config", "LayerSpec", "NStyleError", "StylizeResult", "resolve", "resume", "stylize", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("stylize", "StylizeResult"):
+    if name in ("stylize", "resume", "StylizeResult"):
         from . import api
 
         return getattr(api, name)

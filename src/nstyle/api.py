@@ -11,19 +11,20 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from PIL import Image
 
 from . import color
+from .checkpoints import Checkpoint, CheckpointPlan, CheckpointWriter
 from .backbones import FeatureExtractor, feature_extractor, get_backbone, load_model, precision
 from .config import MIN_SIZE, Config, resolve
 from .errors import ConfigError
 from .io import ImageSource, fit, load_image
 from ._tf import threads
 from .losses import StyleTransferLoss, WeightedLayer, tf
-from .optimize import Callback, OptimizerSettings, optimize
+from .optimize import Callback, OptimizerSettings, OptimizerState, optimize
 from .signals import stop_on_signals
 
 
@@ -57,6 +58,7 @@ class StylizeResult:
             "result": {
                 "best_loss": self.best_loss,
                 "best_iteration": self.best_iteration,
+                "best_losses": self.history[self.best_iteration - 1] if self.best_iteration else {},
                 "iterations_run": len(self.history),
                 "interrupted": self.interrupted,
                 "stop_reason": self.stop_reason,
@@ -83,6 +85,8 @@ def stylize(
     config: Config | str | os.PathLike | None = None,
     callbacks: Sequence[Callback] = (),
     progress: bool = False,
+    checkpoint: CheckpointPlan | None = None,
+    resume: Checkpoint | None = None,
     **options: Any,
 ) -> StylizeResult:
     """Stylize ``content`` in the manner of ``style`` (or of several styles, blended).
@@ -95,7 +99,13 @@ def stylize(
     in ``precision`` (``auto`` follows the hardware, see :mod:`nstyle.backbones.precision`);
     what it resolved to is in the result's ``precision`` and its metadata. Ctrl-C, SIGTERM and
     SIGHUP end the run early with the best image so far (``interrupted`` is then True).
+
+    ``checkpoint`` saves the run's state as it goes and when stopped (and deletes it when the run
+    completes); ``resume`` continues a :class:`~nstyle.checkpoints.Checkpoint`, whose config
+    then replaces ``preset``, ``config`` and ``options`` (see :mod:`nstyle.checkpoints`).
     """
+    if resume is not None:
+        config, options = Config.from_dict({**resume.config, "precision": resume.precision}), {}
     cfg = _configure(preset, config, options)
     if cfg.seed is None:
         cfg = dataclasses.replace(cfg, seed=int(np.random.SeedSequence().entropy % 2**32))
@@ -130,11 +140,16 @@ def stylize(
         bar = ProgressBar(cfg.total_iterations)
         callbacks.insert(0, bar)
     start = time.perf_counter()
-    history: list[dict[str, float]] = []
+    history: list[dict[str, float]] = list(resume.earlier_history) if resume else []
     pixels: np.ndarray | None = None  # the previous scale's result, RGB uint8
     stop_reason = "completed"
+    sources = {"content": _describe_source(content), "styles": [_describe_source(s) for s in styles]}
+    writer = None
     try:
         for scale, (size, iterations) in enumerate(zip(sizes, per_scale), 1):
+            state = resume.state if resume is not None and resume.scale == scale - 1 else None
+            if resume is not None and scale - 1 < resume.scale:
+                continue  # finished before the checkpoint: its result is in the saved image
             content_img = fit(content_src, size, "content image")
             style_imgs = [fit(s, round(size * cfg.style_scale), "style image") for s in style_srcs]
             if cfg.preserve_color == "luminance":
@@ -147,13 +162,19 @@ def stylize(
                 start_rgb = np.asarray(Image.fromarray(pixels).resize(content_img.size, Image.Resampling.LANCZOS), np.float32)
             settings = OptimizerSettings(cfg.optimizer, iterations, cfg.lr, cfg.beta1, cfg.beta2, cfg.epsilon, cfg.ema,
                                          loss_scaling=choice.name == "float16")  # fmt: skip
+            scale_callbacks = list(callbacks)
+            if checkpoint is not None:
+                writer = CheckpointWriter(checkpoint, _checkpoint_maker(cfg, sources, choice.name, scale - 1, history, checkpoint))
+                scale_callbacks.append(writer)
             run = optimize(loss, prep.forward(start_rgb)[None], prep.bounds(), settings, prep.inverse,
-                           [_offset(cb, len(history), cfg.total_iterations) for cb in callbacks])  # fmt: skip
+                           [_offset(cb, len(history), cfg.total_iterations) for cb in scale_callbacks], resume=state)  # fmt: skip
             best_iteration = len(history) + run.best_iteration
             history += run.history
             pixels = prep.inverse(run.image[0])
             if run.stop_reason != "completed" and stop_reason == "completed":
                 stop_reason = run.stop_reason + (f" at scale {scale} of {len(sizes)}" if len(sizes) > 1 else "")
+            if run.interrupted and writer is not None and run.state is not None:
+                writer.save(run.state)
             if run.interrupted or run.stopped:
                 break
     finally:
@@ -161,6 +182,8 @@ def stylize(
             if stop_reason != "completed":
                 bar.set_description(f"stopped early: {stop_reason}")
             bar.close()
+    if checkpoint is not None and not (run.interrupted or run.stopped):
+        checkpoint.path.unlink(missing_ok=True)  # done: nothing left to resume
     image = Image.fromarray(pixels)
     if cfg.preserve_color == "luminance":
         image = color.restore_chroma(image, content_src)
@@ -174,10 +197,33 @@ def stylize(
         interrupted=run.interrupted,
         stopped=run.stopped,
         stop_reason=stop_reason,
-        sources={"content": _describe_source(content), "styles": [_describe_source(s) for s in styles]},
+        sources=sources,
         precision=choice.name,
         device=device,
     )
+
+
+def resume(
+    checkpoint: str | os.PathLike, *, callbacks: Sequence[Callback] = (), progress: bool = False, every: int | None = None
+) -> StylizeResult:
+    """Continue the stopped run saved in ``checkpoint`` (a file a run with a checkpoint left).
+
+    Its input files must be the ones it started with (checked by hash). It keeps checkpointing
+    to the same file, every ``every`` iterations or else every 5 minutes, and deletes it when done.
+    """
+    saved = Checkpoint.load(checkpoint)
+    content, styles = saved.check_sources()
+    plan = CheckpointPlan(Path(checkpoint), every, None if every else 300.0, saved.output)
+    return stylize(content, styles, callbacks=callbacks, progress=progress, checkpoint=plan, resume=saved)
+
+
+def _checkpoint_maker(cfg: Config, sources: dict[str, Any], precision_name: str, scale: int,
+                      earlier: list[dict[str, float]], plan: CheckpointPlan) -> Callable[[OptimizerState], Checkpoint]:  # fmt: skip
+    """How this scale's checkpoints are made from the optimiser's state."""
+    from . import __version__
+
+    earlier = list(earlier)
+    return lambda state: Checkpoint(__version__, cfg.to_dict(), sources, precision_name, scale, earlier, state, plan.output)
 
 
 def objective(

@@ -22,7 +22,7 @@ from .errors import NStyleError
 from .signals import Interrupted, received, stop_on_signals
 
 EXIT_USER_ERROR = 2
-COMMANDS = ("layers", "presets", "reproduce", "probe", "grid", "sweep", "ui", "info")
+COMMANDS = ("layers", "presets", "reproduce", "resume", "probe", "grid", "sweep", "ui", "info")
 
 DESCRIPTION = """\
 Stylize CONTENT in the manner of STYLE by optimising the image's pixels so that its
@@ -37,6 +37,7 @@ other commands:
   nstyle layers BACKBONE [--size PX]   list a backbone's layers, aliases, shapes, parameters
   nstyle presets                       list the shipped presets
   nstyle reproduce OUT.png [-o NEW]    run again from the record inside an nstyle output
+  nstyle resume OUT.ckpt.npz           continue a stopped run from its checkpoint
   nstyle probe CONTENT STYLE --layers L1 L2 ... -o DIR   one run per layer, on a contact sheet
   nstyle grid --content A B --style X Y -o DIR          every content x every style, one figure
   nstyle sweep SWEEP.toml -o DIR                        runs over settings (see README)
@@ -61,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with stop_on_signals():
             if argv and argv[0] in COMMANDS:
-                handlers = {"layers": _layers, "presets": _presets, "reproduce": _reproduce,
+                handlers = {"layers": _layers, "presets": _presets, "reproduce": _reproduce, "resume": _resume,
                             "probe": _probe, "grid": _grid, "sweep": _sweep, "ui": _ui, "info": _info}  # fmt: skip
                 return handlers[argv[0]](argv[1:])
             return _stylize(argv)
@@ -84,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The stylize parser (also used to document the flags in the README)."""
     p = argparse.ArgumentParser(
         prog="nstyle",
-        usage="nstyle CONTENT STYLE -o OUTPUT [options]\n       nstyle {layers,presets,reproduce,probe,grid,sweep,ui,info} ...",
+        usage="nstyle CONTENT STYLE -o OUTPUT [options]\n       nstyle {layers,presets,reproduce,resume,probe,grid,sweep,ui,info} ...",
         description=DESCRIPTION,
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -99,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     o = p.add_argument_group("watching the run")
     o.add_argument("--snapshot-every", type=int, metavar="N", help="also write OUTPUT_0050.png ... every N iterations")
+    o.add_argument("--checkpoint-every", type=int, metavar="N",
+                   help="save the run's state to OUTPUT.ckpt.npz every N iterations (default: every 5 minutes, "
+                   "and when stopped); `nstyle resume` continues it")  # fmt: skip
     o.add_argument("--strip", action="store_true", help="also write OUTPUT_strip.png: 10 intermediate images")
     o.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
@@ -175,12 +179,25 @@ def _stylize(argv: list[str]) -> int:
     return _run(args.content, args.style, settings_from(args), args)
 
 
-def _run(content: str, styles: list[str], cfg: Config, args: argparse.Namespace) -> int:
-    """Check every path, then stylize and write the outputs; shared by stylize and reproduce."""
-    from .io import check_image_output, check_output, load_image, save_image, sidecar_path
+def checkpoint_path(output: Path) -> Path:
+    """Where a run writing ``output`` keeps its checkpoint: ``out.png`` -> ``out.ckpt.npz``."""
+    return output.with_name(f"{output.stem}.ckpt.npz")
 
-    output = check_image_output(args.output, args.force)
-    check_output(sidecar_path(output), args.force, what="sidecar")
+
+def _run(content: str, styles: list[str], cfg: Config, args: argparse.Namespace, resume: Any = None) -> int:
+    """Check every path, then stylize and write the outputs; shared by stylize, reproduce and resume."""
+    from .io import check_image_output, check_output, check_space, claim, load_image, sidecar_path
+
+    own = Path(resume.output).resolve() if resume is not None and resume.output else None
+    force = args.force or (own is not None and Path(args.output).resolve() == own)  # a resumed run's own output
+    output = check_image_output(args.output, force)
+    check_output(sidecar_path(output), force, what="sidecar")
+    every = getattr(args, "checkpoint_every", None)
+    if every is not None and every < 1:
+        raise NStyleError(f"--checkpoint-every: {every} must be >= 1")
+    ckpt = checkpoint_path(output)
+    if ckpt.exists() and resume is None and not args.force:
+        raise NStyleError(f"{ckpt} exists: a stopped run; continue it with `nstyle resume {ckpt}`, or --force to start over")
     load_image(content, "content image")
     for style in styles:
         load_image(style, "style image")
@@ -198,28 +215,44 @@ def _run(content: str, styles: list[str], cfg: Config, args: argparse.Namespace)
         extra.append(strip_path)
     for path in extra:
         check_output(path, args.force)
+    # Every image (a PNG holds at most 3 bytes a pixel) and the checkpoint (five float32 images).
+    check_space(output.parent, cfg.size**2 * (3 * (1 + len(extra)) + 60) + 2**20)
+    with claim(output):
+        return _stylize_and_write(content, styles, cfg, args, output, force, every, ckpt, resume)
 
+
+def _stylize_and_write(content: str, styles: list[str], cfg: Config, args: argparse.Namespace, output: Path,
+                       force: bool, every: int | None, ckpt: Path, resume: Any) -> int:  # fmt: skip
+    """The work of :func:`_run`, once every check has passed and the output is claimed."""
     from ._tf import use_all_cores
     from .api import stylize  # imports TensorFlow: only now that the input is known good
     from .callbacks import Snapshots, Strip
+    from .io import save_image, save_with_fallback
 
     use_all_cores()
 
+    snapshot_every = getattr(args, "snapshot_every", None)
+    strip_path = output.with_name(f"{output.stem}_strip.png")
     callbacks: list[Any] = []
     if snapshot_every:
         callbacks.append(Snapshots(output, snapshot_every, cfg.total_iterations, args.force))
     strip = Strip(cfg.total_iterations) if getattr(args, "strip", False) else None
     if strip:
         callbacks.append(strip)
-    result = stylize(content, styles, config=cfg, callbacks=callbacks, progress=not args.quiet)
-    save_image(result.image, output, force=args.force, metadata=result.metadata())
+    from .checkpoints import CheckpointPlan
+
+    plan = CheckpointPlan(ckpt, every, None if every else 300.0, str(output))
+    result = stylize(content, styles, config=cfg, callbacks=callbacks, progress=not args.quiet, checkpoint=plan,
+                     resume=resume)  # fmt: skip
+    output = save_with_fallback(result.image, output, force=force, metadata=result.metadata())
     if strip and strip.last is not None:
         save_image(strip.sheet(), strip_path, force=args.force)
     if result.interrupted:
         signum = received() or signal.SIGINT
+        kept = f"; `nstyle resume {ckpt}` continues it" if ckpt.exists() else ""
         print(
             f"nstyle: stopped by {signal.Signals(signum).name} at iteration {len(result.history)}/"
-            f"{cfg.total_iterations}; wrote the best image so far (iteration {result.best_iteration}) to {output}",
+            f"{cfg.total_iterations}; wrote the best image so far (iteration {result.best_iteration}) to {output}{kept}",
             file=sys.stderr,
         )
         return 128 + signum
@@ -303,6 +336,25 @@ def _reproduce(argv: list[str]) -> int:
     used = record.get("result", {}).get("precision")
     config = Config.from_dict({**record["config"], **({"precision": used} if used else {})})
     return _run(sources[0]["path"], [s["path"] for s in sources[1:]], config, args)
+
+
+def _resume(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="nstyle resume", description="Continue a stopped run from its checkpoint.")
+    p.add_argument("checkpoint", help="the OUTPUT.ckpt.npz a stopped run left beside its output")
+    p.add_argument("-o", "--output", help="where to write (default: the run's own output)")
+    p.add_argument("--force", action="store_true", help="replace OUTPUT if it is not the run's own")
+    p.add_argument("--checkpoint-every", type=int, metavar="N", help="as for a run (default: every 5 minutes)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = p.parse_args(argv)
+    from .checkpoints import Checkpoint
+
+    checkpoint = Checkpoint.load(args.checkpoint)
+    content, styles = checkpoint.check_sources()
+    args.output = args.output or checkpoint.output
+    if not args.output:
+        raise NStyleError("this checkpoint records no output path: give -o OUTPUT")
+    config = Config.from_dict({**checkpoint.config, "precision": checkpoint.precision})
+    return _run(content, styles, config, args, resume=checkpoint)
 
 
 def _probe(argv: list[str]) -> int:

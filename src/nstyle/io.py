@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
+import time
 import warnings
+from contextlib import contextmanager
 from io import BytesIO
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Iterator, Union
 
 import numpy as np
 from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
@@ -213,3 +216,83 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+@contextmanager
+def claim(path: str | os.PathLike) -> Iterator[None]:
+    """Hold ``path`` for this process while it runs: a second nstyle run writing there refuses.
+
+    Two runs started at once both pass the existence check; without this the later rename
+    would silently replace the earlier result. The claim is a lock file beside the output,
+    created exclusively and holding the owner's process id; one left by a killed run (its
+    process gone) is taken over.
+    """
+    path = Path(path)
+    lock = path.with_name(f".{path.name}.lock")
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            break
+        except FileExistsError:
+            owner = _lock_owner(lock)
+            if owner is not None and owner != os.getpid() and _alive(owner):
+                raise ImageError(f"another nstyle run (process {owner}) is writing {path}; wait for it or choose another output")
+            lock.unlink(missing_ok=True)  # stale: its run was killed
+        except OSError as e:
+            raise ImageError(f"cannot write beside {path}: {e.strerror or e}") from None
+    else:
+        raise ImageError(f"cannot claim {path}: another run keeps claiming it")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _lock_owner(lock: Path) -> int | None:
+    try:
+        return int(lock.read_text().strip() or "0") or None
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def check_space(folder: str | os.PathLike, needed: int, what: str = "output") -> None:
+    """Fail before the work when ``folder``'s file system has less than ``needed`` bytes free."""
+    free = shutil.disk_usage(folder).free
+    if free < needed:
+        raise ImageError(
+            f"{what} folder {folder} has {free / 2**20:.1f} MB free; this run writes up to {needed / 2**20:.1f} MB"
+        )
+
+
+def save_with_fallback(img: Image.Image, path: Path, force: bool, metadata: dict[str, Any] | None) -> Path:
+    """:func:`save_image`, and when that fails (disk full, file appeared, folder gone), the same
+    image to a fallback path: beside it with the time in its name, else in the temp folder.
+
+    The image exists only in memory after hours of work: it is never silently dropped. Raises
+    only when every place failed, naming them.
+    """
+    try:
+        return save_image(img, path, force=force, metadata=metadata)
+    except ImageError as first:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        for folder in (path.parent, Path(tempfile.gettempdir())):
+            fallback = folder / f"{path.stem}-{stamp}-{os.getpid()}{path.suffix}"
+            try:
+                saved = save_image(img, fallback, metadata=metadata)
+            except ImageError:
+                continue
+            warnings.warn(f"could not write {path} ({first}); wrote the result to {saved} instead", RuntimeWarning, stacklevel=2)
+            return saved
+        raise ImageError(f"{first}; nor could the result be written beside it or in {tempfile.gettempdir()}") from None

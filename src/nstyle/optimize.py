@@ -18,6 +18,7 @@ import numpy as np
 import scipy.optimize
 
 from ._tf import quiet_tensorflow
+from .signals import deferred
 
 tf = quiet_tensorflow()
 
@@ -30,6 +31,26 @@ class Stop(Exception):
 
 
 @dataclass
+class OptimizerState:
+    """Where an optimisation stands: enough to continue it exactly (Adam) or from there (L-BFGS).
+
+    Arrays are in network space, batch of one. ``slots`` are Adam's own variables (its step
+    count and moments) in Keras's order; L-BFGS keeps none, because its curvature history is
+    rebuilt from the restart point (see :mod:`nstyle.checkpoints`).
+    """
+
+    iteration: int  # completed iterations
+    image: np.ndarray  # the current iterate
+    best: np.ndarray
+    best_loss: float
+    best_iteration: int
+    average: np.ndarray  # the EMA accumulator (zeros when EMA is off)
+    slots: list[np.ndarray]
+    loss_scale: float
+    history: list[dict[str, float]]
+
+
+@dataclass
 class Progress:
     """What a callback sees after each iteration."""
 
@@ -37,6 +58,7 @@ class Progress:
     iterations: int
     losses: dict[str, float]
     image: Callable[[], np.ndarray]  # the current image as RGB uint8, made only when asked
+    state: Callable[[], OptimizerState] | None = None  # the optimiser's state, made only when asked
 
 
 Callback = Callable[[Progress], None]
@@ -106,6 +128,7 @@ class OptimizeResult:
     interrupted: bool = False  # Ctrl-C, SIGTERM, SIGHUP
     stopped: bool = False  # a callback raised Stop
     stop_reason: str = "completed"  # why the run ended; anything but "completed" means early
+    state: OptimizerState | None = None  # where it stopped, when interrupted: to checkpoint
 
 
 def optimize(
@@ -115,13 +138,16 @@ def optimize(
     settings: OptimizerSettings,
     to_rgb: Callable[[np.ndarray], np.ndarray],
     callbacks: Sequence[Callback] = (),
+    resume: OptimizerState | None = None,
 ) -> OptimizeResult:
     """Minimise ``loss_fn(image)['total']`` from ``x0`` within per-channel ``bounds``.
 
-    Ctrl-C or a callback's :class:`Stop` ends the run and still returns the best image.
+    Ctrl-C or a callback's :class:`Stop` ends the run and still returns the best image; after
+    Ctrl-C (or SIGTERM, SIGHUP) the result's ``state`` says where it stopped. ``resume``
+    continues from such a state (``x0`` is then unused).
     """
     run = _run_adam if settings.name == "adam" else _run_lbfgs
-    return run(loss_fn, np.asarray(x0, np.float32), bounds, settings, to_rgb, list(callbacks))
+    return run(loss_fn, np.asarray(x0, np.float32), bounds, settings, to_rgb, list(callbacks), resume)
 
 
 def _notify(callbacks: list[Callback], progress: Progress) -> None:
@@ -129,7 +155,7 @@ def _notify(callbacks: list[Callback], progress: Progress) -> None:
         callback(progress)
 
 
-def _run_adam(loss_fn, x0, bounds, settings, to_rgb, callbacks) -> OptimizeResult:
+def _run_adam(loss_fn, x0, bounds, settings, to_rgb, callbacks, resume) -> OptimizeResult:
     import keras
 
     image = tf.Variable(x0)
@@ -143,6 +169,19 @@ def _run_adam(loss_fn, x0, bounds, settings, to_rgb, callbacks) -> OptimizeResul
     )
     adam.build([image])  # its moments exist before the step is traced, so the update can be conditional
     scale = LossScale(settings.loss_scaling)
+    result = OptimizeResult(image=x0, best_loss=math.inf, best_iteration=0)
+    if resume is not None:
+        for variable, value in zip((image, best, best_loss, average), (resume.image, resume.best, resume.best_loss, resume.average)):
+            variable.assign(value)
+        for variable, value in zip(adam.variables, resume.slots, strict=True):
+            variable.assign(value)
+        scale.value = resume.loss_scale
+        result.history, result.best_loss = list(resume.history), resume.best_loss
+    best_iteration = resume.best_iteration if resume else 0
+
+    def state() -> OptimizerState:
+        return OptimizerState(len(result.history), image.numpy(), best.numpy(), float(best_loss.numpy()), best_iteration,
+                              average.numpy(), [v.numpy() for v in adam.variables], scale.value, list(result.history))  # fmt: skip
 
     def update(losses: dict[str, tf.Tensor], grad: tf.Tensor) -> tf.Tensor:
         # The loss was measured on the image before this update: that is the one to keep.
@@ -167,32 +206,31 @@ def _run_adam(loss_fn, x0, bounds, settings, to_rgb, callbacks) -> OptimizeResul
         finite = tf.reduce_all(tf.math.is_finite(grad))
         return losses, tf.cond(finite, lambda: update(losses, grad), lambda: tf.constant(False))
 
-    result = OptimizeResult(image=x0, best_loss=math.inf, best_iteration=0)
-    best_iteration = 0
     try:
-        for i in range(1, settings.iterations + 1):
-            while True:
-                out, finite = step(tf.constant(scale.value, tf.float32))
-                if not scale.update(bool(finite)):
-                    break
-            losses = {k: float(v) for k, v in out.items()}
-            if losses["total"] < result.best_loss:
-                result.best_loss, best_iteration = losses["total"], i
-            result.history.append(losses)
-            _notify(callbacks, Progress(i, settings.iterations, losses, lambda: to_rgb(image.numpy()[0])))
+        for i in range(len(result.history) + 1, settings.iterations + 1):
+            with deferred():  # a stop signal waits for the step and its bookkeeping: the state stays whole
+                while True:
+                    out, finite = step(tf.constant(scale.value, tf.float32))
+                    if not scale.update(bool(finite)):
+                        break
+                losses = {k: float(v) for k, v in out.items()}
+                if losses["total"] < result.best_loss:
+                    result.best_loss, best_iteration = losses["total"], i
+                result.history.append(losses)
+                _notify(callbacks, Progress(i, settings.iterations, losses, lambda: to_rgb(image.numpy()[0]), state))
     except KeyboardInterrupt:
-        result.interrupted, result.stop_reason = True, "interrupted"
+        result.interrupted, result.stop_reason, result.state = True, "interrupted", state()
     except Stop:
         result.stopped, result.stop_reason = True, "stopped by a callback"
     result.image, result.best_iteration = best.numpy(), best_iteration
     if not math.isfinite(result.best_loss):  # interrupted before the first step finished
-        result.image = x0
+        result.image = image.numpy()
     elif settings.ema > 0:
         result.image = average.numpy() / (1 - settings.ema ** len(result.history))
     return result
 
 
-def _run_lbfgs(loss_fn, x0, bounds, settings, to_rgb, callbacks) -> OptimizeResult:
+def _run_lbfgs(loss_fn, x0, bounds, settings, to_rgb, callbacks, resume) -> OptimizeResult:
     shape = x0.shape
     low = np.broadcast_to(bounds[0], shape).ravel().astype(np.float64)
     high = np.broadcast_to(bounds[1], shape).ravel().astype(np.float64)
@@ -210,6 +248,17 @@ def _run_lbfgs(loss_fn, x0, bounds, settings, to_rgb, callbacks) -> OptimizeResu
 
     result = OptimizeResult(image=x0, best_loss=math.inf, best_iteration=0)
     last: dict[str, object] = {}
+    current = x0.ravel().astype(np.float64)  # the last completed iterate
+    average = np.zeros(x0.size, np.float64)
+    if resume is not None:
+        current, average = resume.image.ravel().astype(np.float64), resume.average.ravel().astype(np.float64)
+        result.image, result.best_loss, result.best_iteration = resume.best, resume.best_loss, resume.best_iteration
+        result.history, scale.value = list(resume.history), resume.loss_scale
+
+    def state() -> OptimizerState:
+        return OptimizerState(len(result.history), current.reshape(shape).astype(np.float32), result.image,
+                              result.best_loss, result.best_iteration, average.reshape(shape), [], scale.value,
+                              list(result.history))  # fmt: skip
 
     def fun(flat: np.ndarray) -> tuple[float, np.ndarray]:
         x = tf.constant(flat.reshape(shape), tf.float32)
@@ -226,21 +275,20 @@ def _run_lbfgs(loss_fn, x0, bounds, settings, to_rgb, callbacks) -> OptimizeResu
             result.image = flat.reshape(shape).astype(np.float32)
         return total, grad.numpy().ravel().astype(np.float64)
 
-    average = np.zeros(x0.size, np.float64)
-
     def on_iteration(intermediate_result: scipy.optimize.OptimizeResult) -> None:
-        nonlocal average
-        losses = {**last["losses"], "total": float(intermediate_result.fun)}
-        result.history.append(losses)
-        x = intermediate_result.x
-        if settings.ema > 0:  # no extra pass over the image when EMA is off
-            average = settings.ema * average + (1 - settings.ema) * x
-        _notify(
-            callbacks,
-            Progress(len(result.history), settings.iterations, losses, lambda: to_rgb(x.reshape(shape)[0])),
-        )
+        nonlocal average, current
+        with deferred():  # the iteration's bookkeeping happens whole or not at all
+            losses = {**last["losses"], "total": float(intermediate_result.fun)}
+            result.history.append(losses)
+            x = current = np.array(intermediate_result.x)
+            if settings.ema > 0:  # no extra pass over the image when EMA is off
+                average = settings.ema * average + (1 - settings.ema) * x
+            _notify(
+                callbacks,
+                Progress(len(result.history), settings.iterations, losses, lambda: to_rgb(x.reshape(shape)[0]), state),
+            )
 
-    x = x0.ravel().astype(np.float64)
+    x = current
     try:
         # A user asking for N iterations expects N: when the line search gives up, start again
         # from where it stopped with a fresh curvature history; stop when a fresh start makes no
@@ -265,7 +313,7 @@ def _run_lbfgs(loss_fn, x0, bounds, settings, to_rgb, callbacks) -> OptimizeResu
         if len(result.history) < settings.iterations:
             result.stop_reason = f"L-BFGS made no progress ({_lbfgs_message(run)})"
     except KeyboardInterrupt:
-        result.interrupted, result.stop_reason = True, "interrupted"
+        result.interrupted, result.stop_reason, result.state = True, "interrupted", state()
     except Stop:
         result.stopped, result.stop_reason = True, "stopped by a callback"
     # A failed line search can still have evaluated a lower loss, during an iteration that never

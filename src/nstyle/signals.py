@@ -19,6 +19,8 @@ HANDLED = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP"
 
 _depth = 0
 _received: int | None = None
+_deferring = False
+_pending = False
 
 
 class Interrupted(KeyboardInterrupt):
@@ -35,10 +37,35 @@ def received() -> int | None:
 
 
 def _handle(signum: int, _frame: object) -> None:
-    global _received
+    global _received, _pending
     if _received is None:
         _received = signum
+        if _deferring:
+            _pending = True
+            return
         raise Interrupted(signum)
+
+
+@contextmanager
+def deferred() -> Iterator[None]:
+    """A stop signal arriving inside the block takes effect when it ends.
+
+    One optimisation step and its bookkeeping (history, best image, callbacks) then happen
+    wholly or not at all, so the state a checkpoint saves after a stop is one the uninterrupted
+    run also passed through, which is what makes a resumed run bit-identical.
+    """
+    global _deferring, _pending
+    if _deferring:
+        yield
+        return
+    _deferring = True
+    try:
+        yield
+    finally:
+        _deferring = False
+    if _pending:
+        _pending = False
+        raise Interrupted(_received or signal.SIGINT)
 
 
 @contextmanager

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import io as _io
+import sys
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from PIL import Image
 from tqdm import tqdm
 
 from ..errors import NStyleError
-from ..io import check_output, save_bytes
+from ..io import check_output, read_metadata, save_bytes
 from .runner import Trial, TrialResult, run_trials
 
 FAILED_TILE = (200, 200, 200)
@@ -34,6 +36,60 @@ def check_paths(paths: Sequence[Path], force: bool) -> None:
         check_output(path, force, what="file")
 
 
+def finished_cells(trials: Sequence[Trial], out_dir: Path, derived: Sequence[Path], force: bool,
+                   progress: bool = True) -> dict[str, TrialResult]:  # fmt: skip
+    """Cells of an earlier, interrupted run of the same command, to reuse instead of running again.
+
+    A cell counts as finished when ``out_dir/KEY.png`` carries nstyle's record of the same
+    settings and the same input files (by hash): images are written whole (temp file, then
+    rename), so even after a SIGKILL a cell is either complete or absent. Any other existing
+    file is refused, as before, unless ``force`` (which runs every cell again). The ``derived``
+    files (sheet, summary) are rebuilt from the cells, so they may be replaced when resuming.
+    """
+    if force:
+        return {}
+    reused: dict[str, TrialResult] = {}
+    for trial in trials:
+        path = out_dir / f"{trial.key}.png"
+        if path.exists():
+            result = _reusable(trial, path)
+            if result is None:
+                check_output(path, force, what="file")  # raises: a file that is not this run's cell
+            reused[trial.key] = result  # type: ignore[assignment]
+    if not reused:
+        check_paths(derived, force)
+    elif progress:
+        print(f"nstyle: reusing {len(reused)} of {len(trials)} finished cells in {out_dir} (--force runs them again)",
+              file=sys.stderr)  # fmt: skip
+    return reused
+
+
+def _reusable(trial: Trial, path: Path) -> TrialResult | None:
+    """The cell at ``path`` as a result, when its record matches ``trial``; else None."""
+    try:
+        record = read_metadata(path)
+    except (NStyleError, ValueError):  # no record, or a damaged one: not a cell to trust
+        return None
+    wanted, used = dict(trial.config), dict(record.get("config") or {})
+    if wanted.get("seed") is None:  # no seed asked for: whichever the run drew
+        used["seed"] = None
+    sources = [record.get("content"), *(record.get("styles") or [])]
+    if used != wanted or [s.get("sha256") if isinstance(s, dict) else None for s in sources] != [
+        _sha256(trial.content), _sha256(trial.style)
+    ]:
+        return None
+    result: dict[str, Any] = record.get("result") or {}
+    return TrialResult(trial.key, "ok", None, result.get("best_losses") or {}, float(result.get("seconds", 0.0)),
+                       path.read_bytes())  # fmt: skip
+
+
+def _sha256(path: str) -> str | None:
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
 def run_batch(
     trials: Sequence[Trial],
     out_dir: Path,
@@ -46,6 +102,8 @@ def run_batch(
 ) -> dict[str, TrialResult]:
     """Run ``trials``, writing ``out_dir/KEY.png`` for each success as soon as it arrives."""
     results: dict[str, TrialResult] = {}
+    if not trials:  # everything reused: start no workers, no Ray
+        return results
     finished = run_trials(trials, workers, ray)
     with tqdm(total=len(trials), desc="trials", unit="trial", disable=not progress, dynamic_ncols=True) as bar:
         for result in finished:

@@ -10,7 +10,7 @@ from PIL import Image
 from ..config import Config
 from ..io import load_image, save_image
 from ..sheets import contact_sheet
-from .batch import check_paths, loss_caption, prepare_folder, result_tile, run_batch
+from .batch import finished_cells, loss_caption, prepare_folder, result_tile, run_batch
 from .runner import Trial, check_workers
 
 
@@ -26,7 +26,8 @@ def grid(
 ) -> Path:
     """Stylize each content with each style; write ``CONTENT__STYLE.png`` for each pair and
     ``grid.png``: style thumbnails across the top, content thumbnails down the side, results in
-    the cells. Returns the grid's path."""
+    the cells. Cells finished by an earlier, interrupted run into ``out_dir`` are reused (see
+    :func:`~nstyle.workflows.batch.finished_cells`). Returns the grid's path."""
     check_workers(workers)
     contents, styles = [Path(c) for c in contents], [Path(s) for s in styles]
     for path in contents:
@@ -37,11 +38,11 @@ def grid(
     out_dir = prepare_folder(out_dir)
     grid_path = out_dir / "grid.png"
     pairs = [(c, s, f"{cn}__{sn}") for c, cn in zip(contents, content_names) for s, sn in zip(styles, style_names)]
-    check_paths([*(out_dir / f"{key}.png" for _, _, key in pairs), grid_path], force)
-
     cfg = config.to_dict()
     trials = [Trial(key, str(c), str(s), cfg) for c, s, key in pairs]
-    results = run_batch(trials, out_dir, workers=workers, ray=ray, force=force, progress=progress)
+    results = finished_cells(trials, out_dir, [grid_path], force, progress)
+    to_run = [t for t in trials if t.key not in results]
+    results.update(run_batch(to_run, out_dir, workers=workers, ray=ray, force=force, progress=progress))
 
     style_images = [load_image(s) for s in styles]
     blank = Image.new("RGB", style_images[0].size, (255, 255, 255))  # the empty corner cell
@@ -53,7 +54,7 @@ def grid(
             tiles.append((result_tile(result), loss_caption(result)))
     title = f"{config.backbone}, {config.optimizer}, {config.iterations} iterations, {config.size} px"
     sheet = contact_sheet(tiles, columns=len(styles) + 1, tile_size=224, title=title)
-    save_image(sheet, grid_path, force=force)
+    save_image(sheet, grid_path, force=True)  # refused above unless forced or rebuilt from this run's cells
     return grid_path
 
 

@@ -13,7 +13,7 @@ from ..config import Config, LayerSpec
 from ..errors import NStyleError
 from ..io import load_image, save_bytes, save_image
 from ..sheets import contact_sheet
-from .batch import check_paths, loss_caption, prepare_folder, result_tile, run_batch
+from .batch import finished_cells, loss_caption, prepare_folder, result_tile, run_batch
 from .runner import Trial, check_workers
 
 
@@ -49,14 +49,14 @@ def probe(
 
     out_dir = prepare_folder(out_dir)
     sheet_path, csv_path = out_dir / "sheet.png", out_dir / "summary.csv"
-    check_paths([*(out_dir / f"{n}.png" for n in candidates), sheet_path, csv_path], force)
-
     field = "style_layers" if kind == "style" else "content_layers"
     trials = [
         Trial(name, str(content), str(style), dataclasses.replace(config, **{field: (LayerSpec(name),)}).to_dict())
         for name in candidates
     ]
-    results = run_batch(trials, out_dir, workers=workers, ray=ray, force=force, progress=progress)
+    results = finished_cells(trials, out_dir, [sheet_path, csv_path], force, progress)
+    to_run = [t for t in trials if t.key not in results]
+    results.update(run_batch(to_run, out_dir, workers=workers, ray=ray, force=force, progress=progress))
 
     text = _io.StringIO()
     writer = csv.writer(text)
@@ -67,7 +67,7 @@ def probe(
             name, aliases.get(name, ""), r.status, r.losses.get("style", ""), r.losses.get("content", ""),
             r.losses.get("total", ""), f"{r.seconds:.2f}", r.error or "",
         ])  # fmt: skip
-    save_bytes(text.getvalue().encode(), csv_path, force=force)
+    save_bytes(text.getvalue().encode(), csv_path, force=True)  # refused above unless forced or resuming
 
     tiles = [
         (result_tile(results[n]), f"{n}\n{aliases.get(n) or '-'}\n{loss_caption(results[n])}") for n in candidates
@@ -76,5 +76,5 @@ def probe(
         f"{kind} layers of {config.backbone} alone - {Path(content).name} x {Path(style).name} - "
         f"{config.iterations} iterations, {config.optimizer}, {config.size} px"
     )
-    save_image(contact_sheet(tiles, columns=min(5, len(tiles)), tile_size=224, title=title), sheet_path, force=force)
+    save_image(contact_sheet(tiles, columns=min(5, len(tiles)), tile_size=224, title=title), sheet_path, force=True)
     return sheet_path

@@ -136,7 +136,9 @@ def _run_on_ray(trials: Sequence[Trial], threads: int, address: str) -> Iterator
         except Exception as e:  # ConnectionError, ValueError...: say which address failed
             raise NStyleError(f"--ray: cannot start or reach Ray at '{address}': {e}") from None
     try:
-        remote = ray.remote(num_cpus=threads)(execute)
+        # A worker process that dies (killed, out of memory) has its trial run again elsewhere, twice
+        # at most; a trial that fails by itself is recorded as failed by execute() and the rest go on.
+        remote = ray.remote(num_cpus=threads, max_retries=2)(execute)
         pending = [remote.remote(trial, threads) for trial in trials]
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
