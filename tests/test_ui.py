@@ -96,14 +96,51 @@ def test_stop_keeps_the_best_image(page):
     assert page.locator("#result img").count() == 1
 
 
-def test_bad_upload_is_a_clear_message(page, tmp_path):
+def decompression_bomb() -> bytes:
+    """A PNG header claiming 40000 x 40000 pixels: Pillow refuses it before reading any pixel."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", 40000, 40000, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("body, words", [
+    (b"this is not an image", ("content image is not an image file Pillow can read", "content image is corrupt")),
+    (decompression_bomb(), ("content image is too large to open safely",)),
+], ids=["not-an-image", "decompression-bomb"])  # fmt: skip
+def test_bad_upload_is_a_clear_message(page, tmp_path, body, words):
     bad = tmp_path / "notes.png"
-    bad.write_bytes(b"this is not an image")
+    bad.write_bytes(body)
     page.set_input_files("#content input[type=file]", str(bad))
     page.set_input_files("#style input[type=file]", str(STYLE))
     page.click("#run")
     page.wait_for_function("document.body.innerText.includes('content image is')", timeout=60000)
     text = page.inner_text("body")
-    assert "content image is not an image file Pillow can read" in text or "content image is corrupt" in text
+    assert any(w in text for w in words), text[-500:]
     assert "Traceback" not in text and "preprocess" not in text
     assert page.locator("#download a").count() == 0
+
+
+def test_closing_the_tab_stops_its_run():
+    """Gradio closes a run's event generator when its tab goes away: the run must stop with it."""
+    import threading
+    from types import SimpleNamespace
+
+    from nstyle import ui
+
+    before = threading.active_count()
+    events = ui._stylize_events(str(CONTENT), str(STYLE), "lite0", ui.PRESETS_OWN, ui.PRESETS_OWN, 64, 1000, 0, 0, 0, 1,
+                                "auto", SimpleNamespace(session_hash="closed-tab"))  # fmt: skip
+    next(events)  # "Loading the network ..."
+    _, _, status, _ = next(events)  # the first progress update
+    assert status.startswith("Iteration 1/1000")
+    events.close()
+    assert ui._stop_flags["closed-tab"].is_set()
+    deadline = time.monotonic() + 60
+    while threading.active_count() > before:  # the run's thread ends, long before 1000 iterations
+        assert time.monotonic() < deadline, "the run went on after its tab closed"
+        time.sleep(0.1)

@@ -52,6 +52,15 @@ def _session(request: gr.Request | None) -> str:
     return getattr(request, "session_hash", None) or "local"
 
 
+PRESETS_OWN = "(the preset's)"
+WEIGHTS = [PRESETS_OWN, "imagenet", "hed", "random"]
+
+
+def _chosen(value: str | None) -> str | None:
+    """A dropdown's value as an override: None keeps the preset's (its backbone brings its layers)."""
+    return None if value in (None, "", PRESETS_OWN) else value
+
+
 def _stylize_events(
     content: str | None,
     style: str | None,
@@ -72,10 +81,10 @@ def _stylize_events(
     if not content or not style:
         raise gr.Error("Upload or pick a content image and a style image first.")
     from .api import stylize
-    from .io import load_image, save_image
+    from .io import load_image
     from .optimize import Stop
 
-    overrides = {"backbone": backbone, "weights": weights, "size": int(size), "iterations": int(iterations),
+    overrides = {"backbone": _chosen(backbone), "weights": _chosen(weights), "size": int(size), "iterations": int(iterations),
                  "style_weight": style_weight or None, "content_weight": content_weight or None, "swag": swag or None,
                  "scales": int(scales), "precision": precision}  # fmt: skip
     try:
@@ -104,6 +113,18 @@ def _stylize_events(
             updates.put(("error", f"{type(e).__name__}: {e}"))
 
     threading.Thread(target=work, daemon=True).start()
+    try:
+        yield from _stream(updates)
+    finally:
+        # Gradio closes this generator when the tab that started it goes away (or the run ends):
+        # stop the run too, so a closed tab leaves no optimisation holding the CPU and its memory.
+        stop.set()
+
+
+def _stream(updates: queue.Queue) -> Iterator[tuple[Any, Any, str, Any]]:
+    """The page updates for one run's queue of progress, error and result messages."""
+    from .io import save_image
+
     history: list[dict[str, float]] = []
     yield None, None, "Loading the network and computing targets...", None
     while True:
@@ -145,7 +166,7 @@ def _probe_events(content: str | None, style: str | None, layers: str, blocks: b
 
     folder = Path(tempfile.mkdtemp(prefix="nstyle-probe-"))
     try:
-        cfg = resolve(preset, overrides={"weights": weights, "size": int(size), "iterations": int(iterations)})
+        cfg = resolve(preset, overrides={"weights": _chosen(weights), "size": int(size), "iterations": int(iterations)})
         sheet = probe(content, style, cfg, folder, layers=layers.split(), blocks=blocks and not layers.strip(),
                       progress=False)  # fmt: skip
     except NStyleError as e:
@@ -167,8 +188,8 @@ def build_app() -> gr.Blocks:
                 gr.Examples(sample_pairs(), inputs=[content, style], label="Bundled samples")
             with gr.Row():
                 preset = gr.Dropdown(presets, value="lite0" if "lite0" in presets else "default", label="Preset")
-                backbone = gr.Dropdown(list(REGISTRY), value="efficientnet_lite0", label="Backbone", elem_id="backbone")
-                weights = gr.Dropdown(["imagenet", "random"], value="imagenet", label="Weights", elem_id="weights",
+                backbone = gr.Dropdown([PRESETS_OWN, *REGISTRY], value=PRESETS_OWN, label="Backbone", elem_id="backbone")
+                weights = gr.Dropdown(WEIGHTS, value=PRESETS_OWN, label="Weights", elem_id="weights",
                                       allow_custom_value=True)  # fmt: skip
             with gr.Row():
                 size = gr.Slider(32, 1024, value=384, step=16, label="Size (longer side, px)", elem_id="size")
@@ -207,7 +228,7 @@ def build_app() -> gr.Blocks:
                 p_blocks = gr.Checkbox(value=True, label="Every block output when no layers are given")
             with gr.Row():
                 p_preset = gr.Dropdown(presets, value="lite0" if "lite0" in presets else "default", label="Preset")
-                p_weights = gr.Dropdown(["imagenet", "random"], value="imagenet", label="Weights", allow_custom_value=True)
+                p_weights = gr.Dropdown(WEIGHTS, value=PRESETS_OWN, label="Weights", allow_custom_value=True)
                 p_size = gr.Slider(32, 512, value=128, step=16, label="Size")
                 p_iterations = gr.Slider(1, 500, value=50, step=1, label="Iterations")
             p_run = gr.Button("Probe", variant="primary")
