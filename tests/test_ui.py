@@ -144,3 +144,15 @@ def test_closing_the_tab_stops_its_run():
     while threading.active_count() > before:  # the run's thread ends, long before 1000 iterations
         assert time.monotonic() < deadline, "the run went on after its tab closed"
         time.sleep(0.1)
+
+
+def test_an_upload_over_the_cap_is_refused_and_the_server_goes_on(page, tmp_path):
+    huge = tmp_path / "huge.png"
+    with huge.open("wb") as f:  # 100 MB, sparse: nothing to read but its size
+        f.truncate(100 * 2**20)
+    page.set_input_files("#content input[type=file]", str(huge))
+    page.wait_for_function("document.body.innerText.toLowerCase().includes('maximum allowed size')", timeout=60000)
+    fill(page, 2)  # the same page, still served: a real run goes through
+    page.click("#run")
+    page.wait_for_selector("#download a", timeout=180000)
+    assert "Done after 2 iterations" in page.inner_text("#status")

@@ -11,9 +11,11 @@ from ..config import Config
 from ..io import load_image, save_image
 from ..sheets import contact_sheet
 from .batch import finished_cells, loss_caption, prepare_folder, result_tile, run_batch
+from ..signals import stop_on_signals
 from .runner import Trial, check_workers
 
 
+@stop_on_signals()
 def grid(
     contents: Sequence[str | Path],
     styles: Sequence[str | Path],

@@ -14,9 +14,11 @@ from ..errors import NStyleError
 from ..io import load_image, save_bytes, save_image
 from ..sheets import contact_sheet
 from .batch import finished_cells, loss_caption, prepare_folder, result_tile, run_batch
+from ..signals import stop_on_signals
 from .runner import Trial, check_workers
 
 
+@stop_on_signals()
 def probe(
     content: str | Path,
     style: str | Path,

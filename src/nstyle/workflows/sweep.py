@@ -37,6 +37,7 @@ from ..config import read_toml, resolve
 from ..errors import ConfigError, NStyleError
 from ..io import check_output, load_image, save_image
 from ..sheets import contact_sheet
+from ..signals import stop_on_signals
 from .batch import check_paths, loss_caption, prepare_folder, result_tile, run_batch
 from .runner import Trial, TrialResult, check_workers
 
@@ -98,6 +99,7 @@ def load_sweep(path: str | Path, content: str | Path | None = None, style: str |
     return spec
 
 
+@stop_on_signals()
 def sweep(
     spec: SweepSpec,
     out_dir: str | Path,
