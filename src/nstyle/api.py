@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 import platform
 import sys
@@ -21,7 +20,7 @@ from .checkpoints import Checkpoint, CheckpointPlan, CheckpointWriter
 from .backbones import FeatureExtractor, feature_extractor, get_backbone, load_model, precision
 from .config import MIN_SIZE, Config, resolve
 from .errors import ConfigError
-from .io import ImageSource, fit, load_image
+from .io import ImageSource, file_sha256, fit, load_image
 from ._tf import threads
 from .losses import StyleTransferLoss, WeightedLayer, tf
 from .optimize import Callback, OptimizerSettings, OptimizerState, optimize
@@ -284,5 +283,5 @@ def _describe_source(source: ImageSource) -> dict[str, Any] | None:
     """Path and content hash of a file input (None for in-memory images), for reproduce."""
     if isinstance(source, (str, os.PathLike)):
         path = Path(source).resolve()
-        return {"path": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+        return {"path": str(path), "sha256": file_sha256(path)}
     return None

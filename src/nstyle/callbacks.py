@@ -41,6 +41,12 @@ def snapshot_paths(output: str | Path, every: int, iterations: int) -> list[Path
     return [output.with_name(f"{output.stem}_{i:0{width}d}{output.suffix}") for i in range(every, iterations + 1, every)]
 
 
+def strip_path(output: str | Path) -> Path:
+    """Where ``--strip`` writes: ``out_strip.png`` beside ``out.png``."""
+    output = Path(output)
+    return output.with_name(f"{output.stem}_strip.png")
+
+
 class Snapshots:
     """Writes the current image every ``every`` iterations, numbered by iteration."""
 

@@ -16,7 +16,6 @@ uninterrupted run's.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import time
@@ -28,7 +27,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .errors import NStyleError
-from .io import save_bytes
+from .io import file_sha256, save_bytes
 from .optimize import OptimizerState, Progress
 
 FORMAT = 1
@@ -111,7 +110,7 @@ class Checkpoint:
             raise CheckpointError("this checkpoint's run used in-memory images; resume it from Python with the same images")
         for s in sources:
             path = Path(s["path"])
-            if not path.is_file() or hashlib.sha256(path.read_bytes()).hexdigest() != s.get("sha256"):
+            if not path.is_file() or file_sha256(path) != s.get("sha256"):
                 raise CheckpointError(f"{path} is missing or has changed since the run was checkpointed")
         return sources[0]["path"], [s["path"] for s in sources[1:]]
 

@@ -7,7 +7,6 @@ input fails in a fraction of a second with one line on stderr.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import signal
 import sys
@@ -210,9 +209,10 @@ def _run(content: str, styles: list[str], cfg: Config, args: argparse.Namespace,
         from .callbacks import snapshot_paths
 
         extra += snapshot_paths(output, snapshot_every, cfg.total_iterations)
-    strip_path = output.with_name(f"{output.stem}_strip.png")
     if getattr(args, "strip", False):
-        extra.append(strip_path)
+        from .callbacks import strip_path
+
+        extra.append(strip_path(output))
     for path in extra:
         check_output(path, args.force)
     # Every image (a PNG holds at most 3 bytes a pixel) and the checkpoint (five float32 images).
@@ -226,13 +226,12 @@ def _stylize_and_write(content: str, styles: list[str], cfg: Config, args: argpa
     """The work of :func:`_run`, once every check has passed and the output is claimed."""
     from ._tf import use_all_cores
     from .api import stylize  # imports TensorFlow: only now that the input is known good
-    from .callbacks import Snapshots, Strip
+    from .callbacks import Snapshots, Strip, strip_path
     from .io import save_image, save_with_fallback
 
     use_all_cores()
 
     snapshot_every = getattr(args, "snapshot_every", None)
-    strip_path = output.with_name(f"{output.stem}_strip.png")
     callbacks: list[Any] = []
     if snapshot_every:
         callbacks.append(Snapshots(output, snapshot_every, cfg.total_iterations, args.force))
@@ -244,9 +243,10 @@ def _stylize_and_write(content: str, styles: list[str], cfg: Config, args: argpa
     plan = CheckpointPlan(ckpt, every, None if every else 300.0, str(output))
     result = stylize(content, styles, config=cfg, callbacks=callbacks, progress=not args.quiet, checkpoint=plan,
                      resume=resume)  # fmt: skip
-    output = save_with_fallback(result.image, output, force=force, metadata=result.metadata())
+    written = save_with_fallback(result.image, output, force=force, metadata=result.metadata())
     if strip and strip.last is not None:
-        save_image(strip.sheet(), strip_path, force=args.force)
+        save_image(strip.sheet(), strip_path(output), force=args.force)
+    output = written  # where the result went, for the lines below
     if result.interrupted:
         signum = received() or signal.SIGINT
         kept = f"; `nstyle resume {ckpt}` continues it" if ckpt.exists() else ""
@@ -321,14 +321,14 @@ def _reproduce(argv: list[str]) -> int:
     p.add_argument("--force", action="store_true", help="replace OUTPUT if it exists")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
-    from .io import read_metadata
+    from .io import file_sha256, read_metadata
 
     record = read_metadata(args.image)
     sources = [record.get("content"), *record.get("styles", [])]
     if len(sources) < 2 or not all(isinstance(s, dict) and s.get("path") for s in sources):
         raise NStyleError(f"{args.image} was made from in-memory images; there are no files to run again")
     for s in sources:
-        if Path(s["path"]).is_file() and hashlib.sha256(Path(s["path"]).read_bytes()).hexdigest() != s.get("sha256"):
+        if Path(s["path"]).is_file() and file_sha256(s["path"]) != s.get("sha256"):
             print(f"nstyle: note: {s['path']} has changed since that run", file=sys.stderr)
     source = Path(args.image)
     args.output = args.output or str(source.with_name(f"{source.stem}-reproduced{source.suffix}"))

@@ -8,6 +8,7 @@ existing file is only replaced when the caller says so.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -135,6 +136,14 @@ def check_image_output(path: str | os.PathLike, force: bool = False, what: str =
     if path.suffix.lower() not in FORMATS:
         raise ImageError(f"{what}: unsupported file type '{path.suffix or path.name}' (use .png, .jpg or .tif)")
     return path
+
+
+def file_sha256(path: str | os.PathLike) -> str | None:
+    """The hex SHA-256 of a file's bytes (None when it cannot be read): how runs record their inputs."""
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return None
 
 
 def sidecar_path(path: str | os.PathLike) -> Path:

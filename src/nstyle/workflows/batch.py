@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import io as _io
 import sys
 from pathlib import Path
@@ -12,7 +11,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from ..errors import NStyleError
-from ..io import check_output, read_metadata, save_bytes
+from ..io import check_output, file_sha256, read_metadata, save_bytes
 from .runner import Trial, TrialResult, run_trials
 
 FAILED_TILE = (200, 200, 200)
@@ -75,19 +74,12 @@ def _reusable(trial: Trial, path: Path) -> TrialResult | None:
         used["seed"] = None
     sources = [record.get("content"), *(record.get("styles") or [])]
     if used != wanted or [s.get("sha256") if isinstance(s, dict) else None for s in sources] != [
-        _sha256(trial.content), _sha256(trial.style)
+        file_sha256(trial.content), file_sha256(trial.style)
     ]:
         return None
     result: dict[str, Any] = record.get("result") or {}
     return TrialResult(trial.key, "ok", None, result.get("best_losses") or {}, float(result.get("seconds", 0.0)),
                        path.read_bytes())  # fmt: skip
-
-
-def _sha256(path: str) -> str | None:
-    try:
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    except OSError:
-        return None
 
 
 def run_batch(
