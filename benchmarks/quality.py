@@ -38,7 +38,7 @@ from nstyle.api import stylize
 from nstyle.backbones import FeatureExtractor, get_backbone, load_model, precision
 from nstyle.config import read_toml, resolve
 from nstyle.io import fit
-from nstyle.losses import WassersteinStyle, tf
+from nstyle.losses import Moments, WassersteinStyle, tf
 from nstyle.sheets import contact_sheet
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,7 +81,7 @@ class Judge:
         s_at_c = self.features(style.resize(content.size, Image.Resampling.LANCZOS))
         ratios = []
         for layer in self.style_layers:
-            target = self.w2.target(s[layer])
+            target = self.w2.target(Moments.of(s[layer]))
             ratios.append(float(self.w2.loss(r[layer], target)) / float(self.w2.loss(c[layer], target)))
         layer = self.content_layer
         content_score = float(tf.reduce_mean(tf.square(r[layer] - c[layer])) / tf.reduce_mean(tf.square(s_at_c[layer] - c[layer])))

@@ -42,6 +42,35 @@ def test_writes_a_stylized_image_with_its_record(tmp_path, capsys):
     assert np.abs(again - np.asarray(img, np.float32)).mean() < 1.0
 
 
+def test_sixteen_bit_print_output_with_dpi(tmp_path, capsys):
+    """16-bit PNG (pypng) and TIFF (tifffile) carry the unrounded result, the resolution and the record."""
+    import png
+    import tifffile
+
+    from nstyle.io import read_metadata
+
+    for name in ("print.png", "print16.tif"):
+        out = tmp_path / name
+        code, err = run(capsys, CONTENT, STYLE, "-o", out, *FAST, "--bit-depth", "16", "--dpi", "300")
+        assert code == 0, err
+        if name.endswith(".png"):
+            width, height, rows, info = png.Reader(filename=str(out)).read()
+            pixels = np.vstack([np.asarray(r, np.uint16) for r in rows]).reshape(height, width, 3)
+            assert info["bitdepth"] == 16 and round(info["physical"].x * 0.0254) == 300
+            assert read_metadata(out)["config"]["size"] == 64
+        else:
+            with tifffile.TiffFile(out) as tif:
+                pixels = tif.pages[0].asarray()
+                assert tif.pages[0].tags["XResolution"].value == (300, 1)
+                assert json.loads(tif.pages[0].description)["config"]["size"] == 64
+        assert pixels.dtype == np.uint16 and pixels.shape == (43, 64, 3)
+        # Finer than 8 bits: values that are not multiples of 257 (what 8-bit values scale to).
+        assert (pixels % 257 != 0).mean() > 0.5
+    eight = tmp_path / "print8.jpg"
+    code, err = run(capsys, CONTENT, STYLE, "-o", eight, *FAST, "--bit-depth", "16")
+    assert code == 2 and "JPEG holds 8 bits" in err and not eight.exists()
+
+
 @pytest.mark.parametrize("fmt", ["jpg", "tif"])
 def test_other_output_formats(tmp_path, capsys, fmt):
     out = tmp_path / f"out.{fmt}"
@@ -96,6 +125,16 @@ BAD = [
     (lambda t: [CONTENT, STYLE, "--swag", "-1"], "swag: -1 must be >= 0"),
     (lambda t: [CONTENT, STYLE, "--swag", "nan"], "swag: nan is not a finite number"),
     (lambda t: [CONTENT, STYLE, "--swag", "inf"], "swag: inf is not a finite number"),
+    (lambda t: [CONTENT, STYLE, "--max-memory", "0"], "max_memory: 0 must be > 0"),
+    (lambda t: [CONTENT, STYLE, "--max-memory", "-2"], "max_memory: -2 must be > 0"),
+    (lambda t: [CONTENT, STYLE, "--max-memory", "nan"], "max_memory: nan is not a finite number"),
+    (lambda t: [CONTENT, STYLE, "--max-memory", "100000"], "more than this machine's"),
+    (lambda t: [CONTENT, STYLE, "--size", "20000"], "size: 20000 must be between 32 and 16384"),
+    (lambda t: [CONTENT, STYLE, "--size", "16384", "--max-memory", "1.5"], "even in tiles, over the 1.5 GB budget"),
+    (lambda t: [CONTENT, STYLE, "--tile", "8"], "tile: 8 must be between 32 and 16384"),
+    (lambda t: [CONTENT, STYLE, "--dpi", "-300"], "--dpi: -300"),
+    (lambda t: [CONTENT, STYLE, "--quality", "0"], "--quality: 0 must be between 1 and 100"),
+    (lambda t: [CONTENT, STYLE, "--workers", "0"], "--workers: 0 must be >= 1"),
 ]
 
 

@@ -83,10 +83,31 @@ def test_truncated_file(tmp_path, rgb_file):
         load_image(path)
 
 
-def test_decompression_bomb_limit_is_kept(tmp_path, rgb_file, monkeypatch):
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
-    with pytest.raises(ImageError, match="too large"):
-        load_image(rgb_file)
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG that claims ``width`` x ``height`` pixels (its data is a few zero bytes)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+def test_print_size_inputs_open_and_bombs_do_not(tmp_path):
+    """An 8192 px photo opens (Pillow's 89 MP guard raised to a 16384 px square); a 30000 x
+    30000 bomb is refused from its header, before any pixel is decoded; Pillow's own setting
+    is left as it was."""
+    before = Image.MAX_IMAGE_PIXELS
+    big = tmp_path / "big.png"
+    Image.new("RGB", (8192, 8192), (20, 120, 200)).save(big, compress_level=1)
+    assert load_image(big).size == (8192, 8192)
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(_png_header(30000, 30000))
+    with pytest.raises(ImageError, match="too large to open safely .* a 16384 px square"):
+        load_image(bomb)
+    assert Image.MAX_IMAGE_PIXELS == before
 
 
 def test_tiny_and_thin_images(tmp_path):

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from nstyle.losses import content_loss, gram_matrix, style_loss, total_variation, tf
+from nstyle.losses import Moments, content_loss, gram_matrix, style_loss, total_variation, tf
 
 rng = np.random.default_rng(0)
 
@@ -92,7 +92,7 @@ def w2(f: np.ndarray, g: np.ndarray) -> float:
 
     stat, channels = WassersteinStyle(), f.shape[-1]
     shape = (1, f.shape[0], 1, channels)
-    return float(stat.loss(tf.constant(f.reshape(shape), tf.float32), stat.target(tf.constant(g.reshape(shape), tf.float32)))) * channels
+    return float(stat.loss(tf.constant(f.reshape(shape), tf.float32), stat.target(Moments.of(tf.constant(g.reshape(shape), tf.float32))))) * channels
 
 
 @pytest.mark.parametrize("positions,channels", [(400, 8), (200, 32), (12, 32)], ids=["spd", "spd-32", "rank-deficient"])
@@ -116,7 +116,7 @@ def test_wasserstein_gradient_is_finite_and_nonzero_when_statistics_differ():
 
     stat = WassersteinStyle()
     rng = np.random.default_rng(3)
-    target = stat.target(tf.constant(rng.normal(size=(1, 3, 4, 32)), tf.float32))
+    target = stat.target(Moments.of(tf.constant(rng.normal(size=(1, 3, 4, 32)), tf.float32)))
     near = tf.Variable(rng.normal(size=(1, 3, 4, 32)).astype(np.float32))
     with tf.GradientTape() as tape:
         loss = stat.loss(near, target)

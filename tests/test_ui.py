@@ -134,7 +134,7 @@ def test_closing_the_tab_stops_its_run():
 
     before = threading.active_count()
     events = ui._stylize_events(str(CONTENT), str(STYLE), "lite0", ui.PRESETS_OWN, ui.PRESETS_OWN, 64, 1000, 0, 0, 0, 1,
-                                "auto", SimpleNamespace(session_hash="closed-tab"))  # fmt: skip
+                                "auto", 0, SimpleNamespace(session_hash="closed-tab"))  # fmt: skip
     next(events)  # "Loading the network ..."
     _, _, status, _ = next(events)  # the first progress update
     assert status.startswith("Iteration 1/1000")

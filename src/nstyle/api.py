@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import resource
 import platform
 import sys
 import time
@@ -20,10 +22,12 @@ from .checkpoints import Checkpoint, CheckpointPlan, CheckpointWriter
 from .backbones import FeatureExtractor, feature_extractor, get_backbone, load_model, precision
 from .config import MIN_SIZE, Config, resolve
 from .errors import ConfigError
-from .io import ImageSource, file_sha256, fit, load_image
+from .io import ImageSource, file_sha256, fit, fitted, load_image
 from ._tf import threads
-from .losses import StyleTransferLoss, WeightedLayer, tf
-from .optimize import Callback, OptimizerSettings, OptimizerState, optimize
+from .losses import objective, tf
+from .optimize import Callback, OptimizerState, OptimizeResult, optimize
+from .plan import GB, MIN_OVERLAP, MemoryModel, Plan, check_budget, make_plan
+from .tiles import layer_names, run_tiled, settings_of
 from .signals import stop_on_signals
 
 
@@ -42,7 +46,9 @@ class StylizeResult:
     stop_reason: str = "completed"  # otherwise why fewer than the configured iterations ran
     sources: dict[str, Any] = field(default_factory=dict)
     precision: str = "float32"  # what ``config.precision`` resolved to on this machine
-    device: str = ""  # the run's first line: device, precision, threads
+    device: str = ""  # the run's first line: device, precision, threads, memory budget
+    memory: dict[str, Any] = field(default_factory=dict)  # budget, estimated and measured peak, the plan
+    high: np.ndarray | None = None  # the image in 16 bits per channel (uint16 RGB), when asked for
 
     def metadata(self) -> dict[str, Any]:
         """The run record written into PNG text and the JSON sidecar; ``nstyle reproduce`` reads it."""
@@ -64,6 +70,7 @@ class StylizeResult:
                 "seconds": round(self.seconds, 3),
                 "precision": self.precision,
                 "device": self.device,
+                "memory": self.memory,
             },
             "versions": {
                 "python": platform.python_version(),
@@ -86,6 +93,9 @@ def stylize(
     progress: bool = False,
     checkpoint: CheckpointPlan | None = None,
     resume: Checkpoint | None = None,
+    workers: int = 1,
+    ray: str | None = None,
+    bits: int = 8,
     **options: Any,
 ) -> StylizeResult:
     """Stylize ``content`` in the manner of ``style`` (or of several styles, blended).
@@ -94,10 +104,15 @@ def stylize(
     then ``config`` (a :class:`Config` replaces the preset; a TOML path is layered on it),
     then ``options`` (any :class:`Config` field, e.g. ``iterations=200, style_weight=1e5``).
     ``callbacks`` see every iteration; ``progress=True`` adds a progress bar, after a first line
-    on stderr saying where it runs (device, precision, threads). The network runs
+    on stderr saying where it runs (device, precision, threads, memory budget). The network runs
     in ``precision`` (``auto`` follows the hardware, see :mod:`nstyle.backbones.precision`);
     what it resolved to is in the result's ``precision`` and its metadata. Ctrl-C, SIGTERM and
     SIGHUP end the run early with the best image so far (``interrupted`` is then True).
+
+    Scales that do not fit ``max_memory`` run in tiles (:mod:`nstyle.plan`, :mod:`nstyle.tiles`),
+    ``workers`` tiles at once in local processes, or as Ray tasks with ``ray`` (an address or
+    "local"); a size that cannot fit at all is refused before any work. ``bits=16`` also keeps
+    the result unrounded, in 16 bits per channel (``high``), for printing.
 
     ``checkpoint`` saves the run's state as it goes and when stopped (and deletes it when the run
     completes); ``resume`` continues a :class:`~nstyle.checkpoints.Checkpoint`, whose config
@@ -117,23 +132,20 @@ def stylize(
 
     backbone = get_backbone(cfg.backbone)
     choice = precision.resolve(cfg.precision, cfg.optimizer)
-    extractor = feature_extractor(
-        backbone,
-        load_model(cfg.backbone, cfg.weights),
-        tuple(s.name for s in (*cfg.content_layers, *cfg.style_layers)),
-        choice.name,
-    )
-    prep = backbone.preprocessing
+    extractor = feature_extractor(backbone, load_model(cfg.backbone, cfg.weights), layer_names(cfg), choice.name)
     sizes = scale_sizes(cfg)
     per_scale = list(cfg.scale_iterations) or [cfg.iterations] * cfg.scales
+    plan = plan_run(cfg, extractor, choice.name, [fitted(*content_src.size, s)[::-1] for s in sizes], per_scale, workers)
 
-    device = precision.device_line(choice, threads())
+    device = f"{precision.device_line(choice, threads())}; memory budget {plan.budget / GB:.1f} GB"
     callbacks = list(callbacks)
     bar = None
     if choice.notice:
         warnings.warn(choice.notice, RuntimeWarning, stacklevel=2)
     if progress:
         print(device, file=sys.stderr)
+        if plan.tiled:
+            print("\n".join(plan.describe()), file=sys.stderr)
         from .callbacks import ProgressBar
 
         bar = ProgressBar(cfg.total_iterations)
@@ -141,65 +153,116 @@ def stylize(
     start = time.perf_counter()
     history: list[dict[str, float]] = list(resume.earlier_history) if resume else []
     pixels: np.ndarray | None = None  # the previous scale's result, RGB uint8
-    stop_reason = "completed"
+    high: np.ndarray | None = None  # the last scale's result in 16 bits, when asked for
+    stop_reason, best_loss, best_iteration, ended = "completed", math.inf, 0, ""
     sources = {"content": _describe_source(content), "styles": [_describe_source(s) for s in styles]}
-    writer = None
     try:
-        for scale, (size, iterations) in enumerate(zip(sizes, per_scale), 1):
-            state = resume.state if resume is not None and resume.scale == scale - 1 else None
-            if resume is not None and scale - 1 < resume.scale:
+        for step in plan.steps:
+            if resume is not None and step.scale - 1 < resume.scale:
                 continue  # finished before the checkpoint: its result is in the saved image
-            content_img = fit(content_src, size, "content image")
-            style_imgs = [fit(s, round(size * cfg.style_scale), "style image") for s in style_srcs]
+            content_img = fit(content_src, max(step.height, step.width), "content image")
+            style_imgs = [fit(s, round(max(step.height, step.width) * cfg.style_scale), "style image") for s in style_srcs]
             if cfg.preserve_color == "luminance":
                 style_imgs = [color.matched_luminance(s, content_img) for s in style_imgs]
                 content_img = color.grey(color.luminance(content_img))
-            loss = objective(cfg, extractor, content_img, style_imgs)
-            if pixels is None:
-                start_rgb = initial_image(cfg.init, content_img, style_imgs[0], cfg.seed)
-            else:  # warm start: the coarser result, upscaled
-                start_rgb = np.asarray(Image.fromarray(pixels).resize(content_img.size, Image.Resampling.LANCZOS), np.float32)
-            settings = OptimizerSettings(cfg.optimizer, iterations, cfg.lr, cfg.beta1, cfg.beta2, cfg.epsilon, cfg.ema,
-                                         loss_scaling=choice.name == "float16")  # fmt: skip
-            scale_callbacks = list(callbacks)
-            if checkpoint is not None:
-                writer = CheckpointWriter(checkpoint, _checkpoint_maker(cfg, sources, choice.name, scale - 1, history, checkpoint))
-                scale_callbacks.append(writer)
-            run = optimize(loss, prep.forward(start_rgb)[None], prep.bounds(), settings, prep.inverse,
-                           [_offset(cb, len(history), cfg.total_iterations) for cb in scale_callbacks], resume=state)  # fmt: skip
-            best_iteration = len(history) + run.best_iteration
-            history += run.history
-            pixels = prep.inverse(run.image[0])
-            if run.stop_reason != "completed" and stop_reason == "completed":
-                stop_reason = run.stop_reason + (f" at scale {scale} of {len(sizes)}" if len(sizes) > 1 else "")
-            if run.interrupted and writer is not None and run.state is not None:
-                writer.save(run.state)
-            if run.interrupted or run.stopped:
+            stage = f"scale {step.scale}/{len(plan.steps)}, " if len(plan.steps) > 1 else ""
+            if step.tiled:
+                begin = (initial_image(cfg.init, content_img, style_imgs[0], cfg.seed).astype(np.uint8) if pixels is None
+                         else np.asarray(Image.fromarray(pixels).resize(content_img.size, Image.Resampling.LANCZOS)))  # fmt: skip
+                pixels = None  # only the upscaled start is needed now
+                tiled = run_tiled(step, cfg, extractor, choice.name, content_img, style_imgs, begin, callbacks,
+                                  len(history), cfg.total_iterations, stage, workers, ray, bits)  # fmt: skip
+                pixels, high, interrupted, stopped = tiled.pixels, tiled.high, tiled.interrupted, tiled.stopped
+                history += tiled.history
+                best_iteration, best_loss = len(history), history[-1]["total"] if history else math.inf
+                reason = "interrupted" if interrupted else "stopped by a callback" if stopped else "completed"
+            else:
+                state = resume.state if resume is not None and resume.scale == step.scale - 1 else None
+                run = _whole_scale(cfg, extractor, choice.name, step.iterations, content_img, style_imgs, pixels,
+                                   callbacks, history, stage, checkpoint, sources, step.scale - 1, state)  # fmt: skip
+                best_iteration, best_loss = len(history) + run.best_iteration, run.best_loss
+                history += run.history
+                pixels = extractor.backbone.preprocessing.inverse(run.image[0])
+                high = extractor.backbone.preprocessing.inverse(run.image[0], 16) if bits == 16 else None
+                interrupted, stopped, reason = run.interrupted, run.stopped, run.stop_reason
+            if reason != "completed" and stop_reason == "completed":
+                stop_reason = reason + (f" at scale {step.scale} of {len(plan.steps)}" if len(plan.steps) > 1 else "")
+            if interrupted or stopped:
+                ended = "interrupted" if interrupted else "stopped"
                 break
     finally:
         if bar is not None:
             if stop_reason != "completed":
                 bar.set_description(f"stopped early: {stop_reason}")
             bar.close()
-    if checkpoint is not None and not (run.interrupted or run.stopped):
+    if checkpoint is not None and not ended:
         checkpoint.path.unlink(missing_ok=True)  # done: nothing left to resume
     image = Image.fromarray(pixels)
     if cfg.preserve_color == "luminance":
         image = color.restore_chroma(image, content_src)
+        if high is not None:
+            rgb = color.restore_chroma_array(high.astype(np.float64) * (255 / 65535), content_src)
+            high = np.clip(np.rint(rgb * (65535 / 255)), 0, 65535).astype(np.uint16)
     return StylizeResult(
         image=image,
         history=history,
         config=cfg,
-        best_loss=run.best_loss,
+        best_loss=best_loss,
         best_iteration=best_iteration,
         seconds=time.perf_counter() - start,
-        interrupted=run.interrupted,
-        stopped=run.stopped,
+        interrupted=ended == "interrupted",
+        stopped=ended == "stopped",
         stop_reason=stop_reason,
         sources=sources,
         precision=choice.name,
         device=device,
+        memory={"budget_gb": round(plan.budget / GB, 3), "estimated_peak_gb": round(plan.peak / GB, 3),
+                "measured_peak_gb": round(peak_resident_bytes() / GB, 3), "plan": plan.describe(),
+                "steps": [{"height": s.height, "width": s.width, "iterations": s.iterations, "tile": s.tile,
+                           "overlap": s.overlap} for s in plan.steps]},  # fmt: skip
+        high=high,
     )
+
+
+def plan_run(cfg: Config, extractor: FeatureExtractor, precision_name: str, shapes: list[tuple[int, int]],
+             iterations: list[int], workers: int = 1) -> Plan:  # fmt: skip
+    """The run's (scale, tile) plan within ``cfg.max_memory`` (see :mod:`nstyle.plan`).
+
+    The tile overlap comes from the deepest layer's effective receptive field, measured only
+    when some scale has to be tiled (it costs one backward pass).
+    """
+    budget = check_budget(cfg.max_memory)
+    model = MemoryModel.for_run(cfg, extractor, precision_name)
+    plan = make_plan(shapes, iterations, model, budget, 0, cfg.style_scale, workers, cfg.tile)
+    if not plan.tiled:
+        return plan
+    overlap = max(MIN_OVERLAP, -(-extractor.receptive_radius() // 16) * 16)
+    return make_plan(shapes, iterations, model, budget, overlap, cfg.style_scale, workers, cfg.tile)
+
+
+def _whole_scale(cfg: Config, extractor: FeatureExtractor, precision_name: str, iterations: int,
+                 content: Image.Image, styles: list[Image.Image], previous: np.ndarray | None,
+                 callbacks: list[Callback], history: list[dict[str, float]], stage: str,
+                 checkpoint: CheckpointPlan | None, sources: dict[str, Any], scale: int,
+                 state: OptimizerState | None) -> OptimizeResult:  # fmt: skip
+    """One scale optimised as a whole image, from the coarser ``previous`` result (RGB uint8) or the init."""
+    prep = extractor.backbone.preprocessing
+    loss = objective(cfg, extractor, content, styles)
+    if previous is None:
+        start_rgb = initial_image(cfg.init, content, styles[0], cfg.seed)
+    else:  # warm start: the coarser result, upscaled
+        start_rgb = np.asarray(Image.fromarray(previous).resize(content.size, Image.Resampling.LANCZOS), np.float32)
+    scale_callbacks = list(callbacks)
+    writer = None
+    if checkpoint is not None:
+        writer = CheckpointWriter(checkpoint, _checkpoint_maker(cfg, sources, precision_name, scale, history, checkpoint))
+        scale_callbacks.append(writer)
+    run = optimize(loss, prep.forward(start_rgb)[None], prep.bounds(), settings_of(cfg, precision_name, iterations),
+                   prep.inverse, [_offset(cb, len(history), cfg.total_iterations, stage) for cb in scale_callbacks],
+                   resume=state)  # fmt: skip
+    if run.interrupted and writer is not None and run.state is not None:
+        writer.save(run.state)
+    return run
 
 
 def resume(
@@ -225,26 +288,6 @@ def _checkpoint_maker(cfg: Config, sources: dict[str, Any], precision_name: str,
     return lambda state: Checkpoint(__version__, cfg.to_dict(), sources, precision_name, scale, earlier, state, plan.output)
 
 
-def objective(
-    cfg: Config, extractor: FeatureExtractor, content: Image.Image, styles: Sequence[Image.Image]
-) -> StyleTransferLoss:
-    """``cfg``'s loss for one content image and its style images, all already at their sizes."""
-    prep = extractor.backbone.preprocessing
-    return StyleTransferLoss(
-        extractor,
-        tf.constant(prep.forward(np.asarray(content))[None]),
-        [tf.constant(prep.forward(np.asarray(s))[None]) for s in styles],
-        [WeightedLayer(extractor.resolved[s.name], s.weight) for s in cfg.content_layers],
-        [WeightedLayer(extractor.resolved[s.name], s.weight) for s in cfg.style_layers],
-        cfg.content_weight,
-        cfg.style_weight,
-        cfg.tv_weight,
-        style_loss=cfg.style_loss,
-        swag_temperature=cfg.swag,
-        style_blend=cfg.style_blend,
-    )
-
-
 def scale_sizes(cfg: Config) -> list[int]:
     """Longer sides, coarse to fine, ending at ``cfg.size``; each ``scale_factor`` times the last."""
     sizes = [round(cfg.size / cfg.scale_factor ** (cfg.scales - 1 - i)) for i in range(cfg.scales)]
@@ -256,9 +299,9 @@ def scale_sizes(cfg: Config) -> list[int]:
     return sizes
 
 
-def _offset(callback: Callback, done: int, total: int) -> Callback:
-    """``callback`` seeing iterations counted across all scales."""
-    return lambda p: callback(dataclasses.replace(p, iteration=p.iteration + done, iterations=total))
+def _offset(callback: Callback, done: int, total: int, stage: str = "") -> Callback:
+    """``callback`` seeing iterations counted across all scales, and which scale it is in."""
+    return lambda p: callback(dataclasses.replace(p, iteration=p.iteration + done, iterations=total, stage=stage.rstrip(", ")))
 
 
 def initial_image(init: str, content: Image.Image, style: Image.Image, seed: int) -> np.ndarray:
@@ -271,6 +314,12 @@ def initial_image(init: str, content: Image.Image, style: Image.Image, seed: int
         return np.asarray(style.resize(content.size, Image.Resampling.LANCZOS), np.float32)
     rng = np.random.default_rng(seed)
     return rng.uniform(0, 255, (content.height, content.width, 3)).astype(np.float32)
+
+
+def peak_resident_bytes() -> int:
+    """This process's peak resident memory so far (Linux reports kilobytes, macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
 
 
 def _configure(preset: str, config: Config | str | os.PathLike | None, options: dict[str, Any]) -> Config:

@@ -18,17 +18,25 @@ from .sheets import contact_sheet
 
 
 class ProgressBar:
-    """A tqdm bar on stderr: iteration, it/s, and total/style/content loss."""
+    """A tqdm bar on stderr: iteration, it/s, ETA, and total/style/content loss.
+
+    In a multi-scale or tiled run the description says where it is (scale i/N, tile j/M), and
+    the count moves by fractions of an iteration as tiles finish, so the ETA keeps up.
+    """
 
     def __init__(self, iterations: int, description: str = "stylizing"):
+        self.description = description
         self.bar = tqdm(total=iterations, desc=description, unit="it", dynamic_ncols=True, leave=True)
 
     def __call__(self, p: Progress) -> None:
-        self.bar.set_postfix(
-            total=f"{p.losses['total']:.4g}", style=f"{p.losses['style']:.4g}", content=f"{p.losses['content']:.4g}",
-            refresh=False,
-        )
-        self.bar.update(p.iteration - self.bar.n)
+        if p.losses:
+            self.bar.set_postfix(
+                total=f"{p.losses['total']:.4g}", style=f"{p.losses['style']:.4g}", content=f"{p.losses['content']:.4g}",
+                refresh=False,
+            )
+        if p.stage:
+            self.bar.set_description(f"{self.description} ({p.stage})", refresh=False)
+        self.bar.update((p.position if p.position is not None else p.iteration) - self.bar.n)
 
     def close(self) -> None:
         self.bar.close()

@@ -21,7 +21,7 @@ from .errors import NStyleError
 from .signals import Interrupted, received, stop_on_signals
 
 EXIT_USER_ERROR = 2
-COMMANDS = ("layers", "presets", "reproduce", "resume", "probe", "grid", "sweep", "ui", "info")
+COMMANDS = ("layers", "presets", "reproduce", "resume", "probe", "grid", "sweep", "video", "ui", "info")
 
 DESCRIPTION = """\
 Stylize CONTENT in the manner of STYLE by optimising the image's pixels so that its
@@ -40,6 +40,7 @@ other commands:
   nstyle probe CONTENT STYLE --layers L1 L2 ... -o DIR   one run per layer, on a contact sheet
   nstyle grid --content A B --style X Y -o DIR          every content x every style, one figure
   nstyle sweep SWEEP.toml -o DIR                        runs over settings (see README)
+  nstyle video CLIP.mp4 STYLE -o OUT.mp4               a clip, frame by frame, held steady by optical flow
   nstyle ui [--host 127.0.0.1] [--port 7860]            the browser app (needs .[ui])
   nstyle info                          versions, devices, what --precision auto picks, weights, extras
 
@@ -62,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with stop_on_signals():
             if argv and argv[0] in COMMANDS:
                 handlers = {"layers": _layers, "presets": _presets, "reproduce": _reproduce, "resume": _resume,
-                            "probe": _probe, "grid": _grid, "sweep": _sweep, "ui": _ui, "info": _info}  # fmt: skip
+                            "probe": _probe, "grid": _grid, "sweep": _sweep, "video": _video, "ui": _ui, "info": _info}  # fmt: skip
                 return handlers[argv[0]](argv[1:])
             return _stylize(argv)
     except NStyleError as e:
@@ -84,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The stylize parser (also used to document the flags in the README)."""
     p = argparse.ArgumentParser(
         prog="nstyle",
-        usage="nstyle CONTENT STYLE -o OUTPUT [options]\n       nstyle {layers,presets,reproduce,resume,probe,grid,sweep,ui,info} ...",
+        usage="nstyle CONTENT STYLE -o OUTPUT [options]\n       nstyle {layers,presets,reproduce,resume,probe,grid,sweep,video,ui,info} ...",
         description=DESCRIPTION,
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -96,6 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"nstyle {__version__}")
 
     add_settings(p)
+    add_parallel(p, "tiles of a tiled scale at once (see --max-memory)")
+
+    w = p.add_argument_group("print output")
+    w.add_argument("--dpi", type=float, metavar="N", help="resolution written into the file, e.g. 300 for print")
+    w.add_argument("--bit-depth", type=int, choices=(8, 16), default=8,
+                   help="bits per channel: 16 writes the unrounded result (.png or .tif)")
+    w.add_argument("--quality", type=int, default=95, metavar="Q", help="JPEG quality, 1-100 (default 95)")
 
     o = p.add_argument_group("watching the run")
     o.add_argument("--snapshot-every", type=int, metavar="N", help="also write OUTPUT_0050.png ... every N iterations")
@@ -146,6 +154,10 @@ def add_settings(p: argparse.ArgumentParser) -> None:
     s.add_argument("--style-scale", type=float, metavar="F", help="style image size relative to the output (default 1)")
     s.add_argument("--ema", type=float, metavar="DECAY",
                    help="output the moving average of the iterates (e.g. 0.9), less noisy than the best one")  # fmt: skip
+    s.add_argument("--max-memory", type=float, metavar="GB",
+                   help="memory the run may use (default: 80%% of what is free now); scales that do not fit "
+                   "run in overlapping tiles, and a size that cannot fit is refused before any work")  # fmt: skip
+    s.add_argument("--tile", type=int, metavar="PX", help="tile every scale larger than PX with PX-sized tiles")
     s.add_argument("--precision", metavar="P",
                    help="the network's arithmetic: auto (default: Adam in bfloat16 where the CPU or GPU has fast "
                    "bf16, else float32; L-BFGS in float32), float32, bfloat16 or float16")  # fmt: skip
@@ -157,19 +169,20 @@ def settings_from(args: argparse.Namespace) -> Config:
     return resolve(args.preset, args.config, overrides)
 
 
-def add_parallel(p: argparse.ArgumentParser) -> None:
-    """--workers and --ray, for the commands that run many stylizations."""
-    g = p.add_argument_group("running many trials")
+def add_parallel(p: argparse.ArgumentParser, what: str = "trials at once") -> None:
+    """--workers and --ray: trials of probe, grid and sweep, or tiles of a print-size image."""
+    g = p.add_argument_group("running in parallel")
     g.add_argument("--workers", type=int, default=1, metavar="N",
-                   help="trials at once in N local processes, each on its share of the CPU threads")
+                   help=f"{what} in N local processes, each on its share of the CPU threads")
     g.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
-                   help="run trials as Ray tasks: a local Ray, or the cluster at ADDRESS (needs .[ray])")  # fmt: skip
+                   help="run them as Ray tasks: a local Ray, or the cluster at ADDRESS (needs .[ray])")  # fmt: skip
 
 
 CONFIG_FLAGS = (
     "backbone", "weights", "content_layers", "style_layers", "content_weight", "style_weight", "tv_weight",
     "optimizer", "lr", "beta1", "epsilon", "iterations", "size", "init", "seed", "style_loss", "swag", "scales",
     "scale_factor", "scale_iterations", "preserve_color", "style_blend", "style_scale", "ema", "precision",
+    "max_memory", "tile",
 )  # fmt: skip
 
 
@@ -215,10 +228,32 @@ def _run(content: str, styles: list[str], cfg: Config, args: argparse.Namespace,
         extra.append(strip_path(output))
     for path in extra:
         check_output(path, args.force)
-    # Every image (a PNG holds at most 3 bytes a pixel) and the checkpoint (five float32 images).
-    check_space(output.parent, cfg.size**2 * (3 * (1 + len(extra)) + 60) + 2**20)
+    _check_print_options(args, output)
+    from .plan import check_budget
+
+    check_budget(cfg.max_memory)
+    # Every image (a PNG holds at most 3 bytes a pixel, 6 in 16 bits) and the checkpoint (five
+    # float32 images of a scale that runs whole: tiled scales are not checkpointed).
+    bits = getattr(args, "bit_depth", 8)
+    check_space(output.parent, cfg.size**2 * (3 * bits // 8 * (1 + len(extra))) + min(cfg.size, 2048) ** 2 * 60 + 2**20)
     with claim(output):
         return _stylize_and_write(content, styles, cfg, args, output, force, every, ckpt, resume)
+
+
+def _check_print_options(args: argparse.Namespace, output: Path) -> None:
+    """--dpi, --quality, --bit-depth and --workers, before any work."""
+    import math
+
+    from .workflows.runner import check_workers
+
+    dpi = getattr(args, "dpi", None)
+    if dpi is not None and not (math.isfinite(dpi) and 0 < dpi <= 100_000):
+        raise NStyleError(f"--dpi: {dpi:g} must be a resolution between 0 and 100000")
+    if not 1 <= getattr(args, "quality", 95) <= 100:
+        raise NStyleError(f"--quality: {args.quality} must be between 1 and 100")
+    if getattr(args, "bit_depth", 8) == 16 and output.suffix.lower() in (".jpg", ".jpeg"):
+        raise NStyleError("--bit-depth 16: JPEG holds 8 bits per channel; write .png or .tif")
+    check_workers(getattr(args, "workers", 1))
 
 
 def _stylize_and_write(content: str, styles: list[str], cfg: Config, args: argparse.Namespace, output: Path,
@@ -242,8 +277,10 @@ def _stylize_and_write(content: str, styles: list[str], cfg: Config, args: argpa
 
     plan = CheckpointPlan(ckpt, every, None if every else 300.0, str(output))
     result = stylize(content, styles, config=cfg, callbacks=callbacks, progress=not args.quiet, checkpoint=plan,
-                     resume=resume)  # fmt: skip
-    written = save_with_fallback(result.image, output, force=force, metadata=result.metadata())
+                     resume=resume, workers=getattr(args, "workers", 1), ray=getattr(args, "ray", None),
+                     bits=getattr(args, "bit_depth", 8))  # fmt: skip
+    written = save_with_fallback(result.image, output, force=force, metadata=result.metadata(),
+                                 dpi=getattr(args, "dpi", None), quality=getattr(args, "quality", 95), high=result.high)  # fmt: skip
     if strip and strip.last is not None:
         save_image(strip.sheet(), strip_path(output), force=args.force)
     output = written  # where the result went, for the lines below
@@ -262,6 +299,65 @@ def _stylize_and_write(content: str, styles: list[str], cfg: Config, args: argpa
     if not args.quiet:
         print(f"wrote {output} (best loss {result.best_loss:.4g} at iteration {result.best_iteration}, "
               f"{result.seconds:.1f} s)", file=sys.stderr)  # fmt: skip
+    return 0
+
+
+def _video(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(
+        prog="nstyle video",
+        description="Stylize a clip (a video file or a folder of frames): the first frame in full, each later one "
+        "from the previous result warped by optical flow, with a temporal loss (Ruder et al. 2016). Finished frames "
+        "are kept in OUT.frames/ as they finish; running the same command again continues a stopped run.",
+    )
+    p.add_argument("input", metavar="INPUT", help="a video file (mp4, webm, mov, gif...) or a folder of frames")
+    p.add_argument("style", metavar="STYLE", nargs="+", help="the picture(s) to take the style from")
+    p.add_argument("-o", "--output", required=True, metavar="OUT", help="a video (.mp4 .mov .mkv .webm .gif) or a folder")
+    p.add_argument("--force", action="store_true", help="replace OUT, and start over rather than continue")
+    p.add_argument("--frame-iterations", type=int, metavar="N", help="iterations of each frame after the first "
+                   "(default: a fifth of --iterations)")  # fmt: skip
+    p.add_argument("--temporal-weight", type=float, default=0.3, metavar="W",
+                   help="how strongly a frame holds to the previous one warped: W x its starting loss for a 10 px "
+                   "RMS change (0: off; default 0.3)")  # fmt: skip
+    p.add_argument("--max-frames", type=int, metavar="N", help="stylize the first N frames (needed past 1000)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_settings(p)
+    add_parallel(p, "chunks of the clip at once")
+    args = p.parse_args(argv)
+    import importlib.util
+    import math
+
+    from .io import load_image
+
+    if importlib.util.find_spec("av") is None or importlib.util.find_spec("cv2") is None:
+        raise NStyleError("nstyle video needs PyAV and OpenCV: pip install -e '.[video]'")
+    if not math.isfinite(args.temporal_weight) or args.temporal_weight < 0:
+        raise NStyleError(f"--temporal-weight: {args.temporal_weight:g} must be a finite number >= 0")
+    for name in ("frame_iterations", "max_frames"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise NStyleError(f"--{name.replace('_', '-')}: {value} must be >= 1")
+    if not Path(args.input).exists():
+        raise NStyleError(f"input video not found: {args.input}")
+    for style in args.style:
+        load_image(style, "style image")
+    cfg = settings_from(args)
+    from ._tf import use_all_cores
+    from .video import stylize_video
+
+    use_all_cores()
+    result = stylize_video(args.input, args.style, args.output, config=cfg, frame_iterations=args.frame_iterations,
+                           temporal_weight=args.temporal_weight, max_frames=args.max_frames, workers=args.workers,
+                           ray=args.ray, progress=not args.quiet, force=args.force)  # fmt: skip
+    done = len(result.frame_seconds)
+    if result.interrupted:
+        signum = received() or signal.SIGINT
+        print(f"nstyle: stopped by {signal.Signals(signum).name}; the finished frames are kept in {result.work}: "
+              f"run the same command again to continue", file=sys.stderr)  # fmt: skip
+        return 128 + signum
+    if not args.quiet:
+        per_frame = sum(result.frame_seconds) / done if done else 0.0
+        print(f"wrote {result.output} ({result.frames} frames, {per_frame:.1f} s a frame, {result.seconds:.0f} s)",
+              file=sys.stderr)  # fmt: skip
     return 0
 
 

@@ -43,10 +43,16 @@ def matched_luminance(style: Image.Image, content: Image.Image) -> Image.Image:
 
 def restore_chroma(result: Image.Image, content: Image.Image) -> Image.Image:
     """``result``'s luminance with ``content``'s colour (I and Q of YIQ)."""
-    content = content.resize(result.size, Image.Resampling.LANCZOS) if content.size != result.size else content
+    return _image(restore_chroma_array(_pixels(result), content))
+
+
+def restore_chroma_array(result: np.ndarray, content: Image.Image) -> np.ndarray:
+    """:func:`restore_chroma` on float RGB pixels in 0..255 (a 16-bit result's, unrounded)."""
+    size = (result.shape[1], result.shape[0])
+    content = content.resize(size, Image.Resampling.LANCZOS) if content.size != size else content
     yiq = _pixels(content) @ RGB_TO_YIQ.T
-    yiq[..., 0] = luminance(result)
-    return _image(yiq @ YIQ_TO_RGB.T)
+    yiq[..., 0] = result @ RGB_TO_YIQ[0]
+    return yiq @ YIQ_TO_RGB.T
 
 
 def match_histogram(style: Image.Image, content: Image.Image) -> Image.Image:

@@ -23,7 +23,8 @@ INITS = ("content", "recolored", "style", "noise")
 STYLE_LOSSES = ("gram", "wasserstein", "meanstd")
 COLOR_MODES = ("none", "luminance", "histogram")
 MAX_SCALES = 8
-MIN_SIZE, MAX_SIZE = 32, 4096
+MIN_TILE = 32  # a forced tile's smallest side
+MIN_SIZE, MAX_SIZE = 32, 16384  # above what fits whole, scales run in tiles (nstyle.plan)
 MAX_ITERATIONS = 1_000_000
 
 
@@ -68,6 +69,8 @@ class Config:
     style_scale: float = 1.0  # style image's longer side relative to the output's
     ema: float = 0.0  # decay of the moving average of iterates; 0 = off
     precision: str = "auto"  # the network's arithmetic; see nstyle.backbones.precision
+    max_memory: float | None = None  # GB the run may use (None: a safe share of what is free); see nstyle.plan
+    tile: int = 0  # tile side in px for every scale larger than it; 0: tiles only where the budget needs them
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "Config":
@@ -106,6 +109,8 @@ class Config:
             style_scale=_number(v, "style_scale", minimum=0.0, strict=True),
             ema=_number(v, "ema", minimum=0.0, below=1.0),
             precision=_choice(v, "precision", PRECISIONS),
+            max_memory=None if v["max_memory"] is None else _number(v, "max_memory", minimum=0.0, strict=True),
+            tile=0 if v["tile"] in (0, None) else _integer(v, "tile", MIN_TILE, MAX_SIZE),
         )
         if config.weights == "hed" and config.backbone != "vgg16":
             raise ConfigError(

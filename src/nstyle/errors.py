@@ -20,3 +20,7 @@ class ImageError(NStyleError):
 
 class WeightsError(NStyleError):
     """Backbone weights that cannot be had (offline, missing or mismatched file)."""
+
+
+class VideoError(NStyleError):
+    """A clip that cannot be read or written, or a video run that cannot go on."""

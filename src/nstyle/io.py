@@ -30,6 +30,9 @@ ImageSource = Union[str, os.PathLike, Image.Image, np.ndarray]
 FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF"}
 MIN_SOURCE_SIDE = 8  # below this an image holds too little to stylize or be styled by
 MIN_WORKING_SIDE = 16  # the shorter side after resizing; deep layers need a few positions
+#: The largest input opened: a 16384 px square, the largest output (tiled). Pillow's own guard
+#: against decompression bombs (89 MP) is raised this far and no further.
+MAX_INPUT_PIXELS = 16384**2
 
 
 def load_image(source: ImageSource, what: str = "image") -> Image.Image:
@@ -54,16 +57,18 @@ def _open(path: Path, what: str) -> Image.Image:
         raise ImageError(f"{what} not found: {path}")
     if path.is_dir():
         raise ImageError(f"{what} is a directory, not an image: {path}")
+    guard = Image.MAX_IMAGE_PIXELS
     try:
         with warnings.catch_warnings():
-            # Keep Pillow's decompression-bomb limit, and treat its warning zone as an error too:
-            # an image that large would not fit through the network anyway.
+            # Pillow's decompression-bomb guard, at nstyle's limit, with its warning zone an error
+            # too: the header's size is checked before any pixel is decoded.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
+            Image.MAX_IMAGE_PIXELS = MAX_INPUT_PIXELS // 2
             img = Image.open(path)
             img.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageError(
-            f"{what} is too large to open safely ({path}; Pillow's limit is {Image.MAX_IMAGE_PIXELS} pixels)"
+            f"{what} is too large to open safely ({path}; the limit is {MAX_INPUT_PIXELS:,} pixels, a 16384 px square)"
         ) from None
     except UnidentifiedImageError:
         raise ImageError(f"{what} is not an image file Pillow can read: {path}") from None
@@ -71,6 +76,8 @@ def _open(path: Path, what: str) -> Image.Image:
         raise ImageError(f"{what} cannot be read (permission denied): {path}") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise ImageError(f"{what} is corrupt or truncated ({e}): {path}") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = guard
     return img
 
 
@@ -103,10 +110,15 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img if img.mode == "RGB" else img.convert("RGB")
 
 
+def fitted(width: int, height: int, size: int) -> tuple[int, int]:
+    """``(width, height)`` scaled so the longer side is ``size`` px."""
+    scale = size / max(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
 def fit(img: Image.Image, size: int, what: str = "image") -> Image.Image:
     """Scale so the longer side is ``size`` px (up or down, as the notebook did)."""
-    scale = size / max(img.size)
-    w, h = max(1, round(img.width * scale)), max(1, round(img.height * scale))
+    w, h = fitted(img.width, img.height, size)
     if min(w, h) < MIN_WORKING_SIDE:
         raise ImageError(
             f"{what} is too thin: {img.width}x{img.height} becomes {w}x{h} at size {size}; "
@@ -152,19 +164,64 @@ def sidecar_path(path: str | os.PathLike) -> Path:
 
 
 def save_image(
-    img: Image.Image, path: str | os.PathLike, force: bool = False, metadata: dict[str, Any] | None = None
+    img: Image.Image,
+    path: str | os.PathLike,
+    force: bool = False,
+    metadata: dict[str, Any] | None = None,
+    dpi: float | None = None,
+    quality: int = 95,
+    high: np.ndarray | None = None,
 ) -> Path:
-    """Write ``img`` atomically; PNGs carry ``metadata`` as text, every format gets a JSON sidecar."""
+    """Write ``img`` atomically; PNGs carry ``metadata`` as text, every format gets a JSON sidecar.
+
+    ``dpi`` is written into the file (PNG pHYs, JPEG JFIF, TIFF resolution), so print software
+    sizes it; ``quality`` is JPEG's. ``high`` is the same image as 16-bit RGB (uint16), written
+    instead of ``img`` to PNG (by pypng) or TIFF (by tifffile): Pillow writes 8-bit colour only.
+    """
     path = check_image_output(path, force)
     sidecar = check_output(sidecar_path(path), force, what="sidecar") if metadata is not None else None
     fmt = FORMATS[path.suffix.lower()]
-    kwargs: dict[str, Any] = {"quality": 95} if fmt == "JPEG" else {}
-    if fmt == "PNG" and metadata is not None:
-        kwargs["pnginfo"] = _png_info(metadata)
-    _atomic_write(path, lambda f: img.save(f, format=fmt, **kwargs))
+    if high is not None:
+        if fmt == "JPEG":
+            raise ImageError(f"{path}: JPEG holds 8 bits per channel; write .png or .tif for 16 bits")
+        _atomic_write(path, lambda f: (_png16 if fmt == "PNG" else _tiff16)(f, high, metadata, dpi))
+    else:
+        kwargs: dict[str, Any] = {"quality": quality} if fmt == "JPEG" else {}
+        if dpi is not None:
+            kwargs["dpi"] = (dpi, dpi)
+        if fmt == "PNG" and metadata is not None:
+            kwargs["pnginfo"] = _png_info(metadata)
+        _atomic_write(path, lambda f: img.save(f, format=fmt, **kwargs))
     if sidecar is not None:
         _atomic_write(sidecar, lambda f: f.write(json.dumps(metadata, indent=2).encode() + b"\n"))
     return path
+
+
+def _png16(f: Any, pixels: np.ndarray, metadata: dict[str, Any] | None, dpi: float | None) -> None:
+    """A 16-bit RGB PNG with the nstyle record as a text chunk and the resolution in pHYs."""
+    import png
+
+    height, width = pixels.shape[:2]
+    per_metre = None if dpi is None else round(dpi / 0.0254)
+    writer = png.Writer(width, height, greyscale=False, bitdepth=16, compression=6, x_pixels_per_unit=per_metre,
+                        y_pixels_per_unit=per_metre, unit_is_meter=per_metre is not None)  # fmt: skip
+    buffer = BytesIO()
+    writer.write(buffer, pixels.reshape(height, width * 3))
+    chunks = list(png.Reader(bytes=buffer.getvalue()).chunks())
+    if metadata is not None:
+        chunks.insert(1, (b"tEXt", b"nstyle\x00" + json.dumps(metadata).encode("latin-1", "replace")))
+    png.write_chunks(f, chunks)
+
+
+def _tiff16(f: Any, pixels: np.ndarray, metadata: dict[str, Any] | None, dpi: float | None) -> None:
+    """A 16-bit RGB TIFF, deflate-compressed, with the record as its description."""
+    import tifffile
+
+    buffer = BytesIO()  # tifffile wants a seekable file with a name; the atomic write's has only a descriptor
+    tifffile.imwrite(buffer, pixels, photometric="rgb", compression="zlib",
+                     resolution=None if dpi is None else (dpi, dpi), resolutionunit="INCH" if dpi else None,
+                     description=json.dumps(metadata) if metadata is not None else None, metadata=None)  # fmt: skip
+    f.write(buffer.getvalue())
 
 
 def png_bytes(img: Image.Image, metadata: dict[str, Any] | None = None) -> bytes:
@@ -285,7 +342,8 @@ def check_space(folder: str | os.PathLike, needed: int, what: str = "output") ->
         )
 
 
-def save_with_fallback(img: Image.Image, path: Path, force: bool, metadata: dict[str, Any] | None) -> Path:
+def save_with_fallback(img: Image.Image, path: Path, force: bool, metadata: dict[str, Any] | None,
+                       **options: Any) -> Path:  # fmt: skip
     """:func:`save_image`, and when that fails (disk full, file appeared, folder gone), the same
     image to a fallback path: beside it with the time in its name, else in the temp folder.
 
@@ -293,13 +351,13 @@ def save_with_fallback(img: Image.Image, path: Path, force: bool, metadata: dict
     only when every place failed, naming them.
     """
     try:
-        return save_image(img, path, force=force, metadata=metadata)
+        return save_image(img, path, force=force, metadata=metadata, **options)
     except ImageError as first:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         for folder in (path.parent, Path(tempfile.gettempdir())):
             fallback = folder / f"{path.stem}-{stamp}-{os.getpid()}{path.suffix}"
             try:
-                saved = save_image(img, fallback, metadata=metadata)
+                saved = save_image(img, fallback, metadata=metadata, **options)
             except ImageError:
                 continue
             warnings.warn(f"could not write {path} ({first}); wrote the result to {saved} instead", RuntimeWarning, stacklevel=2)

@@ -7,13 +7,19 @@ the number of spatial positions; total variation penalises neighbouring-pixel di
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
 from ._tf import quiet_tensorflow
 from .backbones import FeatureExtractor
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from .config import Config
 
 tf = quiet_tensorflow()
 
@@ -85,11 +91,63 @@ def _covariance(centred: tf.Tensor) -> tf.Tensor:
     return tf.matmul(centred, centred, transpose_a=True) / tf.cast(tf.shape(centred)[0], centred.dtype)
 
 
+class Moments:
+    """Count, sum and sum of outer products of a layer's feature vectors, added piece by piece.
+
+    Every style statistic here (Gram matrix, mean and std, mean and covariance) is a function of
+    these three sums, so the statistic of a style image too large for one forward pass is the
+    same whether its features arrive whole or tile by tile. With SWAG the features are
+    ``exp(F / T)`` divided by one sum over the whole layer; the sums are kept relative to the
+    largest ``F / T`` seen so far, and the softmax's normaliser is applied at the end.
+    """
+
+    def __init__(self, temperature: float = 0.0):
+        self.temperature = temperature
+        self.count = 0
+        self.elements = 0
+        self.total: np.ndarray | None = None  # sum of feature vectors (float64)
+        self.outer: np.ndarray | None = None  # sum of their outer products (float64)
+        self.exp_sum = 0.0  # SWAG: sum of exp(F / T - shift) over every element
+        self.shift = -math.inf
+
+    @classmethod
+    def of(cls, features: tf.Tensor, temperature: float = 0.0) -> "Moments":
+        """The moments of one whole feature map."""
+        moments = cls(temperature)
+        moments.add(features)
+        return moments
+
+    def add(self, features: tf.Tensor) -> None:
+        """Add the feature vectors of ``(..., C)`` features (one tile's interior, or a whole image)."""
+        flat = tf.reshape(tf.cast(features, tf.float64), [-1, features.shape[-1]])
+        if self.temperature > 0:
+            logits = flat / self.temperature
+            top = float(tf.reduce_max(logits))
+            if top > self.shift and self.total is not None:  # rescale what was summed to the new shift
+                factor = math.exp(self.shift - top)
+                self.total, self.outer, self.exp_sum = self.total * factor, self.outer * factor**2, self.exp_sum * factor
+            self.shift = max(self.shift, top)
+            flat = tf.exp(logits - self.shift)
+            self.exp_sum += float(tf.reduce_sum(flat))
+        total = tf.reduce_sum(flat, axis=0).numpy()
+        outer = tf.matmul(flat, flat, transpose_a=True).numpy()
+        self.total = total if self.total is None else self.total + total
+        self.outer = outer if self.outer is None else self.outer + outer
+        self.count += int(flat.shape[0])
+        self.elements += int(flat.shape[0]) * int(flat.shape[1])
+
+    def mean_and_second(self) -> tuple[np.ndarray, np.ndarray]:
+        """The mean feature vector and the mean outer product (the Gram matrix), float64."""
+        factor = self.elements / self.exp_sum if self.temperature > 0 else 1.0  # SWAG's softmax x N
+        return self.total * factor / self.count, self.outer * factor**2 / self.count
+
+
 class GramStyle:
     """The notebook's style statistic: Gram matrices, compared by mean squared difference."""
 
-    def target(self, features: tf.Tensor) -> tuple[tf.Tensor, ...]:
-        return (tf.constant(gram_matrix(features)),)
+    def target(self, moments: Moments) -> tuple[tf.Tensor, ...]:
+        _, second = moments.mean_and_second()
+        return (tf.constant(second, tf.float32),)
 
     def loss(self, features: tf.Tensor, target: tuple[tf.Tensor, ...]) -> tf.Tensor:
         return style_loss(features, target[0])
@@ -98,9 +156,10 @@ class GramStyle:
 class MeanStdStyle:
     """Per-channel mean and standard deviation, as in AdaIN: cheap, and blind to correlations."""
 
-    def target(self, features: tf.Tensor) -> tuple[tf.Tensor, ...]:
-        mean, centred = _mean_and_centred(features)
-        return tf.constant(mean), tf.constant(tf.sqrt(tf.reduce_mean(tf.square(centred), axis=0) + 1e-8))
+    def target(self, moments: Moments) -> tuple[tf.Tensor, ...]:
+        mean, second = moments.mean_and_second()
+        variance = np.maximum(np.diag(second) - mean**2, 0.0)
+        return tf.constant(mean, tf.float32), tf.constant(np.sqrt(variance + 1e-8), tf.float32)
 
     def loss(self, features: tf.Tensor, target: tuple[tf.Tensor, ...]) -> tf.Tensor:
         mean, centred = _mean_and_centred(features)
@@ -152,10 +211,10 @@ class WassersteinStyle:
     a clamp has no gradient, so a value pushed below 0 would end the run while the images differ.
     """
 
-    def target(self, features: tf.Tensor) -> tuple[tf.Tensor, ...]:
-        mean, centred = _mean_and_centred(tf.cast(features, tf.float64))
-        cov = _covariance(centred)
-        values, vectors, _ = _psd_eigh(cov)
+    def target(self, moments: Moments) -> tuple[tf.Tensor, ...]:
+        mean, second = moments.mean_and_second()
+        cov = tf.constant(second - np.outer(mean, mean))
+        values, vectors, _ = _psd_eigh((cov + tf.transpose(cov)) / 2)
         root = tf.matmul(vectors * tf.sqrt(values), vectors, transpose_b=True)
         return tf.constant(mean), tf.constant(tf.linalg.trace(cov)), tf.constant(root)
 
@@ -189,6 +248,9 @@ class StyleTransferLoss:
     Within a term, layers are averaged with their relative weights: ``sum(w L) / sum(w)``,
     which for equal weights is the notebook's ``1 / number of layers``. Several style images
     each get their own targets; their losses are mixed by ``style_blend`` (normalised).
+    Style targets can come ready-made (:func:`style_targets`): a tiled run computes them from
+    the whole style image once and shares them between tiles, and :meth:`set_content` gives
+    the same loss, and so the same compiled step, the next tile's content.
 
     With SWAG, each layer's term is divided by a constant: a style layer's by its value for
     the content photo, a content layer's by its value for a blank feature map, so the photo
@@ -212,26 +274,44 @@ class StyleTransferLoss:
         style_loss: str = "gram",
         swag_temperature: float = 0.0,
         style_blend: Sequence[float] = (),
+        targets: Sequence[dict[str, tuple[tf.Tensor, ...]]] | None = None,
     ):
         self.extractor = extractor
         self.content_layers = list(content_layers)
         self.style_layers = list(style_layers)
         self.weights = (float(content_weight), float(style_weight), float(tv_weight))
         self.statistic = STYLE_LOSSES[style_loss]
-        blend = list(style_blend) or [1.0] * len(style_images)
-        self.blend = [w / sum(blend) for w in blend]
         self.swag_temperature = float(swag_temperature)
+        layers = [s.layer for s in self.style_layers]
+        self.style_targets = list(targets) if targets is not None else [
+            style_targets(extractor, image, layers, self.statistic, self.swag_temperature) for image in style_images
+        ]  # fmt: skip
+        blend = list(style_blend) or [1.0] * len(self.style_targets)
+        self.blend = [w / sum(blend) for w in blend]
+        self.content_targets: dict[str, tf.Variable] = {}
+        self.content_scales: dict[str, tf.Variable] = {}
+        self.style_scales: list[dict[str, tf.Variable]] = []
+        self.set_content(content_image)
+
+    def set_content(self, content_image: tf.Tensor) -> None:
+        """Aim at a new content image of the same size (the next tile): its targets and SWAG scales."""
         content_features = self.features(content_image)
-        self.content_targets = {s.layer: tf.constant(content_features[s.layer]) for s in self.content_layers}
-        self.content_scales = {name: self._scale(content_loss, tf.zeros_like(t), t) for name, t in self.content_targets.items()}
-        self.style_targets, self.style_scales = [], []
-        for image in style_images:
-            style_features = self.features(image)
-            targets = {s.layer: self.statistic.target(style_features[s.layer]) for s in self.style_layers}
-            self.style_targets.append(targets)
-            self.style_scales.append(
-                {name: self._scale(self.statistic.loss, content_features[name], t) for name, t in targets.items()}
-            )
+        fresh = not self.content_targets
+        values = {name: content_features[name] for name in {s.layer for s in self.content_layers}}
+        scales = {name: self._scale(content_loss, tf.zeros_like(t), t) for name, t in values.items()}
+        style_scales = [{name: self._scale(self.statistic.loss, content_features[name], t) for name, t in targets.items()}
+                        for targets in self.style_targets]  # fmt: skip
+        if fresh:
+            self.content_targets = {name: tf.Variable(t, trainable=False) for name, t in values.items()}
+            self.content_scales = {name: tf.Variable(v, trainable=False) for name, v in scales.items()}
+            self.style_scales = [{name: tf.Variable(v, trainable=False) for name, v in layer.items()} for layer in style_scales]
+            return
+        for name, t in values.items():
+            self.content_targets[name].assign(t)
+            self.content_scales[name].assign(scales[name])
+        for variables, layer in zip(self.style_scales, style_scales):
+            for name, v in layer.items():
+                variables[name].assign(v)
 
     def _scale(self, term: Callable[[tf.Tensor, object], tf.Tensor], start: tf.Tensor, target: object) -> float:
         """What a layer's term is divided by: 1, or with SWAG the term at ``start``: the photo for
@@ -268,7 +348,70 @@ class StyleTransferLoss:
         return {"total": cw * content + sw * style + tw * tv, "content": content, "style": style, "tv": tv}
 
 
+def style_targets(
+    extractor: FeatureExtractor,
+    image: tf.Tensor,
+    layers: Sequence[str],
+    statistic: "GramStyle | MeanStdStyle | WassersteinStyle",
+    swag_temperature: float = 0.0,
+    tile: int | None = None,
+) -> dict[str, tuple[tf.Tensor, ...]]:
+    """``statistic``'s target for each layer, from a style image (batch of one, network space).
+
+    With ``tile`` (px, a multiple of the network's total stride) the image goes through the
+    network in tiles of that size, each with a margin of context around it, and each tile adds
+    the features of its own part to the layer's :class:`Moments`: an image far larger than one
+    forward pass fits gets the same statistic, up to the network's padding at the margins.
+    """
+    from .backbones.extractor import SIZE_MULTIPLE
+
+    layers = list(dict.fromkeys(layers))
+    moments = {name: Moments(swag_temperature) for name in layers}
+    height, width = int(image.shape[1]), int(image.shape[2])
+    step = tile or max(height, width)
+    margin = 0 if tile is None else 2 * SIZE_MULTIPLE
+    probe = 8 * SIZE_MULTIPLE  # a side every stride divides: positions = probe / stride
+    strides = {name: probe // int(f.shape[1]) for name, f in extractor(tf.zeros([1, probe, probe, 3])).items()} if tile else {}
+    for top in range(0, height, step):
+        for left in range(0, width, step):
+            y0, x0 = max(0, top - margin), max(0, left - margin)
+            y1, x1 = min(height, top + step + margin), min(width, left + step + margin)
+            features = extractor(image[:, y0:y1, x0:x1, :])
+            for name in layers:
+                f, stride = features[name], strides.get(name, 1)
+                rows = slice((top - y0) // stride, -(-(min(height, top + step) - y0) // stride))
+                cols = slice((left - x0) // stride, -(-(min(width, left + step) - x0) // stride))
+                moments[name].add(f[:, rows, cols, :] if tile else f)
+    return {name: statistic.target(m) for name, m in moments.items()}
+
+
 def _weighted_mean(terms: list[tuple[float, tf.Tensor]]) -> tf.Tensor:
     if not terms:
         return tf.constant(0.0)
     return tf.add_n([w * t for w, t in terms]) / sum(w for w, _ in terms)
+
+
+def objective(
+    cfg: "Config",
+    extractor: FeatureExtractor,
+    content: "Image.Image",
+    styles: Sequence["Image.Image"],
+    targets: Sequence[dict[str, tuple[tf.Tensor, ...]]] | None = None,
+) -> StyleTransferLoss:
+    """``cfg``'s loss for one content image and its style images, all already at their sizes
+    (or, with ``targets``, style statistics computed beforehand: a tiled scale's)."""
+    prep = extractor.backbone.preprocessing
+    return StyleTransferLoss(
+        extractor,
+        tf.constant(prep.forward(np.asarray(content))[None]),
+        [tf.constant(prep.forward(np.asarray(s))[None]) for s in styles],
+        [WeightedLayer(extractor.resolved[s.name], s.weight) for s in cfg.content_layers],
+        [WeightedLayer(extractor.resolved[s.name], s.weight) for s in cfg.style_layers],
+        cfg.content_weight,
+        cfg.style_weight,
+        cfg.tv_weight,
+        style_loss=cfg.style_loss,
+        swag_temperature=cfg.swag,
+        style_blend=cfg.style_blend,
+        targets=targets,
+    )

@@ -74,6 +74,7 @@ def _stylize_events(
     swag: float,
     scales: float,
     precision: str,
+    max_memory: float | None,
     request: gr.Request,
 ) -> Iterator[tuple[Any, Any, str, Any]]:
     """Stream (image, loss table, status, download) while a stylization runs in a thread."""
@@ -86,7 +87,7 @@ def _stylize_events(
 
     overrides = {"backbone": _chosen(backbone), "weights": _chosen(weights), "size": int(size), "iterations": int(iterations),
                  "style_weight": style_weight or None, "content_weight": content_weight or None, "swag": swag or None,
-                 "scales": int(scales), "precision": precision}  # fmt: skip
+                 "scales": int(scales), "precision": precision, "max_memory": max_memory or None}  # fmt: skip
     try:
         cfg = resolve(preset, overrides={k: v for k, v in overrides.items() if v is not None})
         load_image(content, "content image")
@@ -101,8 +102,8 @@ def _stylize_events(
     def watch(p) -> None:
         if stop.is_set():
             raise Stop
-        if p.iteration == 1 or p.iteration % 5 == 0 or p.iteration == p.iterations:
-            updates.put(("progress", p.iteration, p.iterations, dict(p.losses), p.image()))
+        if p.iteration == 1 or p.iteration % 5 == 0 or p.iteration == p.iterations or "tile" in p.stage:
+            updates.put(("progress", p.iteration, p.iterations, dict(p.losses), p.image(), p.stage))
 
     def work() -> None:
         try:
@@ -130,9 +131,10 @@ def _stream(updates: queue.Queue) -> Iterator[tuple[Any, Any, str, Any]]:
     while True:
         kind, *data = updates.get()
         if kind == "progress":
-            iteration, total, losses, pixels = data
+            iteration, total, losses, pixels, stage = data
             history.append({"iteration": iteration, "loss": losses["total"]})
-            status = f"Iteration {iteration}/{total}: total {losses['total']:.4g}, style {losses['style']:.4g}, content {losses['content']:.4g}"
+            where = f" ({stage})" if stage else ""
+            status = f"Iteration {iteration}/{total}{where}: total {losses['total']:.4g}, style {losses['style']:.4g}, content {losses['content']:.4g}"
             yield pixels, pd.DataFrame(history), status, None
         elif kind == "error":
             raise gr.Error(data[0])
@@ -174,8 +176,65 @@ def _probe_events(content: str | None, style: str | None, layers: str, blocks: b
     return str(sheet), [str(sheet), str(folder / "summary.csv")]
 
 
+_videos: dict[str, Any] = {}  # session -> its running `nstyle video` process
+
+
+def _video_events(video: Any, style: Any, preset: str, size: float, iterations: float, frame_iterations: float,
+                  temporal_weight: float, max_frames: float, request: gr.Request) -> Iterator[tuple[Any, Any, str, Any]]:  # fmt: skip
+    """Stream (latest frame, video, status, downloads) while ``nstyle video`` runs in its own process.
+
+    A process, not a thread: Stop sends it SIGTERM, which keeps its finished frames as the
+    command line does, and a closed tab ends it the same way.
+    """
+    import subprocess
+    import sys
+    import time
+
+    video, style = _path(video), _path(style)
+    if not video or not style:
+        raise gr.Error("Upload a short clip and a style image first.")
+    folder = Path(tempfile.mkdtemp(prefix="nstyle-video-"))
+    out = folder / "nstyle.mp4"
+    command = [sys.executable, "-m", "nstyle", "video", video, style, "-o", str(out), "--preset", preset,
+               "--size", str(int(size)), "--iterations", str(int(iterations)), "--frame-iterations",
+               str(int(frame_iterations)), "--temporal-weight", str(float(temporal_weight)), "--quiet"]  # fmt: skip
+    if max_frames:
+        command += ["--max-frames", str(int(max_frames))]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    _videos[_session(request)] = process
+    work = folder / "nstyle.mp4.frames"
+    shown = 0
+    try:
+        yield None, None, "Reading the clip and loading the network...", None
+        while process.poll() is None:
+            time.sleep(1.0)
+            frames = sorted(work.glob("chunk*/frame_*.png"))
+            if len(frames) > shown:
+                shown = len(frames)
+                yield str(frames[-1]), None, f"{shown} frames done...", None
+        error = process.stderr.read().strip().splitlines() if process.stderr else []
+        if process.returncode != 0:
+            last = error[-1] if error else f"exit status {process.returncode}"
+            if "stopped by" in last:
+                yield None, None, f"Stopped: {shown} frames kept in {work}.", None
+                return
+            raise gr.Error(last.removeprefix("nstyle: error: "))
+        yield None, str(out), f"Done: {out.name}, its frames stylized one after another, held steady by optical flow.", [str(out)]
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            process.wait()
+        _videos.pop(_session(request), None)
+
+
+def _video_stop(request: gr.Request) -> None:
+    process = _videos.get(_session(request))
+    if process is not None and process.poll() is None:
+        process.terminate()
+
+
 def build_app() -> gr.Blocks:
-    """The app: a Stylize tab and a Probe tab."""
+    """The app: Stylize, Video and Probe tabs."""
     presets = preset_names()
     with gr.Blocks(title="nstyle") as app:
         gr.Markdown("# nstyle\nNeural style transfer on Keras backbones. Pick a photo and a painting, press Run.")
@@ -192,7 +251,7 @@ def build_app() -> gr.Blocks:
                 weights = gr.Dropdown(WEIGHTS, value=PRESETS_OWN, label="Weights", elem_id="weights",
                                       allow_custom_value=True)  # fmt: skip
             with gr.Row():
-                size = gr.Slider(32, 1024, value=384, step=16, label="Size (longer side, px)", elem_id="size")
+                size = gr.Slider(32, 4096, value=384, step=16, label="Size (longer side, px)", elem_id="size")
                 iterations = gr.Slider(1, 1000, value=150, step=1, label="Iterations", elem_id="iterations")
                 scales = gr.Slider(1, 4, value=1, step=1, label="Scales (coarse to fine)")
             with gr.Row():
@@ -201,6 +260,8 @@ def build_app() -> gr.Blocks:
                 swag = gr.Number(value=0, label="SWAG temperature (0: the preset's)")
                 precision = gr.Dropdown(list(PRECISIONS), value="auto", label="Precision (auto: fastest for this machine)",
                                         elem_id="precision")  # fmt: skip
+                max_memory = gr.Number(value=0, label="Memory budget, GB (0: 80% of free; larger sizes run in tiles)",
+                                       elem_id="max_memory")  # fmt: skip
             with gr.Row():
                 run = gr.Button("Run", variant="primary", elem_id="run")
                 stop = gr.Button("Stop (keep best so far)", elem_id="stop")
@@ -210,12 +271,35 @@ def build_app() -> gr.Blocks:
             run.click(
                 _stylize_events,
                 [content, style, preset, backbone, weights, size, iterations, style_weight, content_weight, swag, scales,
-                 precision],
+                 precision, max_memory],
                 [output, plot, status, download],
                 preprocess=False,
             )
             stop.click(_stop, None, None, queue=False)
             preset.change(lambda p: resolve(p).backbone, preset, backbone, queue=False)
+        with gr.Tab("Video"):
+            gr.Markdown("A short clip, frame by frame: each frame starts from the previous one warped by optical flow "
+                        "(Ruder et al. 2016), so it does not flicker. Frames appear as they finish.")  # fmt: skip
+            with gr.Row():
+                v_clip = gr.Video(label="Clip", sources=["upload"], elem_id="v_clip")
+                v_style = gr.Image(type="filepath", label="Style", sources=["upload"], elem_id="v_style")
+                v_latest = gr.Image(label="Latest frame", interactive=False, elem_id="v_latest")
+            with gr.Row():
+                v_preset = gr.Dropdown(presets, value="lite0" if "lite0" in presets else "default", label="Preset")
+                v_size = gr.Slider(32, 768, value=256, step=16, label="Size (longer side, px)")
+                v_iterations = gr.Slider(1, 500, value=100, step=1, label="Iterations (first frame)")
+                v_frame_iterations = gr.Slider(1, 200, value=20, step=1, label="Iterations (later frames)")
+                v_temporal = gr.Number(value=0.3, label="Temporal weight (0: off)")
+                v_max = gr.Number(value=48, label="Frames (0: all, up to 1000)")
+            with gr.Row():
+                v_run = gr.Button("Run", variant="primary", elem_id="v_run")
+                v_stop = gr.Button("Stop (keep finished frames)")
+            v_status = gr.Markdown(elem_id="v_status")
+            v_result = gr.Video(label="Result", interactive=False)
+            v_files = gr.File(label="Download")
+            v_run.click(_video_events, [v_clip, v_style, v_preset, v_size, v_iterations, v_frame_iterations, v_temporal,
+                                        v_max], [v_latest, v_result, v_status, v_files], preprocess=False)  # fmt: skip
+            v_stop.click(_video_stop, None, None, queue=False)
         with gr.Tab("Probe layers"):
             gr.Markdown("One stylization per layer, that layer alone as the style layer, on one labelled sheet.")
             with gr.Row():

@@ -8,7 +8,7 @@
 - :mod:`.extractor`: the network cut at the deepest requested layer, folded, in its precision.
 """
 
-from .extractor import FeatureExtractor, feature_extractor
+from .extractor import FeatureExtractor, activation_floats, default_activation_ratio, feature_extractor
 from .registry import (
     CAFFE,
     LITE,
@@ -29,6 +29,8 @@ __all__ = [
     "REGISTRY",
     "Backbone",
     "FeatureExtractor",
+    "activation_floats",
+    "default_activation_ratio",
     "LayerInfo",
     "Preprocessing",
     "describe_layers",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+
+import numpy as np
 from typing import TYPE_CHECKING, Sequence
 
 from .._tf import quiet_tensorflow
@@ -46,6 +48,7 @@ class FeatureExtractor:
         self.layers = list(dict.fromkeys(self.resolved.values()))
         self.backbone = backbone
         self.precision = precision
+        self.source = model  # the uncut network, for the memory model's activation count
         cut = keras.Model(model.input, [model.get_layer(n).output for n in self.layers])
         if fold or precision != "float32":
             cut = folding.clone(cut, fold=fold, keep=self.layers, dtype=precision)
@@ -78,6 +81,66 @@ class FeatureExtractor:
                 out = out[:, :rows, :cols, :]
             features[name] = tf.cast(out, tf.float32)
         return features
+
+
+    def receptive_radius(self, side: int = 384, share: float = 0.9) -> int:
+        """The effective receptive field of the deepest layer, as a radius in input pixels.
+
+        A unit's theoretical field in a deep network spans hundreds of pixels, but its
+        gradient falls off like a Gaussian (Luo et al., "Understanding the effective receptive
+        field", NIPS 2016). This measures that gradient for the centre position of the deepest
+        layer used, on a random image, and returns the radius of the square around the centre
+        that holds ``share`` of its mass: how far apart two pixels must be before one tile's
+        edge stops mattering to the other's features. Tiles overlap by at least this much.
+        """
+        tf = quiet_tensorflow()
+        rng = np.random.default_rng(0)
+        x = tf.constant(self.backbone.preprocessing.forward(rng.uniform(0, 255, (1, side, side, 3))), tf.float32)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            f = min(self(x).values(), key=lambda f: int(f.shape[1]))  # the coarsest map: the deepest layer
+            centre = tf.reduce_sum(f[:, f.shape[1] // 2, f.shape[2] // 2, :])
+        mass = np.abs(tape.gradient(centre, x).numpy()[0]).sum(axis=-1)
+        total = mass.sum()
+        if total <= 0:
+            return side // 2
+        cy = cx = side // 2
+        for radius in range(1, side // 2 + 1):
+            if mass[max(0, cy - radius) : cy + radius, max(0, cx - radius) : cx + radius].sum() >= share * total:
+                return radius
+        return side // 2
+
+
+def activation_floats(model: "keras.Model", layers: Sequence[str], side: int = 128) -> float:
+    """Floats of every intermediate tensor per input pixel, ``model`` cut at ``layers``: what a
+    forward pass keeps for its backward pass, so the memory model's measure of a layer set's depth."""
+    return _activation_floats(model, tuple(layers), side)
+
+
+@functools.lru_cache(maxsize=16)
+def _activation_floats(model: "keras.Model", layers: tuple[str, ...], side: int) -> float:
+    tf = quiet_tensorflow()
+    import keras
+
+    cut = keras.Model(model.input, [model.get_layer(n).output for n in layers])
+    graph = tf.function(lambda x: cut(x, training=False)).get_concrete_function(
+        tf.TensorSpec([1, side, side, 3], tf.float32)
+    ).graph
+    skip = {"Const", "ReadVariableOp", "Placeholder", "VarHandleOp", "Identity", "NoOp"}
+    floats = sum(
+        o.shape.num_elements()
+        for op in graph.get_operations() if op.type not in skip
+        for o in op.outputs if o.dtype.is_floating and o.shape.is_fully_defined()
+    )  # fmt: skip
+    return floats / side**2
+
+
+def default_activation_ratio(extractor: FeatureExtractor) -> float:
+    """How many more activations ``extractor``'s layers keep than its backbone's default layers."""
+    backbone = extractor.backbone
+    names = [layer.name for layer in extractor.source.layers]
+    default = [resolve_layer(backbone, names, n) for n in (*backbone.content_layers, *backbone.style_layers)]
+    return activation_floats(extractor.source, extractor.layers) / activation_floats(extractor.source, default)
 
 
 @functools.lru_cache(maxsize=4)

@@ -42,12 +42,14 @@ class Preprocessing:
         x = (np.asarray(rgb, np.float32) - np.float32(self.mean)) / np.float32(self.std)
         return x[..., ::-1] if self.bgr else x
 
-    def inverse(self, x: np.ndarray) -> np.ndarray:
-        """Network input back to RGB uint8 pixels (clipped)."""
+    def inverse(self, x: np.ndarray, bits: int = 8) -> np.ndarray:
+        """Network input back to RGB pixels (clipped): uint8, or uint16 for ``bits=16`` (0..65535)."""
         x = np.asarray(x, np.float32)
         if self.bgr:
             x = x[..., ::-1]
         rgb = x * np.float32(self.std) + np.float32(self.mean)
+        if bits == 16:
+            return np.clip(np.rint(rgb * np.float32(65535 / 255)), 0, 65535).astype(np.uint16)
         return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:

@@ -13,7 +13,7 @@ import multiprocessing
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from ..errors import NStyleError
 
@@ -99,50 +99,89 @@ def check_workers(workers: int) -> None:
 
 
 def _results(trials: Sequence[Trial], workers: int, ray: str | None) -> Iterator[TrialResult]:
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    if ray is not None:
-        yield from _run_on_ray(trials, threads, ray)
-    elif workers == 1 or len(trials) <= 1:
-        for trial in trials:
-            yield execute(trial)
-    else:
-        context = multiprocessing.get_context("spawn")  # fork after TensorFlow started is unsafe
-        with concurrent.futures.ProcessPoolExecutor(
-            max_workers=min(workers, len(trials)), mp_context=context, initializer=limit_threads, initargs=(threads,)
-        ) as pool:
-            futures = [pool.submit(execute, trial) for trial in trials]
+    with TaskPool(min(workers, max(1, len(trials))), ray) as pool:
+        for _, result in pool.map_unordered(execute, trials):
+            yield result
+
+
+class TaskPool:
+    """Runs a function over items in this process, in N local processes, or as Ray tasks.
+
+    Open for many batches (a tiled image's passes and groups), so worker processes start, and
+    load TensorFlow and the network, once. Local workers and Ray tasks each get
+    cpu_count/workers TensorFlow threads, so N workers do not fight over cores.
+    """
+
+    def __init__(self, workers: int = 1, ray: str | None = None):
+        check_workers(workers)
+        self.workers, self.ray = workers, ray
+        self.threads = max(1, (os.cpu_count() or 1) // workers)
+        self._pool: concurrent.futures.ProcessPoolExecutor | None = None
+        self._ray: Any = None
+        self._started_ray = False
+
+    def __enter__(self) -> "TaskPool":
+        if self.ray is not None:
+            self._ray, self._started_ray = _start_ray(self.ray)
+        elif self.workers > 1:
+            context = multiprocessing.get_context("spawn")  # fork after TensorFlow started is unsafe
+            self._pool = concurrent.futures.ProcessPoolExecutor(
+                max_workers=self.workers, mp_context=context, initializer=limit_threads, initargs=(self.threads,)
+            )
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None:
+            if exc[0] is not None:  # stopped or failed: the workers' current tasks go too, not on in the background
+                for process in list((self._pool._processes or {}).values()):
+                    process.terminate()
+            self._pool.shutdown(wait=exc[0] is None, cancel_futures=True)
+        if self._started_ray:
+            self._ray.shutdown()
+
+    def map_unordered(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> Iterator[tuple[int, Any]]:
+        """``(index, fn(item))`` in completion order."""
+        if self._ray is not None:
+            # A worker process that dies (killed, out of memory) has its task run again elsewhere,
+            # twice at most; a task that fails by itself raises here (trials record theirs instead).
+            remote = self._ray.remote(num_cpus=self.threads, max_retries=2)(_with_threads)
+            pending = {remote.remote(fn, item, self.threads): i for i, item in enumerate(items)}
+            while pending:
+                done, _ = self._ray.wait(list(pending), num_returns=1)
+                yield pending.pop(done[0]), self._ray.get(done[0])
+        elif self._pool is not None:
+            futures = {self._pool.submit(fn, item): i for i, item in enumerate(items)}
             try:
                 for future in concurrent.futures.as_completed(futures):
-                    yield future.result()
+                    yield futures[future], future.result()
             except BaseException:
                 for future in futures:
                     future.cancel()
                 raise
+        else:
+            for i, item in enumerate(items):
+                yield i, fn(item)
 
 
-def _run_on_ray(trials: Sequence[Trial], threads: int, address: str) -> Iterator[TrialResult]:
+def _with_threads(fn: Callable[[Any], Any], item: Any, threads: int) -> Any:
+    limit_threads(threads)
+    return fn(item)
+
+
+def _start_ray(address: str) -> tuple[Any, bool]:
+    """The ray module, initialised (``"local"``: a Ray on this machine), and whether this call started it."""
     try:
         import ray
     except ImportError:
         raise NStyleError("--ray needs Ray: pip install -e '.[ray]'") from None
-    started = not ray.is_initialized()
-    if started:
-        options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": "ERROR"}
-        try:
-            if address == RAY_LOCAL:
-                ray.init(num_cpus=os.cpu_count(), **options)
-            else:
-                ray.init(address=address, **options)
-        except Exception as e:  # ConnectionError, ValueError...: say which address failed
-            raise NStyleError(f"--ray: cannot start or reach Ray at '{address}': {e}") from None
+    if ray.is_initialized():
+        return ray, False
+    options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": "ERROR"}
     try:
-        # A worker process that dies (killed, out of memory) has its trial run again elsewhere, twice
-        # at most; a trial that fails by itself is recorded as failed by execute() and the rest go on.
-        remote = ray.remote(num_cpus=threads, max_retries=2)(execute)
-        pending = [remote.remote(trial, threads) for trial in trials]
-        while pending:
-            done, pending = ray.wait(pending, num_returns=1)
-            yield ray.get(done[0])
-    finally:
-        if started:
-            ray.shutdown()
+        if address == RAY_LOCAL:
+            ray.init(num_cpus=os.cpu_count(), **options)
+        else:
+            ray.init(address=address, **options)
+    except Exception as e:  # ConnectionError, ValueError...: say which address failed
+        raise NStyleError(f"--ray: cannot start or reach Ray at '{address}': {e}") from None
+    return ray, True

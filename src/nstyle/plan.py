@@ -1,0 +1,363 @@
+"""The plan of a run: which scales run whole and which in tiles, sized to a memory budget.
+
+Peak memory of a stylization grows with the pixels one forward and backward pass sees: about
+2.4 KB a pixel for ResNet50 with L-BFGS in float32, so 2048 px needs 7 GB and 8192 px would
+need 100 GB. Coarse scales run whole (composition is global); a scale that would not fit in
+the budget runs as overlapping tiles of the largest size that fits, each tile optimised with
+the whole style image's statistics, and blended into the image with a feathered window. A
+size that cannot fit even in tiles is refused here, before any work, with the size that fits.
+
+Everything here is arithmetic on sizes (no TensorFlow): the memory model is calibrated by
+``benchmarks/memory_model.py`` and checked by a test against measured peak RSS.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from .errors import ConfigError
+
+GB = 2**30
+#: Peak bytes per input pixel of a forward and backward pass through a backbone cut at its
+#: default layers, in float32, without the optimiser's state; measured (memory_model.py).
+NETWORK_BYTES = {
+    "resnet50": 2040.0,
+    "resnet101": 2040.0,  # same default layers (conv1 to conv4_block5): the same cut network
+    "resnet152": 2040.0,
+    "vgg16": 4210.0,  # VGG19's, scaled by the activations of its default cut (828 vs 900 floats a pixel)
+    "vgg19": 4575.0,
+    "efficientnet_lite0": 1820.0,
+}
+#: The optimiser's own arrays per pixel, measured as the difference of its runs' slopes
+#: (ResNet50: L-BFGS 2304, Adam 2126 bytes a pixel): L-BFGS-B's ten pairs of float64 images
+#: partly reuse memory the network's backward pass has released by then.
+OPTIMIZER_BYTES = {"lbfgs": 270.0, "adam": 90.0}
+#: Activations in 16 bits; the gradients and statistics stay float32 (ResNet50 Adam: 1459 vs 2126).
+PRECISION_FACTOR = {"float32": 1.0, "bfloat16": 0.67, "float16": 0.67}
+#: What a compiled step adds once, whatever the size (the graph, its constants, allocator slack).
+TRACE_BYTES = 0.15 * GB
+#: Bytes per pixel of the whole images a tiled scale keeps: the canvas in float32 (12), the content
+#: and the upscaled start in 8 bits (6), the style image in float32 for its statistics (12 x
+#: style_scale^2, added separately), the result in 8 bits and its file (6).
+CANVAS_BYTES = 24.0
+#: The smallest tile worth running: below it the overlap is most of the tile.
+MIN_TILE = 128
+#: Tiles overlap by at least this, more when the deepest layer's receptive field is wider.
+MIN_OVERLAP = 64
+#: With several workers, scales from this size up run in tiles even when they fit whole, so the
+#: workers share them; smaller scales take seconds and run whole.
+PARALLEL_MIN_SIDE = 1024
+#: Tiles are multiples of the networks' total stride, so every tile's feature maps align.
+TILE_MULTIPLE = 32
+
+
+@dataclass(frozen=True)
+class MemoryModel:
+    """Peak resident bytes of a run, from the bytes in use now and a per-pixel cost."""
+
+    base: int  # resident bytes now: the interpreter, TensorFlow and the network
+    per_pixel: float  # bytes per pixel of one optimisation step (network and optimiser)
+
+    @classmethod
+    def for_run(cls, cfg, extractor, precision: str, base: int | None = None) -> "MemoryModel":
+        """The model for ``cfg``'s backbone, layers, optimiser and ``precision``, from this process's size now.
+
+        The per-pixel cost is the backbone's measured figure, scaled by how many activations the
+        run's layers need relative to the backbone's default layers (a deeper cut costs more).
+        """
+        from .backbones import default_activation_ratio
+
+        network = NETWORK_BYTES.get(cfg.backbone, max(NETWORK_BYTES.values()))
+        network *= default_activation_ratio(extractor) * PRECISION_FACTOR.get(precision, 1.0)
+        return cls(resident_bytes() if base is None else base, network + OPTIMIZER_BYTES[cfg.optimizer])
+
+    def whole(self, pixels: int) -> int:
+        """Peak bytes of optimising a ``pixels`` image in one piece."""
+        return int(self.base + TRACE_BYTES + self.per_pixel * pixels + CANVAS_BYTES * pixels)
+
+    def tiled(self, tile_pixels: int, image_pixels: int, style_pixels: int, workers: int = 1) -> int:
+        """Peak bytes of a tiled scale: the whole images here, one tile in each of ``workers``.
+
+        Each worker process beyond this one holds its own TensorFlow and network (``base``).
+        """
+        tile = TRACE_BYTES + self.per_pixel * tile_pixels
+        extra = (workers - 1) * self.base if workers > 1 else 0
+        return int(self.base + CANVAS_BYTES * image_pixels + 12 * style_pixels + workers * tile + extra)
+
+
+def resident_bytes() -> int:
+    """This process's resident memory now."""
+    import psutil
+
+    return int(psutil.Process().memory_info().rss)
+
+
+def default_budget() -> int:
+    """A safe share of the memory available now: what this process holds, plus 80% of what is free."""
+    import psutil
+
+    return int(resident_bytes() + 0.8 * psutil.virtual_memory().available)
+
+
+def check_budget(gigabytes: float | None) -> int:
+    """``--max-memory`` in bytes (None: :func:`default_budget`); more than the machine has is an error."""
+    if gigabytes is None:
+        return default_budget()
+    import psutil
+
+    total = psutil.virtual_memory().total
+    if gigabytes * GB > total:
+        raise ConfigError(f"max_memory: {gigabytes:g} GB is more than this machine's {total / GB:.1f} GB")
+    return int(gigabytes * GB)
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One tile of a pass: its box in the scale's image, and the group it runs with."""
+
+    top: int
+    left: int
+    height: int
+    width: int
+    group: int = 0  # tiles of one group never overlap: they can run at once
+
+    @property
+    def box(self) -> tuple[slice, slice]:
+        return slice(self.top, self.top + self.height), slice(self.left, self.left + self.width)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One scale of the run: its size and iterations, whole or as tiles."""
+
+    scale: int  # 1-based
+    height: int
+    width: int
+    iterations: int
+    estimate: int  # expected peak bytes
+    tile: int | None = None  # tile side in px; None: the whole image at once
+    overlap: int = 0
+    style_pixels: int = 0
+
+    @property
+    def tiled(self) -> bool:
+        return self.tile is not None
+
+    @property
+    def passes(self) -> list[int]:
+        """Iterations of each pass over the tiles: two passes, the second on a shifted grid, when
+        there are two or more iterations, so no seam stays in one place."""
+        if self.iterations < 2:
+            return [self.iterations]
+        return [math.ceil(self.iterations / 2), self.iterations // 2]
+
+    def tiles(self, pass_index: int = 0) -> list[Tile]:
+        """The tiles of pass ``pass_index``; odd passes shift the grid by half a step."""
+        assert self.tile is not None
+        th, tw = min(self.tile, self.height), min(self.tile, self.width)
+        shift = pass_index % 2 == 1
+        rows = tile_starts(self.height, th, th - self.overlap, shift)
+        cols = tile_starts(self.width, tw, tw - self.overlap, shift)
+        return colour([Tile(r, c, th, tw) for r in rows for c in cols])
+
+    def describe(self, scales: int) -> str:
+        where = f"{self.width}x{self.height}"
+        if not self.tiled:
+            return f"scale {self.scale}/{scales}: {where} whole, ~{self.estimate / GB:.1f} GB"
+        count = len(self.tiles(0))
+        return (f"scale {self.scale}/{scales}: {where} in {count} tiles of {self.tile} px "
+                f"(overlap {self.overlap} px, {len(self.passes)} passes), ~{self.estimate / GB:.1f} GB")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Every step of a run, and the budget it was made for."""
+
+    steps: list[Step]
+    budget: int
+    workers: int = 1
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def peak(self) -> int:
+        return max(s.estimate for s in self.steps)
+
+    @property
+    def tiled(self) -> bool:
+        return any(s.tiled for s in self.steps)
+
+    def describe(self) -> list[str]:
+        return [s.describe(len(self.steps)) for s in self.steps]
+
+
+def make_plan(
+    shapes: Sequence[tuple[int, int]],
+    iterations: Sequence[int],
+    model: MemoryModel,
+    budget: int,
+    overlap: int,
+    style_scale: float = 1.0,
+    workers: int = 1,
+    tile: int = 0,
+) -> Plan:
+    """Plan scales of ``shapes`` (height, width), coarse to fine, within ``budget`` bytes.
+
+    A scale runs whole when it fits, else in square tiles of the largest multiple of
+    :data:`TILE_MULTIPLE` that fits, overlapping by ``overlap`` px. A scale that fits neither way
+    raises :class:`ConfigError` naming the largest size that would. ``tile`` (px) tiles every
+    scale larger than it with tiles of that side, overlapping by at most a third of it.
+    """
+    steps, forced = [], tile
+    for scale, ((height, width), its) in enumerate(zip(shapes, iterations), 1):
+        pixels = height * width
+        style_pixels = int(pixels * style_scale**2)
+        whole = model.whole(pixels)
+        side = max(height, width)
+        if forced and side > forced:
+            estimate = model.tiled(min(forced, height) * min(forced, width), pixels, style_pixels, workers)
+            if estimate > budget:
+                raise ConfigError(f"tile: {forced} px tiles of a {width}x{height} image need about {estimate / GB:.1f} GB, "
+                                  f"over the {budget / GB:.1f} GB budget (--max-memory); use smaller tiles")  # fmt: skip
+            steps.append(Step(scale, height, width, its, estimate, forced, min(overlap, forced // 3), style_pixels))
+            continue
+        if whole <= budget and (workers == 1 or side < PARALLEL_MIN_SIDE):
+            steps.append(Step(scale, height, width, its, whole))
+            continue
+        smallest = max(MIN_TILE, 3 * overlap)
+        tile = _largest_tile(model, budget, pixels, style_pixels, workers, side, smallest)
+        if tile is None:
+            if whole <= budget:  # workers asked for, but not even the smallest tile fits each: run whole here
+                steps.append(Step(scale, height, width, its, whole))
+                continue
+            raise ConfigError(_too_big(model, budget, height, width, style_scale, workers, smallest))
+        if workers > 1:  # small enough that every group has tiles for the workers to share
+            tile = min(tile, max(smallest, -(-side // (workers + 1) // TILE_MULTIPLE) * TILE_MULTIPLE + overlap))
+        if tile >= side and whole <= budget:
+            steps.append(Step(scale, height, width, its, whole))
+            continue
+        estimate = model.tiled(min(tile, height) * min(tile, width), pixels, style_pixels, workers)
+        steps.append(Step(scale, height, width, its, estimate, tile, min(overlap, tile // 2), style_pixels))
+    return Plan(steps, budget, workers)
+
+
+def _largest_tile(model: MemoryModel, budget: int, pixels: int, style_pixels: int, workers: int, side: int,
+                  smallest: int) -> int | None:  # fmt: skip
+    tile = None
+    for candidate in range(smallest, max(side, smallest) + TILE_MULTIPLE, TILE_MULTIPLE):
+        if model.tiled(candidate**2, pixels, style_pixels, workers) > budget:
+            break
+        tile = candidate
+    return tile
+
+
+def _too_big(model: MemoryModel, budget: int, height: int, width: int, style_scale: float, workers: int,
+             smallest: int) -> str:  # fmt: skip
+    """The one line that refuses a size: what it needs, and the largest size that fits."""
+    aspect = min(height, width) / max(height, width)
+    need = model.tiled(smallest**2, height * width, int(height * width * style_scale**2), workers)
+    fits = 0
+    for size in range(max(height, width), 0, -64):
+        pixels = int(size * size * aspect)
+        if model.tiled(smallest**2, pixels, int(pixels * style_scale**2), workers) <= budget:
+            fits = size
+            break
+    advice = f"--size {fits} fits" if fits >= MIN_TILE else "nothing fits: raise --max-memory"
+    return (f"size: {max(height, width)} px needs about {need / GB:.1f} GB even in tiles, over the "
+            f"{budget / GB:.1f} GB budget (--max-memory); {advice}")  # fmt: skip
+
+
+def tile_starts(length: int, tile: int, step: int, shift: bool = False) -> list[int]:
+    """Start offsets of tiles of ``tile`` px every ``step`` px covering ``length`` px.
+
+    The last tile is moved back to end at the edge (every tile has one size, so one compiled
+    step serves them all); ``shift`` starts the grid half a step in, so its seams fall between
+    the unshifted grid's.
+    """
+    if length <= tile:
+        return [0]
+    starts, position = [], (step // 2 - step if shift else 0)
+    while True:
+        start = min(max(position, 0), length - tile)
+        starts.append(start)
+        if start >= length - tile:
+            return sorted(set(starts))
+        position += step
+
+
+def colour(tiles: list[Tile]) -> list[Tile]:
+    """Tiles with groups such that no two tiles of a group overlap (greedy, in reading order)."""
+    out: list[Tile] = []
+    for tile in tiles:
+        taken = {other.group for other in out if _overlap(tile, other)}
+        group = next(g for g in range(len(out) + 1) if g not in taken)
+        out.append(Tile(tile.top, tile.left, tile.height, tile.width, group))
+    return out
+
+
+def _overlap(a: Tile, b: Tile) -> bool:
+    return a.top < b.top + b.height and b.top < a.top + a.height and a.left < b.left + b.width and b.left < a.left + a.width
+
+
+def feather(tile: Tile, earlier: Sequence[Tile], overlap: int) -> np.ndarray:
+    """The tile's blending weight, ``(tile.height, tile.width, 1)`` float32, given the tiles
+    of this pass already blended (``earlier``).
+
+    On each side where an earlier tile of the same row or column overlaps it, the weight rises
+    from 0 to 1 across ``overlap`` px (a raised cosine) in the middle of the two tiles' common
+    strip: a cross-fade from the earlier tile, which covers that strip whole, to this one, as
+    far as it can be from both tiles' edges. Its other sides stay 1 up to the edge, and the
+    neighbour that comes later fades them out in turn. So a tile's outermost pixels, which the
+    network saw beside its padding, always end with weight 0; the first tile over any pixel has
+    weight 1 there, so nothing of the image before the pass shows through; and tiles of one
+    group (no two overlap) can be blended in any order.
+    """
+    rows, cols = np.ones(tile.height), np.ones(tile.width)
+    for e in earlier:
+        if not _overlap(tile, e):
+            continue
+        if e.left == tile.left and e.top != tile.top:  # above or below, same column
+            common = e.top + e.height - tile.top if e.top < tile.top else tile.top + tile.height - e.top
+            rows = np.minimum(rows, _ramp(tile.height, common, overlap, e.top < tile.top))
+        elif e.top == tile.top and e.left != tile.left:  # left or right, same row
+            common = e.left + e.width - tile.left if e.left < tile.left else tile.left + tile.width - e.left
+            cols = np.minimum(cols, _ramp(tile.width, common, overlap, e.left < tile.left))
+    return (rows[:, None] * cols[None, :])[..., None].astype(np.float32)
+
+
+def _ramp(length: int, common: int, overlap: int, at_start: bool) -> np.ndarray:
+    """0 over the first part of a ``common`` px strip at one end, a raised cosine of ``overlap``
+    px across its middle, 1 beyond; reversed for the far end."""
+    width = max(1, min(overlap, common))
+    begin = (common - width) // 2
+    weight = np.ones(length)
+    weight[:begin] = 0.0
+    weight[begin : begin + width] = 0.5 - 0.5 * np.cos(np.pi * (np.arange(width) + 0.5) / width)
+    return weight if at_start else weight[::-1]
+
+
+def blend(canvas: np.ndarray, pixels: np.ndarray, tile: Tile, weight: np.ndarray) -> None:
+    """Feather ``pixels`` (the optimised tile) into ``canvas`` in place."""
+    region = canvas[tile.box]
+    region += weight * (pixels - region)
+
+
+def seam_mask(step: Step, pass_index: int, band: int = 2) -> np.ndarray:
+    """Where seams of pass ``pass_index`` could show: its cross-fades (where two tiles' results
+    mix) and ``band`` px either side of every tile edge inside the image.
+    ``benchmarks/print_size.py`` compares the image's gradient there with the rest's."""
+    mask = np.zeros((step.height, step.width), bool)
+    tiles = step.tiles(pass_index)
+    for tile in tiles:
+        weight = feather(tile, [t for t in tiles if t.group < tile.group], step.overlap)[..., 0]
+        mask[tile.box] |= (weight > 0.02) & (weight < 0.98)
+        for edge in (tile.top, tile.top + tile.height):
+            if 0 < edge < step.height:
+                mask[max(0, edge - band) : edge + band, tile.left : tile.left + tile.width] = True
+        for edge in (tile.left, tile.left + tile.width):
+            if 0 < edge < step.width:
+                mask[tile.top : tile.top + tile.height, max(0, edge - band) : edge + band] = True
+    return mask

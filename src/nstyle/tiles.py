@@ -1,0 +1,246 @@
+"""A tiled scale: the image optimised tile by tile, and blended back so it reads as one painting.
+
+How it stays one painting (see :mod:`nstyle.plan` for the sizes):
+
+- the scale starts from the previous, whole-image scale's result, upscaled: the composition is
+  already there, tiles only refine it;
+- every tile aims at the same style: the statistics of the whole style image at this scale,
+  computed once (tile by tile when it is large, :func:`~nstyle.losses.style_targets`); only the
+  content target is the tile's own;
+- each optimised tile is feathered into the image with a window that falls to 0 across the
+  overlap, so a tile's edge, where the network saw padding, weighs nothing;
+- the second pass shifts the grid by half a step, so its seams fall inside the first pass's tiles.
+
+Tiles of one group (:func:`~nstyle.plan.colour`) never overlap, so they can be optimised at
+once: in this process one after another, in ``workers`` local processes, or as Ray tasks.
+Each worker keeps one compiled step per tile size and swaps only the tile's content.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+from PIL import Image
+
+from .backbones import FeatureExtractor, Preprocessing
+from .config import Config
+from .losses import STYLE_LOSSES, objective, style_targets, tf
+from .optimize import Callback, Optimizer, OptimizerSettings, OptimizeResult, Progress
+from .plan import Step, Tile, blend, feather
+
+Targets = list[dict[str, tuple[Any, ...]]]
+BAND_ROWS = 256  # rows converted at a time between 8-bit RGB and network space: no whole-image temporaries
+
+
+@dataclass
+class TiledResult:
+    """The assembled image of a tiled scale (RGB uint8) and how its passes went."""
+
+    pixels: np.ndarray
+    high: np.ndarray | None = None  # the same in 16 bits, when asked for
+    history: list[dict[str, float]] = field(default_factory=list)
+    interrupted: bool = False
+    stopped: bool = False
+
+
+@dataclass(frozen=True)
+class TileTask:
+    """One tile's work, as plain data: it pickles to a worker process or a Ray task."""
+
+    key: tuple[Any, ...]  # (run, scale): a worker rebuilds its loss only when this changes
+    config: dict[str, Any]
+    precision: str
+    targets: Targets
+    content: np.ndarray  # the tile of the content image, RGB uint8
+    start: np.ndarray  # the tile of the current image, network space
+    iterations: int
+    threads: int = 0  # TensorFlow threads in a worker (0: leave as is)
+
+
+class TileOptimizer:
+    """The loss and compiled optimiser for tiles of one size, reused across tiles."""
+
+    def __init__(self, cfg: Config, extractor: FeatureExtractor, targets: Targets, shape: tuple[int, int],
+                 settings: OptimizerSettings):  # fmt: skip
+        self.prep: Preprocessing = extractor.backbone.preprocessing
+        blank = np.zeros((*shape, 3), np.uint8)
+        self.loss = objective(cfg, extractor, Image.fromarray(blank), [], targets=targets)
+        self.optimizer = Optimizer(self.loss, (1, *shape, 3), self.prep.bounds(), settings)
+
+    def run(self, content: np.ndarray, start: np.ndarray, iterations: int,
+            callbacks: Sequence[Callback] = ()) -> OptimizeResult:  # fmt: skip
+        self.loss.set_content(tf.constant(self.prep.forward(content)[None]))
+        return self.optimizer.run(start[None], self.prep.inverse, callbacks, iterations=iterations)
+
+
+_worker: dict[str, Any] = {}  # this process's TileOptimizer, and the key and shape it was built for
+_worker_lock = threading.Lock()
+
+
+def optimize_tile(task: TileTask) -> tuple[np.ndarray, list[dict[str, float]], bool]:
+    """Run one tile in whichever process this is; returns (tile in network space, history, interrupted)."""
+    from .backbones import feature_extractor, get_backbone, load_model
+    from .workflows.runner import limit_threads
+
+    if task.threads:
+        limit_threads(task.threads)
+    with _worker_lock:
+        shape = task.content.shape[:2]
+        if _worker.get("key") != (task.key, shape):
+            _worker.clear()  # the previous scale's optimiser: free it before building the next
+            cfg = Config.from_dict(task.config)
+            extractor = feature_extractor(get_backbone(cfg.backbone), load_model(cfg.backbone, cfg.weights),
+                                          layer_names(cfg), task.precision)  # fmt: skip
+            _worker.update(key=(task.key, shape), runner=TileOptimizer(cfg, extractor, task.targets, shape, settings_of(cfg, task.precision, task.iterations)))  # fmt: skip
+        result = _worker["runner"].run(task.content, task.start, task.iterations)
+    return result.image[0], result.history, result.interrupted
+
+
+def layer_names(cfg: Config) -> tuple[str, ...]:
+    """The layers ``cfg`` reads, as the extractor is asked for them."""
+    return tuple(s.name for s in (*cfg.content_layers, *cfg.style_layers))
+
+
+def settings_of(cfg: Config, precision: str, iterations: int) -> OptimizerSettings:
+    """``cfg``'s optimiser settings for a run of ``iterations``."""
+    return OptimizerSettings(cfg.optimizer, iterations, cfg.lr, cfg.beta1, cfg.beta2, cfg.epsilon, cfg.ema,
+                             loss_scaling=precision == "float16")  # fmt: skip
+
+
+def shared_style_targets(cfg: Config, extractor: FeatureExtractor, styles: Sequence[Image.Image], tile: int) -> Targets:
+    """Each style image's statistics at this scale, whole-image, computed ``tile`` px at a time."""
+    prep = extractor.backbone.preprocessing
+    layers = [extractor.resolved[s.name] for s in cfg.style_layers]
+    out = []
+    for style in styles:
+        x = tf.constant(to_network(np.asarray(style), prep)[None])
+        out.append(style_targets(extractor, x, layers, STYLE_LOSSES[cfg.style_loss], cfg.swag, tile=tile))
+        del x
+    return [{name: tuple(np.asarray(t) for t in target) for name, target in d.items()} for d in out]
+
+
+def to_network(rgb: np.ndarray, prep: Preprocessing) -> np.ndarray:
+    """``prep.forward`` of a whole image, a band of rows at a time (no whole-image float temporaries)."""
+    out = np.empty(rgb.shape, np.float32)
+    for row in range(0, rgb.shape[0], BAND_ROWS):
+        out[row : row + BAND_ROWS] = prep.forward(rgb[row : row + BAND_ROWS])
+    return out
+
+
+def to_rgb(canvas: np.ndarray, prep: Preprocessing, bits: int = 8) -> np.ndarray:
+    """``prep.inverse`` of a whole image (8 or 16 bits), a band of rows at a time."""
+    out = np.empty(canvas.shape, np.uint16 if bits == 16 else np.uint8)
+    for row in range(0, canvas.shape[0], BAND_ROWS):
+        out[row : row + BAND_ROWS] = prep.inverse(canvas[row : row + BAND_ROWS], bits)
+    return out
+
+
+def run_tiled(
+    step: Step,
+    cfg: Config,
+    extractor: FeatureExtractor,
+    precision: str,
+    content: Image.Image,
+    styles: Sequence[Image.Image],
+    start: np.ndarray,
+    callbacks: Sequence[Callback] = (),
+    done: int = 0,
+    total: int = 0,
+    stage: str = "",
+    workers: int = 1,
+    ray: str | None = None,
+    bits: int = 8,
+) -> TiledResult:
+    """Optimise ``step``'s scale tile by tile from ``start`` (RGB uint8 at the scale's size).
+
+    ``callbacks`` hear after every tile, with the assembled image; ``done`` and ``total``
+    place this scale's iterations in the whole run's count. Ctrl-C, SIGTERM or a callback's
+    Stop end it after the tile in progress, with every finished tile in the image.
+    """
+    from .optimize import Stop
+    from .workflows.runner import TaskPool
+
+    assert step.tile is not None
+    prep = extractor.backbone.preprocessing
+    targets = shared_style_targets(cfg, extractor, styles, max(256, -(-step.tile // 32) * 32))
+    canvas = to_network(start, prep)
+    del start
+    pixels = np.asarray(content)
+    result = TiledResult(pixels=np.empty(0, np.uint8))
+    key = (os.getpid(), id(canvas), step.scale)
+    threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 or ray else 0
+    local = TileOptimizer if workers == 1 and ray is None else None
+    runner = None
+    position = float(done)
+    try:
+        with TaskPool(workers, ray) as pool:
+            for pass_index, iterations in enumerate(step.passes):
+                tiles = step.tiles(pass_index)
+                losses: list[list[dict[str, float]]] = []
+                areas: list[int] = []
+                finished = 0
+                blended: list[Tile] = []  # this pass's tiles of earlier groups, which each tile fades from
+                for group in sorted({t.group for t in tiles}):
+                    members = [t for t in tiles if t.group == group]
+                    earlier = list(blended)
+                    tasks = [TileTask(key, cfg.to_dict(), precision, targets, pixels[t.box], canvas[t.box].copy(),
+                                      iterations, threads) for t in members]  # fmt: skip
+                    if local is not None:
+                        if runner is None:
+                            shape = (members[0].height, members[0].width)
+                            runner = local(cfg, extractor, targets, shape, settings_of(cfg, precision, iterations))
+                        outcomes = ((i, _run_local(runner, task)) for i, task in enumerate(tasks))
+                    else:
+                        outcomes = pool.map_unordered(optimize_tile, tasks)
+                    for i, (tile_pixels, history, interrupted) in outcomes:
+                        tile = members[i]
+                        blend(canvas, tile_pixels, tile, feather(tile, earlier, step.overlap))
+                        blended.append(tile)
+                        losses.append(history)
+                        areas.append(tile.height * tile.width)
+                        finished += 1
+                        position += iterations / len(tiles)
+                        last = history[-1] if history else {}
+                        _notify(callbacks, Progress(
+                            done + sum(step.passes[:pass_index]) + (iterations if finished == len(tiles) else 0),
+                            total, last, lambda: to_rgb(canvas, prep), None, position,
+                            f"{stage}tile {finished}/{len(tiles)}" + (f", pass {pass_index + 1}/{len(step.passes)}" if len(step.passes) > 1 else ""),
+                        ))  # fmt: skip
+                        if interrupted:
+                            raise KeyboardInterrupt
+                result.history += _mean_history(losses, areas, iterations)
+    except KeyboardInterrupt:
+        result.interrupted = True
+    except Stop:
+        result.stopped = True
+    result.pixels = to_rgb(canvas, prep)
+    if bits == 16:
+        result.high = to_rgb(canvas, prep, 16)
+    return result
+
+
+def _run_local(runner: TileOptimizer, task: TileTask) -> tuple[np.ndarray, list[dict[str, float]], bool]:
+    result = runner.run(task.content, task.start, task.iterations)
+    return result.image[0], result.history, result.interrupted
+
+
+def _notify(callbacks: Sequence[Callback], progress: Progress) -> None:
+    for callback in callbacks:
+        callback(progress)
+
+
+def _mean_history(losses: list[list[dict[str, float]]], areas: list[int], iterations: int) -> list[dict[str, float]]:
+    """Per iteration of a pass, each loss term averaged over the tiles by area."""
+    out = []
+    for i in range(iterations):
+        rows = [(h[min(i, len(h) - 1)], a) for h, a in zip(losses, areas) if h]
+        if not rows:
+            break
+        weight = sum(a for _, a in rows)
+        out.append({k: sum(r[k] * a for r, a in rows) / weight for k in rows[0][0]})
+    return out

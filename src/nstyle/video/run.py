@@ -1,0 +1,420 @@
+"""The frame loop of Ruder, Dosovitskiy & Brox, "Artistic style transfer for videos" (GCPR 2016).
+
+Per-frame stylization flickers: every frame settles in a different local optimum. Here each
+frame after the first starts from the previous stylized frame warped along the optical flow
+(the photo where the flow is not trusted: newly visible parts), and its loss gains a temporal
+term, the squared difference from that warped frame on the trusted pixels. The first frame of
+a run gets the full pipeline (every option, scales and tiles included); later frames a few
+iterations, since they start close to their optimum.
+
+Variant, named here: the paper weights its temporal term with a fixed λ in its own loss
+units; ``temporal_weight`` is relative instead: a frame whose pixels move 10 px (RMS) from the
+warped previous frame pays ``temporal_weight`` times the loss it started at, so one setting
+means the same for every backbone and preset.
+
+Frames are written as they finish (``OUT.frames/``); a stopped run keeps them, and the same
+command continues at the first missing frame. With ``workers`` (or Ray) the clip is cut into
+chunks run at once; each chunk after the first starts a few frames early, and those frames
+are cross-faded with the previous chunk's, so the joins do not jump.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import shutil
+import tempfile
+import threading
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from PIL import Image
+
+from ..config import Config
+from ..errors import VideoError
+from ..io import ImageSource, check_output, file_sha256, fit, load_image, save_image
+from .flow import flow, reliable, warp
+from .frames import VIDEO_SUFFIXES, read_clip, write_frames, write_video
+
+#: px: moving this far (RMS) from the warped previous frame costs ``temporal_weight`` x the frame's starting loss.
+TEMPORAL_SCALE = 10.0
+#: Later frames get this share of the first frame's iterations, and the temporal term this weight
+#: (benchmarks/video.py measured both: the table in the README).
+FRAME_SHARE = 0.2
+TEMPORAL_WEIGHT = 0.3
+#: Frames each chunk after the first runs before its own share, to cross-fade with the chunk before.
+CHUNK_OVERLAP = 4
+
+
+@dataclass
+class VideoResult:
+    """Where the clip went and how the run went."""
+
+    output: Path
+    frames: int
+    seconds: float
+    frame_seconds: list[float] = field(default_factory=list)
+    interrupted: bool = False
+    work: Path | None = None  # where the finished frames are kept while a run is unfinished
+    notices: list[str] = field(default_factory=list)
+
+
+class TemporalLoss:
+    """A frame's style-transfer loss plus the temporal term, with targets swapped per frame."""
+
+    def __init__(self, base: Any, shape: tuple[int, int], pixel_scale: float):
+        from ..losses import tf
+
+        self.base, self.pixel_scale = base, pixel_scale
+        self.target = tf.Variable(tf.zeros((1, *shape, 3)), trainable=False)
+        self.mask = tf.Variable(tf.zeros((1, *shape, 1)), trainable=False)
+        self.weight = tf.Variable(0.0, trainable=False)
+
+    def __call__(self, image):
+        from ..losses import tf
+
+        losses = dict(self.base(image))
+        difference = (image - self.target) * self.pixel_scale  # in pixel units, whatever the network's input scale
+        temporal = tf.reduce_sum(self.mask * tf.square(difference)) / (3 * tf.reduce_sum(self.mask) + 1e-6)
+        losses["temporal"] = temporal
+        losses["total"] = losses["total"] + self.weight * temporal
+        return losses
+
+
+class FrameOptimizer:
+    """One compiled optimiser for every later frame of a chunk (they share a size)."""
+
+    def __init__(self, cfg: Config, styles: Sequence[Image.Image], shape: tuple[int, int], precision_name: str):
+        from ..backbones import feature_extractor, get_backbone, load_model
+        from ..losses import objective
+        from ..optimize import Optimizer
+        from ..tiles import layer_names, settings_of
+
+        self.cfg = cfg
+        extractor = feature_extractor(get_backbone(cfg.backbone), load_model(cfg.backbone, cfg.weights),
+                                      layer_names(cfg), precision_name)  # fmt: skip
+        self.prep = extractor.backbone.preprocessing
+        blank = Image.new("RGB", (shape[1], shape[0]))
+        self.base = objective(cfg, extractor, blank, list(styles))
+        self.loss = TemporalLoss(self.base, shape, float(np.mean(self.prep.std)))
+        self.optimizer = Optimizer(self.loss, (1, *shape, 3), self.prep.bounds(), settings_of(cfg, precision_name, 1))
+
+    def run(self, frame: np.ndarray, previous: np.ndarray, previous_stylized: np.ndarray, iterations: int,
+            weight: float) -> tuple[np.ndarray, list[dict[str, float]], bool]:  # fmt: skip
+        """Stylize ``frame`` from ``previous_stylized`` warped along the flow; RGB uint8 out."""
+        from scipy.ndimage import gaussian_filter
+
+        from .. import color
+        from ..losses import tf
+
+        backward, forward = flow(frame, previous), flow(previous, frame)
+        mask = reliable(backward, forward)[..., None]
+        target = self._working(warp(previous_stylized, backward, sharp=True))
+        photo = self._working(frame.astype(np.float32))
+        # Where the flow is not trusted (newly visible, or a moving edge), the start is the photo
+        # in the previous result's colours: its structure, for the content loss to keep, and the
+        # painting's palette, so the few iterations a later frame gets go to brush strokes.
+        recoloured = np.asarray(color.match_histogram(Image.fromarray(frame), Image.fromarray(previous_stylized)), np.float32)
+        soft = gaussian_filter(mask, (2, 2, 0))
+        start = soft * target + (1 - soft) * self._working(recoloured)
+        self.base.set_content(tf.constant(self.prep.forward(photo)[None]))
+        x0 = self.prep.forward(start)[None]
+        self.loss.weight.assign(0.0)
+        starting = float(self.base(tf.constant(x0))["total"])
+        self.loss.target.assign(self.prep.forward(target)[None])
+        self.loss.mask.assign(mask[None].astype(np.float32))
+        self.loss.weight.assign(weight * starting / TEMPORAL_SCALE**2)
+        result = self.optimizer.run(x0, self.prep.inverse, iterations=iterations)
+        out = self.prep.inverse(result.image[0])
+        if self.cfg.preserve_color == "luminance":
+            out = np.asarray(color.restore_chroma(Image.fromarray(out), Image.fromarray(frame)))
+        return out, result.history, result.interrupted
+
+    def _working(self, rgb: np.ndarray) -> np.ndarray:
+        """What the loss sees: the frame itself, or its luminance when colour is preserved that way."""
+        from .. import color
+
+        if self.cfg.preserve_color != "luminance":
+            return rgb.astype(np.float32)
+        image = Image.fromarray(np.clip(np.rint(rgb), 0, 255).astype(np.uint8))
+        return np.asarray(color.grey(color.luminance(image)), np.float32)
+
+
+@dataclass(frozen=True)
+class ChunkTask:
+    """One chunk of frames to stylize in order, as plain data for a worker process or Ray."""
+
+    index: int
+    first: int  # 0-based number of its first frame in the clip
+    frames: list[np.ndarray]
+    styles: list[np.ndarray]
+    config: dict[str, Any]
+    frame_iterations: int
+    temporal_weight: float
+    folder: str
+
+
+def chunk_folder(work: Path, index: int) -> Path:
+    return work / f"chunk{index:02d}"
+
+
+def frame_path(folder: Path, number: int) -> Path:
+    """Frame ``number`` (0-based) of the clip in a chunk's folder."""
+    return folder / f"frame_{number + 1:05d}.png"
+
+
+def stylize_chunk(task: ChunkTask) -> tuple[int, list[float], bool]:
+    """Stylize a chunk's frames in order, writing each as it finishes and skipping those already
+    written (a resumed run); returns (chunk, seconds per frame stylized, interrupted)."""
+    from ..api import stylize
+    from ..backbones import precision
+
+    cfg = Config.from_dict(task.config)
+    folder = Path(task.folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    styles = [Image.fromarray(s) for s in task.styles]
+    height, width = task.frames[0].shape[:2]
+    side = max(height, width)
+    fitted = [fit(s, round(side * cfg.style_scale), "style image") for s in styles]
+    if cfg.preserve_color == "luminance":
+        from .. import color
+
+        fitted = [color.matched_luminance(s, Image.fromarray(task.frames[0])) for s in fitted]
+    runner: FrameOptimizer | None = None
+    previous: np.ndarray | None = None
+    seconds: list[float] = []
+    for i, frame in enumerate(task.frames):
+        path = frame_path(folder, task.first + i)
+        if path.exists():  # finished by an earlier run of the same command
+            previous = np.asarray(Image.open(path).convert("RGB"))
+            continue
+        start = time.perf_counter()
+        if previous is None:  # the chunk's first frame: the whole pipeline, every option
+            result = stylize(Image.fromarray(frame), styles, config=cfg)
+            if result.interrupted:
+                return task.index, seconds, True
+            out = np.asarray(result.image)
+        else:
+            if runner is None:
+                runner = FrameOptimizer(cfg, fitted, (height, width), precision.resolve(cfg.precision, cfg.optimizer).name)
+            out, _, interrupted = runner.run(frame, task.frames[i - 1], previous, task.frame_iterations, task.temporal_weight)
+            if interrupted:  # a half-optimised frame would be the next one's start: not kept
+                return task.index, seconds, True
+        save_image(Image.fromarray(out), path, force=True)
+        seconds.append(time.perf_counter() - start)
+        previous = out
+    return task.index, seconds, False
+
+
+def plan_chunks(count: int, workers: int) -> list[tuple[int, int]]:
+    """``(first, end)`` frame ranges, one per worker; each after the first begins
+    :data:`CHUNK_OVERLAP` frames before its share, for the cross-fade."""
+    chunks = max(1, min(workers, count // (2 * CHUNK_OVERLAP)))
+    bounds = np.linspace(0, count, chunks + 1).round().astype(int)
+    return [(max(0, int(a) - (CHUNK_OVERLAP if i else 0)), int(b)) for i, (a, b) in enumerate(zip(bounds, bounds[1:]))]
+
+
+def assemble(work: Path, chunks: list[tuple[int, int]], count: int):
+    """The clip's frames in order, each from its chunk, cross-faded where two chunks overlap."""
+    for number in range(count):
+        owners = [i for i, (a, b) in enumerate(chunks) if a <= number < b]
+        frames = [np.asarray(Image.open(frame_path(chunk_folder(work, i), number)).convert("RGB"), np.float32) for i in owners]
+        if len(frames) == 1:
+            yield frames[0].astype(np.uint8)
+            continue
+        later_start = chunks[owners[-1]][0]
+        share = (number - later_start + 1) / (CHUNK_OVERLAP + 1)  # the later chunk's weight rises across the overlap
+        yield np.clip(np.rint((1 - share) * frames[0] + share * frames[-1]), 0, 255).astype(np.uint8)
+
+
+def stylize_video(
+    video: str | os.PathLike,
+    style: ImageSource | Sequence[ImageSource],
+    output: str | os.PathLike,
+    *,
+    preset: str = "default",
+    config: Config | str | os.PathLike | None = None,
+    frame_iterations: int | None = None,
+    temporal_weight: float = TEMPORAL_WEIGHT,
+    max_frames: int | None = None,
+    workers: int = 1,
+    ray: str | None = None,
+    progress: bool = False,
+    force: bool = False,
+    **options: Any,
+) -> VideoResult:
+    """Stylize the clip ``video`` (a file PyAV reads, or a folder of frames) into ``output``.
+
+    ``output`` is a video file (.mp4, .mov, .mkv, .webm, .gif: same frame rate, audio copied) or
+    a folder for the frames. Settings are those of :func:`nstyle.stylize`; the first frame
+    gets ``iterations``, later frames ``frame_iterations`` (default a fifth of them) and the
+    temporal term at ``temporal_weight``. An existing output is replaced only with ``force``.
+    """
+    from ..api import _configure
+    from ..workflows.runner import TaskPool, check_workers
+
+    check_workers(workers)
+    if not (isinstance(temporal_weight, (int, float)) and math.isfinite(temporal_weight) and temporal_weight >= 0):
+        raise VideoError(f"temporal weight: {temporal_weight} must be a finite number >= 0")
+    if max_frames is not None and max_frames < 1:
+        raise VideoError(f"--max-frames: {max_frames} must be >= 1")
+    cfg = _configure(preset, config, options)
+    chosen_seed = cfg.seed is not None
+    if not chosen_seed:
+        cfg = dataclasses.replace(cfg, seed=int(np.random.SeedSequence().entropy % 2**32))
+    iterations = frame_iterations if frame_iterations is not None else max(1, round(cfg.iterations * FRAME_SHARE))
+    if iterations < 1:
+        raise VideoError(f"--frame-iterations: {iterations} must be >= 1")
+    output = Path(output)
+    as_folder = output.suffix.lower() not in VIDEO_SUFFIXES
+    if as_folder and output.suffix:
+        raise VideoError(f"output: unsupported video type '{output.suffix}' (use {', '.join(VIDEO_SUFFIXES)} or a folder)")
+    if as_folder and output.is_dir() and any(output.iterdir()) and not force:
+        raise VideoError(f"output folder {output} is not empty, not overwriting without --force")
+    if not as_folder:
+        check_output(output, force, "output")
+    styles = [np.asarray(load_image(s, "style image")) for s in (style if isinstance(style, (list, tuple)) else [style])]
+    cfg.check_styles(len(styles))
+    clip = read_clip(video, cfg.size, max_frames)
+    notices = []
+    if clip.variable_rate:
+        notices.append(f"{clip.source} has a variable frame rate: written at its average, {float(clip.rate):.3g} fps")
+    if len(clip.frames) == 1:
+        notices.append(f"{clip.source} has one frame: stylized as an image")
+    if cfg.preserve_color == "histogram":
+        from .. import color
+
+        styles = [np.asarray(color.match_histogram(Image.fromarray(s), Image.fromarray(clip.frames[0]))) for s in styles]
+    for notice in notices:
+        warnings.warn(notice, RuntimeWarning, stacklevel=2)
+
+    work = output.with_name(output.name + ".frames")
+    record = {"config": cfg.to_dict(), "input": _fingerprint(Path(video)), "styles": [hashlib.sha256(s.tobytes()).hexdigest() for s in styles],
+              "frames": len(clip.frames), "frame_iterations": iterations, "temporal_weight": temporal_weight}  # fmt: skip
+    record["chunks"] = plan_chunks(len(clip.frames), workers)
+    saved = _claim_work(work, record, force, chosen_seed)
+    cfg = dataclasses.replace(cfg, seed=saved["config"]["seed"])
+    chunks = [tuple(c) for c in saved["chunks"]]
+    tasks = [ChunkTask(i, a, clip.frames[a:b], styles, cfg.to_dict(), iterations, temporal_weight,
+                       str(chunk_folder(work, i))) for i, (a, b) in enumerate(chunks)]  # fmt: skip
+    start = time.perf_counter()
+    result = VideoResult(output, len(clip.frames), 0.0, work=work, notices=notices)
+    watcher = _Watcher(work, sum(b - a for a, b in chunks), progress)
+    try:
+        with TaskPool(len(tasks) if ray is None else workers, ray) as pool:
+            for _, (_, seconds, interrupted) in pool.map_unordered(stylize_chunk, tasks):
+                result.frame_seconds += seconds
+                result.interrupted |= interrupted
+    except KeyboardInterrupt:
+        result.interrupted = True
+    finally:
+        watcher.stop()
+    result.seconds = time.perf_counter() - start
+    if result.interrupted:
+        return result
+    frames = assemble(work, chunks, len(clip.frames))
+    if as_folder:
+        output.mkdir(parents=True, exist_ok=True)
+        write_frames(frames, output)
+    else:
+        _write_atomically(output, lambda path: write_video(frames, path, clip.rate, clip.source if clip.audio else None))
+    shutil.rmtree(work, ignore_errors=True)
+    result.work = None
+    return result
+
+
+def _fingerprint(path: Path) -> str:
+    """What identifies the input for resuming: a file's hash, or a folder's frame names and sizes."""
+    if path.is_file():
+        return file_sha256(path) or ""
+    entries = sorted((p.name, p.stat().st_size) for p in path.iterdir() if p.is_file())
+    return hashlib.sha256(json.dumps(entries).encode()).hexdigest()
+
+
+def _claim_work(work: Path, record: dict[str, Any], force: bool, chosen_seed: bool) -> dict[str, Any]:
+    """Create the frames folder, or take up the one an earlier, identical run left; returns its record.
+
+    A resumed run keeps the earlier run's chunks (whatever ``--workers`` says now) and, unless a
+    seed was given, its seed.
+    """
+    saved = work / "run.json"
+    if work.exists() and force:
+        shutil.rmtree(work)
+    if saved.exists():
+        try:
+            earlier = json.loads(saved.read_text())
+            if not chosen_seed:
+                record = {**record, "config": {**record["config"], "seed": earlier["config"]["seed"]}}
+        except (OSError, ValueError, KeyError, TypeError):
+            raise VideoError(f"{saved} is damaged; --force starts over") from None
+        if {k: v for k, v in earlier.items() if k != "chunks"} != {k: v for k, v in record.items() if k != "chunks"}:
+            raise VideoError(f"{work} holds frames of a run with other inputs or settings; --force starts over")
+        return earlier
+    work.mkdir(parents=True, exist_ok=True)
+    save_bytes_json(saved, record)
+    return record
+
+
+def save_bytes_json(path: Path, record: dict[str, Any]) -> None:
+    from ..io import save_bytes
+
+    save_bytes(json.dumps(record, indent=1).encode(), path, force=True)
+
+
+def _write_atomically(output: Path, write) -> None:
+    """Encode into a temporary file beside ``output``, then rename: never half a video."""
+    fd, tmp = tempfile.mkstemp(dir=output.parent, prefix=f".{output.stem}.", suffix=output.suffix)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, output)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class _Watcher:
+    """Frame i/N with an ETA while chunks run anywhere: counts the frames in the work folder,
+    and keeps ``preview.png`` there as the latest finished frame."""
+
+    def __init__(self, work: Path, total: int, progress: bool):
+        self.work, self.total = work, total
+        self.bar = None
+        if progress:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc="frames", unit="frame", dynamic_ncols=True)
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        latest = None
+        while not self._done.wait(1.0):
+            self.update(latest)
+            files = sorted(self.work.glob("chunk*/frame_*.png"), key=lambda p: p.stat().st_mtime)
+            if files and files[-1] != latest:
+                latest = files[-1]
+                try:
+                    shutil.copyfile(latest, self.work / ".preview.png")
+                    os.replace(self.work / ".preview.png", self.work / "preview.png")
+                except OSError:
+                    pass
+
+    def update(self, _latest: Path | None = None) -> None:
+        if self.bar is not None:
+            self.bar.update(len(list(self.work.glob("chunk*/frame_*.png"))) - self.bar.n)
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join()
+        self.update()
+        if self.bar is not None:
+            self.bar.close()

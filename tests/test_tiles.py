@@ -1,0 +1,130 @@
+"""Tiled scales end to end: shared style statistics, assembly, stops, the memory estimate, print output."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from nstyle.losses import STYLE_LOSSES, Moments, style_targets, tf
+from nstyle.plan import seam_mask
+
+ROOT = Path(__file__).resolve().parents[1]
+CONTENT = ROOT / "examples/images/content/chelsea.jpg"
+STYLE = ROOT / "examples/images/style/starry_night.jpg"
+
+
+@pytest.mark.parametrize("temperature", [0.0, 2.0])
+def test_moments_added_in_pieces_equal_the_whole(temperature):
+    """Sums over tiles give exactly the whole map's statistics, SWAG's joint softmax included."""
+    rng = np.random.default_rng(0)
+    features = tf.constant(rng.normal(size=(1, 12, 10, 6)) * 3, tf.float32)
+    whole = Moments.of(features, temperature)
+    pieces = Moments(temperature)
+    for rows in (slice(0, 5), slice(5, 12)):
+        for cols in (slice(0, 7), slice(7, 10)):
+            pieces.add(features[:, rows, cols, :])
+    for a, b in zip(whole.mean_and_second(), pieces.mean_and_second()):
+        np.testing.assert_allclose(a, b, rtol=1e-10)
+    if temperature:  # and they are the moments of swag() itself
+        from nstyle.losses import swag
+
+        flat = swag(tf.cast(features, tf.float64), temperature).numpy().reshape(-1, 6)
+        np.testing.assert_allclose(whole.mean_and_second()[0], flat.mean(0), rtol=1e-8)
+        np.testing.assert_allclose(whole.mean_and_second()[1], flat.T @ flat / len(flat), rtol=1e-8)
+
+
+@pytest.fixture(scope="module")
+def lite0():
+    from nstyle.backbones import feature_extractor, get_backbone, load_model
+    from nstyle.config import resolve
+
+    cfg = resolve("lite0")
+    names = tuple(s.name for s in (*cfg.content_layers, *cfg.style_layers))
+    return cfg, feature_extractor(get_backbone(cfg.backbone), load_model(cfg.backbone, cfg.weights), names, "float32")
+
+
+@pytest.mark.parametrize("statistic", ["gram", "wasserstein", "meanstd"])
+def test_style_statistics_in_tiles_match_the_whole_image(lite0, statistic):
+    cfg, extractor = lite0
+    style = Image.open(STYLE).convert("RGB").resize((320, 256))
+    x = tf.constant(extractor.backbone.preprocessing.forward(np.asarray(style))[None])
+    layers = [extractor.resolved[s.name] for s in cfg.style_layers]
+    whole = style_targets(extractor, x, layers, STYLE_LOSSES[statistic])
+    tiled = style_targets(extractor, x, layers, STYLE_LOSSES[statistic], tile=128)
+    for name in layers:
+        for a, b in zip(whole[name], tiled[name]):
+            a, b = np.asarray(a), np.asarray(b)
+            # The same positions, each seen with 64 px of context instead of the whole image:
+            # the statistics agree to about 1%.
+            assert np.linalg.norm(a - b) <= 0.02 * np.linalg.norm(a) + 1e-6, name
+
+
+def _run(**options):
+    from nstyle.api import stylize
+
+    return stylize(CONTENT, STYLE, preset="lite0", size=128, **options)
+
+
+def test_tiled_scale_is_one_image(lite0):
+    """128 px, 48 px tiles: the result is stylized everywhere, close in loss to the untiled run,
+    and its gradient on the tile seams is like its gradient elsewhere."""
+    from nstyle.api import plan_run
+    from nstyle.io import fit, load_image
+
+    untiled = _run(iterations=12, seed=0)
+    tiled = _run(iterations=12, seed=0, tile=48)
+    assert len(tiled.history) == 12
+    assert any("tiles of 48 px" in line for line in tiled.memory["plan"])
+    photo = np.asarray(fit(load_image(CONTENT), 128), np.float32)
+    out = np.asarray(tiled.image, np.float32)
+    changed = np.abs(out - photo).mean(axis=-1)
+    assert np.percentile(changed, 5) > 2  # no tile left as the photo
+    # Judged by one ruler: the untiled run's loss on both images.
+    from benchmarks.common import Float32Loss
+
+    ruler = Float32Loss(tiled.config, CONTENT, STYLE)
+    ratio = ruler(tiled.image)["total"] / ruler(untiled.image)["total"]
+    assert ratio < 1.5, ratio
+    cfg, extractor = lite0
+    step = plan_run(tiled.config, extractor, "float32", [out.shape[:2]], [12]).steps[0]
+    gradient = np.abs(np.diff(out, axis=1)).mean(axis=-1)
+    seams = seam_mask(step, 1)[:, 1:] | seam_mask(step, 0)[:, 1:]
+    score = gradient[seams].mean() / gradient[~seams].mean()
+    assert 0.75 < score < 1.3, score
+
+
+def test_a_stop_during_a_tiled_scale_keeps_the_finished_tiles():
+    from nstyle.optimize import Stop
+
+    seen = []
+
+    def stop_after_three(p):
+        if "tile" in p.stage:
+            seen.append(p.image())
+            if len(seen) == 3:
+                raise Stop
+
+    result = _run(iterations=4, seed=0, tile=48, callbacks=[stop_after_three])
+    assert result.stopped and "stopped by a callback" in result.stop_reason
+    np.testing.assert_array_equal(np.asarray(result.image), seen[-1])  # what the third tile left
+    assert not np.array_equal(seen[0], seen[2])  # and each tile changed it
+
+
+def test_memory_estimate_is_within_a_quarter_of_measured_peak(tmp_path):
+    """The plan's estimate against the peak RSS the run's own process reached, at two sizes."""
+    child = (
+        "import json, sys\n"
+        "from nstyle.api import stylize\n"
+        "r = stylize(sys.argv[1], sys.argv[2], preset='lite0', size=int(sys.argv[3]), iterations=2)\n"
+        "print(json.dumps(r.memory))\n"
+    )
+    for size in (256, 768):
+        out = subprocess.run([sys.executable, "-c", child, str(CONTENT), str(STYLE), str(size)], capture_output=True,
+                             text=True, check=True, cwd=ROOT)  # fmt: skip
+        memory = json.loads(out.stdout.strip().splitlines()[-1])
+        ratio = memory["estimated_peak_gb"] / memory["measured_peak_gb"]
+        assert 0.75 <= ratio <= 1.25, (size, memory)
