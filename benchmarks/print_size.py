@@ -115,6 +115,14 @@ def sheet(path: Path, step, out: Path) -> None:
     box = (max(0, cx - crop_size // 2), max(0, cy - crop_size // 2))
     box = (*box, box[0] + crop_size, box[1] + crop_size)
     crop = image.crop(box)
+    ticks = ImageDraw.Draw(crop)
+    for t in tiles:  # red ticks on the crop's border where the last pass's tile edges cross it
+        for x in (t.left, t.left + t.width):
+            if box[0] < x < box[2]:
+                ticks.line([(x - box[0], 0), (x - box[0], 12)], fill=(255, 0, 0), width=2)
+        for y in (t.top, t.top + t.height):
+            if box[1] < y < box[3]:
+                ticks.line([(0, y - box[1]), (12, y - box[1])], fill=(255, 0, 0), width=2)
     small = image.resize((round(crop_size * image.width / image.height), crop_size), Image.Resampling.LANCZOS)
     scale = crop_size / image.height
     draw = ImageDraw.Draw(small)
@@ -124,7 +132,7 @@ def sheet(path: Path, step, out: Path) -> None:
     canvas.paste(crop, (small.width + 16, 40))
     text = ImageDraw.Draw(canvas)
     text.text((4, 8), f"{image.width}x{image.height}, whole (red: the crop)", fill="black")
-    text.text((small.width + 20, 8), f"1:1 crop across tile seams (tiles of {step.tile} px, overlap {step.overlap} px)",
+    text.text((small.width + 20, 8), f"1:1 crop across tile seams (tiles of {step.tile} px, overlap {step.overlap} px; red ticks: tile edges)",
               fill="black")  # fmt: skip
     canvas.save(out)
 

@@ -118,7 +118,7 @@ def main() -> None:
     rows = {}
     for share, weight in ((default, TEMPORAL_WEIGHT), (default, 0.0), (default, 1.0), (round(args.iterations * 0.1), TEMPORAL_WEIGHT),
                           (round(args.iterations * 0.3), TEMPORAL_WEIGHT)):  # fmt: skip
-        out = folder / f"v{share}_{weight:g}"  # a folder of PNG frames: judged without a codec's losses
+        out = folder / f"v{share}_w{round(weight * 10)}"  # a folder of PNG frames: judged without a codec's losses
         start = time.perf_counter()
         stylize_video(CLIP, STYLE, out, config=cfg, frame_iterations=share, temporal_weight=weight, max_frames=args.frames)
         seconds = (time.perf_counter() - start) / len(content)

@@ -103,10 +103,10 @@ def test_video_holds_steadier_than_frames_stylized_apart_and_resumes(tmp_path, c
     assert not work.exists()
     frames = _frames(out)
     assert len(frames) == 6
-    content = [c[: frames[0].shape[0], : frames[0].shape[1]] for c in read_clip(CLIP, 64, 6).frames]
+    content = [c[: frames[0].shape[0], : frames[0].shape[1]] for c in read_clip(CLIP, 64, 4).frames]
     alone = [np.asarray(stylize(Image.fromarray(c), STYLE, preset="lite0", size=64, iterations=6, seed=0).image)[: c.shape[0], : c.shape[1]]
              for c in content]  # fmt: skip
-    assert temporal_error(frames, content) < 0.8 * temporal_error(alone, content)
+    assert temporal_error(frames[:4], content) < 0.8 * temporal_error(alone, content)
 
 
 def test_parallel_chunks_cross_fade(tmp_path, capsys):

@@ -25,9 +25,9 @@ from .errors import ConfigError
 from .io import ImageSource, file_sha256, fit, fitted, load_image
 from ._tf import threads
 from .losses import objective, tf
-from .optimize import Callback, OptimizerState, OptimizeResult, optimize
-from .plan import GB, MIN_OVERLAP, MemoryModel, Plan, check_budget, make_plan
-from .tiles import layer_names, run_tiled, settings_of
+from .optimize import Callback, OptimizerState, optimize
+from .plan import GB, MIN_OVERLAP, MemoryModel, Plan, Step, check_budget, make_plan
+from .tiles import TileProgress, layer_names, run_tiled, settings_of
 from .signals import stop_on_signals
 
 
@@ -160,35 +160,25 @@ def stylize(
         for step in plan.steps:
             if resume is not None and step.scale - 1 < resume.scale:
                 continue  # finished before the checkpoint: its result is in the saved image
-            content_img = fit(content_src, max(step.height, step.width), "content image")
-            style_imgs = [fit(s, round(max(step.height, step.width) * cfg.style_scale), "style image") for s in style_srcs]
-            if cfg.preserve_color == "luminance":
-                style_imgs = [color.matched_luminance(s, content_img) for s in style_imgs]
-                content_img = color.grey(color.luminance(content_img))
+            content_img, style_imgs = _scale_images(cfg, max(step.height, step.width), content_src, style_srcs)
             stage = f"scale {step.scale}/{len(plan.steps)}, " if len(plan.steps) > 1 else ""
+            state = resume.state if resume is not None and resume.scale == step.scale - 1 else None
             if step.tiled:
-                begin = (initial_image(cfg.init, content_img, style_imgs[0], cfg.seed).astype(np.uint8) if pixels is None
-                         else np.asarray(Image.fromarray(pixels).resize(content_img.size, Image.Resampling.LANCZOS)))  # fmt: skip
-                pixels = None  # only the upscaled start is needed now
-                tiled = run_tiled(step, cfg, extractor, choice.name, content_img, style_imgs, begin, callbacks,
-                                  len(history), cfg.total_iterations, stage, workers, ray, bits)  # fmt: skip
-                pixels, high, interrupted, stopped = tiled.pixels, tiled.high, tiled.interrupted, tiled.stopped
-                history += tiled.history
-                best_iteration, best_loss = len(history), history[-1]["total"] if history else math.inf
-                reason = "interrupted" if interrupted else "stopped by a callback" if stopped else "completed"
+                saver = _tile_saver(checkpoint, cfg, sources, choice.name, step.scale - 1, history)
+                progress_so_far = (TileProgress(state.image[0], resume.tiles["pass"], resume.tiles["done"], state.history)
+                                   if state is not None and resume.tiles else None)  # fmt: skip
+                outcome = _tiled_scale(step, cfg, extractor, choice.name, content_img, style_imgs, pixels, callbacks,
+                                       history, stage, workers, ray, bits, progress_so_far, saver)  # fmt: skip
             else:
-                state = resume.state if resume is not None and resume.scale == step.scale - 1 else None
-                run = _whole_scale(cfg, extractor, choice.name, step.iterations, content_img, style_imgs, pixels,
-                                   callbacks, history, stage, checkpoint, sources, step.scale - 1, state)  # fmt: skip
-                best_iteration, best_loss = len(history) + run.best_iteration, run.best_loss
-                history += run.history
-                pixels = extractor.backbone.preprocessing.inverse(run.image[0])
-                high = extractor.backbone.preprocessing.inverse(run.image[0], 16) if bits == 16 else None
-                interrupted, stopped, reason = run.interrupted, run.stopped, run.stop_reason
-            if reason != "completed" and stop_reason == "completed":
-                stop_reason = reason + (f" at scale {step.scale} of {len(plan.steps)}" if len(plan.steps) > 1 else "")
-            if interrupted or stopped:
-                ended = "interrupted" if interrupted else "stopped"
+                outcome = _whole_scale(cfg, extractor, choice.name, step.iterations, content_img, style_imgs, pixels,
+                                       callbacks, history, stage, checkpoint, sources, step.scale - 1, state, bits)  # fmt: skip
+            best_iteration, best_loss = len(history) + outcome.best_iteration, outcome.best_loss
+            history += outcome.history
+            pixels, high = outcome.pixels, outcome.high
+            if outcome.reason != "completed" and stop_reason == "completed":
+                stop_reason = outcome.reason + (f" at scale {step.scale} of {len(plan.steps)}" if len(plan.steps) > 1 else "")
+            if outcome.reason in ("interrupted", "stopped by a callback"):
+                ended = "interrupted" if outcome.reason == "interrupted" else "stopped"
                 break
     finally:
         if bar is not None:
@@ -240,11 +230,34 @@ def plan_run(cfg: Config, extractor: FeatureExtractor, precision_name: str, shap
     return make_plan(shapes, iterations, model, budget, overlap, cfg.style_scale, workers, cfg.tile)
 
 
+@dataclass
+class _ScaleOutcome:
+    """What one scale leaves for the next: its result (RGB uint8, and 16-bit when asked), losses, and why it ended."""
+
+    pixels: np.ndarray
+    high: np.ndarray | None
+    history: list[dict[str, float]]
+    best_loss: float
+    best_iteration: int  # within this scale
+    reason: str = "completed"
+
+
+def _scale_images(cfg: Config, size: int, content: Image.Image,
+                  styles: list[Image.Image]) -> tuple[Image.Image, list[Image.Image]]:  # fmt: skip
+    """The content and style images at one scale, in luminance when colour is kept that way."""
+    content_img = fit(content, size, "content image")
+    style_imgs = [fit(s, round(size * cfg.style_scale), "style image") for s in styles]
+    if cfg.preserve_color == "luminance":
+        style_imgs = [color.matched_luminance(s, content_img) for s in style_imgs]
+        content_img = color.grey(color.luminance(content_img))
+    return content_img, style_imgs
+
+
 def _whole_scale(cfg: Config, extractor: FeatureExtractor, precision_name: str, iterations: int,
                  content: Image.Image, styles: list[Image.Image], previous: np.ndarray | None,
                  callbacks: list[Callback], history: list[dict[str, float]], stage: str,
                  checkpoint: CheckpointPlan | None, sources: dict[str, Any], scale: int,
-                 state: OptimizerState | None) -> OptimizeResult:  # fmt: skip
+                 state: OptimizerState | None, bits: int) -> _ScaleOutcome:  # fmt: skip
     """One scale optimised as a whole image, from the coarser ``previous`` result (RGB uint8) or the init."""
     prep = extractor.backbone.preprocessing
     loss = objective(cfg, extractor, content, styles)
@@ -262,7 +275,28 @@ def _whole_scale(cfg: Config, extractor: FeatureExtractor, precision_name: str, 
                    resume=state)  # fmt: skip
     if run.interrupted and writer is not None and run.state is not None:
         writer.save(run.state)
-    return run
+    return _ScaleOutcome(prep.inverse(run.image[0]), prep.inverse(run.image[0], 16) if bits == 16 else None,
+                         run.history, run.best_loss, run.best_iteration, run.stop_reason)  # fmt: skip
+
+
+def _tiled_scale(step: Step, cfg: Config, extractor: FeatureExtractor, precision_name: str, content: Image.Image,
+                 styles: list[Image.Image], previous: np.ndarray | None, callbacks: list[Callback],
+                 history: list[dict[str, float]], stage: str, workers: int, ray: str | None, bits: int,
+                 resume: TileProgress | None, save: Callable[[TileProgress], None] | None) -> _ScaleOutcome:  # fmt: skip
+    """One scale in tiles (:mod:`nstyle.tiles`), from the coarser result upscaled, or the init,
+    or where a checkpoint of it left off (``resume``)."""
+    if resume is not None:
+        begin = None
+    elif previous is None:
+        begin = initial_image(cfg.init, content, styles[0], cfg.seed).astype(np.uint8)
+    else:
+        begin = np.asarray(Image.fromarray(previous).resize(content.size, Image.Resampling.LANCZOS))
+    del previous  # only the upscaled start is needed now
+    tiled = run_tiled(step, cfg, extractor, precision_name, content, styles, begin, callbacks, len(history),
+                      cfg.total_iterations, stage, workers, ray, bits, resume, save)  # fmt: skip
+    reason = "interrupted" if tiled.interrupted else "stopped by a callback" if tiled.stopped else "completed"
+    last = tiled.history[-1]["total"] if tiled.history else math.inf
+    return _ScaleOutcome(tiled.pixels, tiled.high, tiled.history, last, len(tiled.history), reason)
 
 
 def resume(
@@ -277,6 +311,28 @@ def resume(
     content, styles = saved.check_sources()
     plan = CheckpointPlan(Path(checkpoint), every, None if every else 300.0, saved.output)
     return stylize(content, styles, callbacks=callbacks, progress=progress, checkpoint=plan, resume=saved)
+
+
+def _tile_saver(plan: CheckpointPlan | None, cfg: Config, sources: dict[str, Any], precision_name: str, scale: int,
+                earlier: list[dict[str, float]]) -> Callable[[TileProgress], None] | None:  # fmt: skip
+    """How a tiled scale checkpoints: its canvas and finished tiles, when due and when stopped."""
+    if plan is None:
+        return None
+    from . import __version__
+
+    writer, earlier = CheckpointWriter(plan, lambda state: None), list(earlier)  # type: ignore[arg-type, return-value]
+
+    def save(progress: TileProgress) -> None:
+        if not (progress.final or writer.due()):
+            return
+        empty = np.zeros(0, np.float32)
+        state = OptimizerState(len(progress.history), progress.canvas[None], empty, math.inf, 0, empty, [], 1.0,
+                               list(progress.history))  # fmt: skip
+        tiles = {"pass": progress.pass_index, "done": list(progress.done)}
+        Checkpoint(__version__, cfg.to_dict(), sources, precision_name, scale, earlier, state, plan.output, tiles).save(plan.path)
+        writer.last = time.monotonic()
+
+    return save
 
 
 def _checkpoint_maker(cfg: Config, sources: dict[str, Any], precision_name: str, scale: int,

@@ -6,6 +6,10 @@ run it was in, the validated config with its seed, the input files' hashes and t
 version. It is one ``.npz`` (numpy arrays plus a JSON record; no pickles, so loading one
 runs no code), written atomically.
 
+In a tiled scale (:mod:`nstyle.tiles`) the image is the canvas assembled so far, and the
+record says which pass it was in and which of that pass's tiles were finished: a resumed run
+blends the remaining ones.
+
 Adam continues bit-identically: same config, same seed, and the state restored exactly, on
 the same machine and precision. L-BFGS continues from the saved iterate, but its curvature
 history (the last few gradient pairs) is not saved: scipy keeps it inside its Fortran
@@ -59,6 +63,7 @@ class Checkpoint:
     earlier_history: list[dict[str, float]]  # losses of the scales before it
     state: OptimizerState
     output: str | None = None  # where the CLI writes the result, for `nstyle resume`
+    tiles: dict[str, Any] | None = None  # in a tiled scale: {"pass": p, "done": [tile indices]}; state.image is the canvas
 
     def save(self, path: str | Path) -> Path:
         """Write atomically (temp file, then rename): a stop during the write keeps the old one."""
@@ -69,7 +74,7 @@ class Checkpoint:
             "precision": self.precision, "scale": self.scale, "earlier_history": self.earlier_history,
             "output": self.output, "slots": len(self.state.slots), "iteration": self.state.iteration,
             "best_loss": self.state.best_loss, "best_iteration": self.state.best_iteration,
-            "loss_scale": self.state.loss_scale, "history": self.state.history,
+            "loss_scale": self.state.loss_scale, "history": self.state.history, "tiles": self.tiles,
             "saved": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }  # fmt: skip
         buffer = io.BytesIO()
@@ -93,7 +98,7 @@ class Checkpoint:
                                    record["best_iteration"], arrays["average"], slots, record["loss_scale"],
                                    record["history"])  # fmt: skip
             checkpoint = cls(record["nstyle"], record["config"], record["sources"], record["precision"], record["scale"],
-                             record["earlier_history"], state, record.get("output"))  # fmt: skip
+                             record["earlier_history"], state, record.get("output"), record.get("tiles"))  # fmt: skip
         except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as e:
             raise CheckpointError(f"checkpoint {path} is damaged or not an nstyle checkpoint ({type(e).__name__})") from None
         if record.get("format") != FORMAT or checkpoint.version != __version__:
@@ -123,11 +128,14 @@ class CheckpointWriter:
         self.last = time.monotonic()
 
     def __call__(self, p: Progress) -> None:
-        due = (self.plan.every and p.iteration % self.plan.every == 0) or (
+        if self.due(p.iteration) and p.state is not None:
+            self.save(p.state())
+
+    def due(self, iteration: int | None = None) -> bool:
+        """Whether a checkpoint is due: every ``plan.every`` iterations, or ``plan.seconds`` after the last."""
+        return bool(self.plan.every and iteration and iteration % self.plan.every == 0) or (
             self.plan.seconds is not None and time.monotonic() - self.last >= self.plan.seconds
         )
-        if due and p.state is not None:
-            self.save(p.state())
 
     def save(self, state: OptimizerState) -> None:
         self.make(state).save(self.plan.path)

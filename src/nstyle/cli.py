@@ -232,10 +232,11 @@ def _run(content: str, styles: list[str], cfg: Config, args: argparse.Namespace,
     from .plan import check_budget
 
     check_budget(cfg.max_memory)
-    # Every image (a PNG holds at most 3 bytes a pixel, 6 in 16 bits) and the checkpoint (five
-    # float32 images of a scale that runs whole: tiled scales are not checkpointed).
+    # Every image (a PNG holds at most 3 bytes a pixel, 6 in 16 bits) and the checkpoint: five
+    # float32 images of a scale that runs whole (2048 px at most), or a tiled scale's canvas.
     bits = getattr(args, "bit_depth", 8)
-    check_space(output.parent, cfg.size**2 * (3 * bits // 8 * (1 + len(extra))) + min(cfg.size, 2048) ** 2 * 60 + 2**20)
+    checkpoint_bytes = max(min(cfg.size, 2048) ** 2 * 60, cfg.size**2 * 12)
+    check_space(output.parent, cfg.size**2 * (3 * bits // 8 * (1 + len(extra))) + checkpoint_bytes + 2**20)
     with claim(output):
         return _stylize_and_write(content, styles, cfg, args, output, force, every, ckpt, resume)
 
@@ -316,8 +317,8 @@ def _video(argv: list[str]) -> int:
     p.add_argument("--frame-iterations", type=int, metavar="N", help="iterations of each frame after the first "
                    "(default: a fifth of --iterations)")  # fmt: skip
     p.add_argument("--temporal-weight", type=float, default=0.3, metavar="W",
-                   help="how strongly a frame holds to the previous one warped: W x its starting loss for a 10 px "
-                   "RMS change (0: off; default 0.3)")  # fmt: skip
+                   help="how strongly a frame holds to the previous one warped: a 10 px RMS change costs W x the "
+                   "previous frame's loss (0: off; default 0.3)")  # fmt: skip
     p.add_argument("--max-frames", type=int, metavar="N", help="stylize the first N frames (needed past 1000)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_settings(p)

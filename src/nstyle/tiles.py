@@ -48,6 +48,17 @@ class TiledResult:
     stopped: bool = False
 
 
+@dataclass
+class TileProgress:
+    """Where a tiled scale stands: the canvas (network space), the pass, its finished tiles."""
+
+    canvas: np.ndarray
+    pass_index: int
+    done: list[int]  # indices into the pass's tiles
+    history: list[dict[str, float]]
+    final: bool = False  # saved because the run stopped (not because a checkpoint was due)
+
+
 @dataclass(frozen=True)
 class TileTask:
     """One tile's work, as plain data: it pickles to a worker process or a Ray task."""
@@ -155,12 +166,16 @@ def run_tiled(
     workers: int = 1,
     ray: str | None = None,
     bits: int = 8,
+    resume: TileProgress | None = None,
+    save: Callable[[TileProgress], None] | None = None,
 ) -> TiledResult:
     """Optimise ``step``'s scale tile by tile from ``start`` (RGB uint8 at the scale's size).
 
     ``callbacks`` hear after every tile, with the assembled image; ``done`` and ``total``
     place this scale's iterations in the whole run's count. Ctrl-C, SIGTERM or a callback's
-    Stop end it after the tile in progress, with every finished tile in the image.
+    Stop end it after the tile in progress, with every finished tile in the image. ``save``
+    gets the progress after each tile (a checkpoint writer decides whether it is due) and when
+    stopped; ``resume`` continues such a progress (``start`` is then unused).
     """
     from .optimize import Stop
     from .workflows.runner import TaskPool
@@ -168,10 +183,11 @@ def run_tiled(
     assert step.tile is not None
     prep = extractor.backbone.preprocessing
     targets = shared_style_targets(cfg, extractor, styles, max(256, -(-step.tile // 32) * 32))
-    canvas = to_network(start, prep)
+    canvas = resume.canvas if resume is not None else to_network(start, prep)
     del start
     pixels = np.asarray(content)
-    result = TiledResult(pixels=np.empty(0, np.uint8))
+    result = TiledResult(pixels=np.empty(0, np.uint8), history=list(resume.history) if resume else [])
+    progress = TileProgress(canvas, 0, [], result.history)
     key = (os.getpid(), id(canvas), step.scale)
     threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 or ray else 0
     local = TileOptimizer if workers == 1 and ray is None else None
@@ -180,14 +196,19 @@ def run_tiled(
     try:
         with TaskPool(workers, ray) as pool:
             for pass_index, iterations in enumerate(step.passes):
+                if resume is not None and pass_index < resume.pass_index:
+                    continue
                 tiles = step.tiles(pass_index)
                 losses: list[list[dict[str, float]]] = []
                 areas: list[int] = []
-                finished = 0
-                blended: list[Tile] = []  # this pass's tiles of earlier groups, which each tile fades from
+                kept = set(resume.done) if resume is not None and pass_index == resume.pass_index else set()
+                progress.pass_index, progress.done = pass_index, sorted(kept)
+                finished = len(kept)
                 for group in sorted({t.group for t in tiles}):
-                    members = [t for t in tiles if t.group == group]
-                    earlier = list(blended)
+                    members = [t for t in tiles if t.group == group and tiles.index(t) not in kept]
+                    earlier = [t for t in tiles if t.group < group]
+                    if not members:
+                        continue
                     tasks = [TileTask(key, cfg.to_dict(), precision, targets, pixels[t.box], canvas[t.box].copy(),
                                       iterations, threads) for t in members]  # fmt: skip
                     if local is not None:
@@ -200,7 +221,7 @@ def run_tiled(
                     for i, (tile_pixels, history, interrupted) in outcomes:
                         tile = members[i]
                         blend(canvas, tile_pixels, tile, feather(tile, earlier, step.overlap))
-                        blended.append(tile)
+                        progress.done.append(tiles.index(tile))
                         losses.append(history)
                         areas.append(tile.height * tile.width)
                         finished += 1
@@ -213,9 +234,14 @@ def run_tiled(
                         ))  # fmt: skip
                         if interrupted:
                             raise KeyboardInterrupt
+                        if save is not None:
+                            save(progress)
                 result.history += _mean_history(losses, areas, iterations)
+                progress.history = result.history
     except KeyboardInterrupt:
         result.interrupted = True
+        if save is not None:
+            save(dataclasses.replace(progress, final=True))
     except Stop:
         result.stopped = True
     result.pixels = to_rgb(canvas, prep)

@@ -2,15 +2,17 @@
 
 Per-frame stylization flickers: every frame settles in a different local optimum. Here each
 frame after the first starts from the previous stylized frame warped along the optical flow
-(the photo where the flow is not trusted: newly visible parts), and its loss gains a temporal
-term, the squared difference from that warped frame on the trusted pixels. The first frame of
-a run gets the full pipeline (every option, scales and tiles included); later frames a few
-iterations, since they start close to their optimum.
+(where the flow is not trusted, newly visible parts and moving edges, the photo in the previous
+result's colours), and its loss gains a temporal term, the squared difference from that warped
+frame on the trusted pixels. The first frame of a run gets the preset's full iterations (a
+multi-scale or tiled run goes through :func:`nstyle.stylize`; a single-scale one shares the later
+frames' compiled step, which saves a graph trace of seconds); later frames a few iterations,
+since they start close to their optimum.
 
 Variant, named here: the paper weights its temporal term with a fixed λ in its own loss
 units; ``temporal_weight`` is relative instead: a frame whose pixels move 10 px (RMS) from the
-warped previous frame pays ``temporal_weight`` times the loss it started at, so one setting
-means the same for every backbone and preset.
+warped previous frame pays ``temporal_weight`` times the previous frame's own loss, so one
+setting means the same for every backbone and preset.
 
 Frames are written as they finish (``OUT.frames/``); a stopped run keeps them, and the same
 command continues at the first missing frame. With ``workers`` (or Ray) the clip is cut into
@@ -43,7 +45,7 @@ from ..io import ImageSource, check_output, file_sha256, fit, load_image, save_i
 from .flow import flow, reliable, warp
 from .frames import VIDEO_SUFFIXES, read_clip, write_frames, write_video
 
-#: px: moving this far (RMS) from the warped previous frame costs ``temporal_weight`` x the frame's starting loss.
+#: px: moving this far (RMS) from the warped previous frame costs ``temporal_weight`` x the previous frame's loss.
 TEMPORAL_SCALE = 10.0
 #: Later frames get this share of the first frame's iterations, and the temporal term this weight
 #: (benchmarks/video.py measured both: the table in the README).
@@ -102,9 +104,36 @@ class FrameOptimizer:
                                       layer_names(cfg), precision_name)  # fmt: skip
         self.prep = extractor.backbone.preprocessing
         blank = Image.new("RGB", (shape[1], shape[0]))
-        self.base = objective(cfg, extractor, blank, list(styles))
+        self.styles = list(styles)
+        self.base = objective(cfg, extractor, blank, self.styles)
         self.loss = TemporalLoss(self.base, shape, float(np.mean(self.prep.std)))
         self.optimizer = Optimizer(self.loss, (1, *shape, 3), self.prep.bounds(), settings_of(cfg, precision_name, 1))
+        self.scale: float | None = None  # the loss a frame's temporal weight is relative to
+
+    def first(self, frame: np.ndarray) -> tuple[np.ndarray, list[dict[str, float]], bool]:
+        """A chunk's first frame, from ``cfg.init`` with every iteration and no temporal term
+        (single-scale runs: the same compiled step as the later frames)."""
+        from ..api import initial_image
+        from ..losses import tf
+
+        photo = self._working(frame.astype(np.float32))
+        content = Image.fromarray(np.clip(np.rint(photo), 0, 255).astype(np.uint8))
+        start = initial_image(self.cfg.init, content, self.styles[0], self.cfg.seed)
+        self.base.set_content(tf.constant(self.prep.forward(photo)[None]))
+        self.loss.weight.assign(0.0)
+        self.loss.mask.assign(np.zeros(tuple(self.loss.mask.shape), np.float32))
+        result = self.optimizer.run(self.prep.forward(start)[None], self.prep.inverse, iterations=self.cfg.iterations)
+        self.scale = max(result.best_loss, 1e-30)
+        return self._finish(result.image[0], frame), result.history, result.interrupted
+
+    def _finish(self, x: np.ndarray, frame: np.ndarray) -> np.ndarray:
+        """The optimised image as RGB uint8, with the frame's colour back when only luminance was styled."""
+        from .. import color
+
+        out = self.prep.inverse(x)
+        if self.cfg.preserve_color == "luminance":
+            out = np.asarray(color.restore_chroma(Image.fromarray(out), Image.fromarray(frame)))
+        return out
 
     def run(self, frame: np.ndarray, previous: np.ndarray, previous_stylized: np.ndarray, iterations: int,
             weight: float) -> tuple[np.ndarray, list[dict[str, float]], bool]:  # fmt: skip
@@ -126,16 +155,16 @@ class FrameOptimizer:
         start = soft * target + (1 - soft) * self._working(recoloured)
         self.base.set_content(tf.constant(self.prep.forward(photo)[None]))
         x0 = self.prep.forward(start)[None]
-        self.loss.weight.assign(0.0)
-        starting = float(self.base(tf.constant(x0))["total"])
+        if self.scale is None:  # the chunk's first later frame: its starting loss (later ones reuse the last frame's)
+            self.scale = float(self.base(tf.constant(x0))["total"])
         self.loss.target.assign(self.prep.forward(target)[None])
         self.loss.mask.assign(mask[None].astype(np.float32))
-        self.loss.weight.assign(weight * starting / TEMPORAL_SCALE**2)
+        self.loss.weight.assign(weight * self.scale / TEMPORAL_SCALE**2)
         result = self.optimizer.run(x0, self.prep.inverse, iterations=iterations)
-        out = self.prep.inverse(result.image[0])
-        if self.cfg.preserve_color == "luminance":
-            out = np.asarray(color.restore_chroma(Image.fromarray(out), Image.fromarray(frame)))
-        return out, result.history, result.interrupted
+        if result.history:  # this frame's own loss, without the temporal term: the next frame's scale
+            last = result.history[-1]
+            self.scale = max(last["total"] - float(self.loss.weight.numpy()) * last["temporal"], 1e-30)
+        return self._finish(result.image[0], frame), result.history, result.interrupted
 
     def _working(self, rgb: np.ndarray) -> np.ndarray:
         """What the loss sees: the frame itself, or its luminance when colour is preserved that way."""
@@ -187,7 +216,7 @@ def stylize_chunk(task: ChunkTask) -> tuple[int, list[float], bool]:
         from .. import color
 
         fitted = [color.matched_luminance(s, Image.fromarray(task.frames[0])) for s in fitted]
-    runner: FrameOptimizer | None = None
+    runner: FrameOptimizer | None = None  # built at the first frame to stylize, with the chunk's one compiled step
     previous: np.ndarray | None = None
     seconds: list[float] = []
     for i, frame in enumerate(task.frames):
@@ -196,17 +225,17 @@ def stylize_chunk(task: ChunkTask) -> tuple[int, list[float], bool]:
             previous = np.asarray(Image.open(path).convert("RGB"))
             continue
         start = time.perf_counter()
-        if previous is None:  # the chunk's first frame: the whole pipeline, every option
+        if runner is None:
+            runner = FrameOptimizer(cfg, fitted, (height, width), precision.resolve(cfg.precision, cfg.optimizer).name)
+        if previous is None and (cfg.scales > 1 or cfg.tile):  # the first frame: the whole pipeline, scales and tiles
             result = stylize(Image.fromarray(frame), styles, config=cfg)
-            if result.interrupted:
-                return task.index, seconds, True
-            out = np.asarray(result.image)
+            out, interrupted = np.asarray(result.image), result.interrupted
+        elif previous is None:  # the first frame, single scale: the same compiled step as the rest
+            out, _, interrupted = runner.first(frame)
         else:
-            if runner is None:
-                runner = FrameOptimizer(cfg, fitted, (height, width), precision.resolve(cfg.precision, cfg.optimizer).name)
             out, _, interrupted = runner.run(frame, task.frames[i - 1], previous, task.frame_iterations, task.temporal_weight)
-            if interrupted:  # a half-optimised frame would be the next one's start: not kept
-                return task.index, seconds, True
+        if interrupted:  # a half-optimised frame would be the next one's start: not kept
+            return task.index, seconds, True
         save_image(Image.fromarray(out), path, force=True)
         seconds.append(time.perf_counter() - start)
         previous = out
