@@ -109,16 +109,23 @@ def test_video_holds_steadier_than_frames_stylized_apart_and_resumes(tmp_path, c
     assert temporal_error(frames[:4], content) < 0.8 * temporal_error(alone, content)
 
 
-def test_parallel_chunks_cross_fade(tmp_path, capsys):
-    """Two chunks run at once; the second starts early and its first frames are cross-faded."""
+def test_chunks_cross_fade(tmp_path, capsys, monkeypatch):
+    """With two workers the clip is two chunks; the second starts early and its first frames are
+    cross-faded with the first chunk's. (The chunks run in this process here: the process pool
+    itself is the one trials use, tested there.)"""
+    from nstyle.video import run as video_run
     from nstyle.video.run import CHUNK_OVERLAP, plan_chunks
+    from nstyle.workflows.runner import TaskPool
 
     chunks = plan_chunks(16, 2)
     assert chunks == [(0, 8), (8 - CHUNK_OVERLAP, 16)]
+    monkeypatch.setattr(video_run, "TaskPool", lambda workers, ray: TaskPool(1, ray))
     out = tmp_path / "frames"
     code, err = run(capsys, "video", CLIP, STYLE, "-o", out, *FAST, "--max-frames", "16", "--workers", "2")
     assert code == 0, err
     assert len(list(out.glob("frame_*.png"))) == 16
+    work = tmp_path / "frames.frames"
+    assert not work.exists()  # removed once the frames are out
 
 
 def _clip_with_audio(path: Path, frames: int = 3) -> None:
@@ -219,7 +226,7 @@ def test_ui_video_tab_streams_frames_then_the_clip(tmp_path):
     pytest.importorskip("gradio")
     from nstyle import ui
 
-    events = list(ui._video_events(str(CLIP), str(STYLE), "lite0", 64, 4, 2, 1.0, 3, SimpleNamespace(session_hash="v")))
+    events = list(ui._video_events(str(CLIP), str(STYLE), "lite0", 64, 12, 8, 0.3, 3, SimpleNamespace(session_hash="v")))
     latest, video, status, files = events[-1]
     assert status.startswith("Done") and video.endswith(".mp4") and files == [video]
     assert any(e[0] and e[0].endswith(".png") for e in events[:-1])  # frames shown as they finished

@@ -207,7 +207,7 @@ def _video_events(video: Any, style: Any, preset: str, size: float, iterations: 
     try:
         yield None, None, "Reading the clip and loading the network...", None
         while process.poll() is None:
-            time.sleep(1.0)
+            time.sleep(0.25)
             frames = sorted(work.glob("chunk*/frame_*.png"))
             if len(frames) > shown:
                 shown = len(frames)

@@ -42,6 +42,7 @@ from PIL import Image
 from ..config import Config
 from ..errors import VideoError
 from ..io import ImageSource, check_output, file_sha256, fit, load_image, save_image
+from ..workflows.runner import TaskPool, check_workers
 from .flow import flow, reliable, warp
 from .frames import VIDEO_SUFFIXES, read_clip, write_frames, write_video
 
@@ -287,7 +288,6 @@ def stylize_video(
     temporal term at ``temporal_weight``. An existing output is replaced only with ``force``.
     """
     from ..api import _configure
-    from ..workflows.runner import TaskPool, check_workers
 
     check_workers(workers)
     if not (isinstance(temporal_weight, (int, float)) and math.isfinite(temporal_weight) and temporal_weight >= 0):
