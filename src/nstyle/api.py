@@ -373,7 +373,19 @@ def initial_image(init: str, content: Image.Image, style: Image.Image, seed: int
 
 
 def peak_resident_bytes() -> int:
-    """This process's peak resident memory so far (Linux reports kilobytes, macOS bytes)."""
+    """This process's peak resident memory so far.
+
+    On Linux the address space's high-water mark (``VmHWM``): ``ru_maxrss`` survives ``exec``,
+    so a process started from a large one would report its parent's size. Elsewhere
+    ``ru_maxrss`` (kilobytes, bytes on macOS).
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak if sys.platform == "darwin" else peak * 1024
 
