@@ -30,7 +30,7 @@ from PIL import Image
 from .backbones import FeatureExtractor, Preprocessing
 from .config import Config
 from .losses import STYLE_LOSSES, objective, style_targets, tf
-from .optimize import Callback, Optimizer, OptimizerSettings, OptimizeResult, Progress
+from .optimize import Callback, Optimizer, OptimizerSettings, OptimizeResult, Progress, _notify
 from .plan import Step, Tile, blend, feather
 
 Targets = list[dict[str, tuple[Any, ...]]]
@@ -70,7 +70,6 @@ class TileTask:
     content: np.ndarray  # the tile of the content image, RGB uint8
     start: np.ndarray  # the tile of the current image, network space
     iterations: int
-    threads: int = 0  # TensorFlow threads in a worker (0: leave as is)
 
 
 class TileOptimizer:
@@ -96,10 +95,6 @@ _worker_lock = threading.Lock()
 def optimize_tile(task: TileTask) -> tuple[np.ndarray, list[dict[str, float]], bool]:
     """Run one tile in whichever process this is; returns (tile in network space, history, interrupted)."""
     from .backbones import feature_extractor, get_backbone, load_model
-    from .workflows.runner import limit_threads
-
-    if task.threads:
-        limit_threads(task.threads)
     with _worker_lock:
         shape = task.content.shape[:2]
         if _worker.get("key") != (task.key, shape):
@@ -189,8 +184,7 @@ def run_tiled(
     result = TiledResult(pixels=np.empty(0, np.uint8), history=list(resume.history) if resume else [])
     progress = TileProgress(canvas, 0, [], result.history)
     key = (os.getpid(), id(canvas), step.scale)
-    threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 or ray else 0
-    local = TileOptimizer if workers == 1 and ray is None else None
+    in_process = workers == 1 and ray is None  # else TaskPool's workers, each on its share of the threads
     runner = None
     position = float(done)
     try:
@@ -210,11 +204,11 @@ def run_tiled(
                     if not members:
                         continue
                     tasks = [TileTask(key, cfg.to_dict(), precision, targets, pixels[t.box], canvas[t.box].copy(),
-                                      iterations, threads) for t in members]  # fmt: skip
-                    if local is not None:
+                                      iterations) for t in members]  # fmt: skip
+                    if in_process:
                         if runner is None:
                             shape = (members[0].height, members[0].width)
-                            runner = local(cfg, extractor, targets, shape, settings_of(cfg, precision, iterations))
+                            runner = TileOptimizer(cfg, extractor, targets, shape, settings_of(cfg, precision, iterations))
                         outcomes = ((i, _run_local(runner, task)) for i, task in enumerate(tasks))
                     else:
                         outcomes = pool.map_unordered(optimize_tile, tasks)
@@ -253,11 +247,6 @@ def run_tiled(
 def _run_local(runner: TileOptimizer, task: TileTask) -> tuple[np.ndarray, list[dict[str, float]], bool]:
     result = runner.run(task.content, task.start, task.iterations)
     return result.image[0], result.history, result.interrupted
-
-
-def _notify(callbacks: Sequence[Callback], progress: Progress) -> None:
-    for callback in callbacks:
-        callback(progress)
 
 
 def _mean_history(losses: list[list[dict[str, float]]], areas: list[int], iterations: int) -> list[dict[str, float]]:

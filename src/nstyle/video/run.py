@@ -41,7 +41,7 @@ from PIL import Image
 
 from ..config import Config
 from ..errors import VideoError
-from ..io import ImageSource, check_output, file_sha256, fit, load_image, save_image
+from ..io import ImageSource, check_output, file_sha256, fit, load_image, save_bytes, save_image
 from ..workflows.runner import TaskPool, check_workers
 from .flow import flow, reliable, warp
 from .frames import VIDEO_SUFFIXES, read_clip, write_frames, write_video
@@ -387,14 +387,8 @@ def _claim_work(work: Path, record: dict[str, Any], force: bool, chosen_seed: bo
             raise VideoError(f"{work} holds frames of a run with other inputs or settings; --force starts over")
         return earlier
     work.mkdir(parents=True, exist_ok=True)
-    save_bytes_json(saved, record)
+    save_bytes(json.dumps(record, indent=1).encode(), saved, force=True)
     return record
-
-
-def save_bytes_json(path: Path, record: dict[str, Any]) -> None:
-    from ..io import save_bytes
-
-    save_bytes(json.dumps(record, indent=1).encode(), path, force=True)
 
 
 def _write_atomically(output: Path, write) -> None:
@@ -427,7 +421,7 @@ class _Watcher:
     def _watch(self) -> None:
         latest = None
         while not self._done.wait(1.0):
-            self.update(latest)
+            self.update()
             files = sorted(self.work.glob("chunk*/frame_*.png"), key=lambda p: p.stat().st_mtime)
             if files and files[-1] != latest:
                 latest = files[-1]
@@ -437,7 +431,7 @@ class _Watcher:
                 except OSError:
                     pass
 
-    def update(self, _latest: Path | None = None) -> None:
+    def update(self) -> None:
         if self.bar is not None:
             self.bar.update(len(list(self.work.glob("chunk*/frame_*.png"))) - self.bar.n)
 
