@@ -42,6 +42,10 @@ CANDIDATES: dict[str, dict] = {
     "lbfgs-bfloat16": {"optimizer": "lbfgs", "precision": "bfloat16"},  # where bf16 is fast: see main()
     "lbfgs-recolored": {"optimizer": "lbfgs", "init": "recolored"},
     "lbfgs-3-scales": {"optimizer": "lbfgs", "scales": 3, "scale_factor": 2.0, "scale_iterations": [60, 60, 1000]},
+    "lbfgs-recolored-2-scales": {"optimizer": "lbfgs", "init": "recolored", "scales": 2, "scale_factor": 2.0,
+                                 "scale_iterations": [100, 1000]},
+    "lbfgs-recolored-3-scales": {"optimizer": "lbfgs", "init": "recolored", "scales": 3, "scale_factor": 2.0,
+                                 "scale_iterations": [60, 60, 1000]},
     "lbfgs-from-style": {"optimizer": "lbfgs", "init": "style"},
 }
 
@@ -121,7 +125,7 @@ def main() -> None:
         if clock.reached is None:
             outcome = f"not reached in {args.budget} iterations (best {min(t[1] for t in clock.trace):.5g})"
         else:
-            outcome = f"reached in {clock.reached:.1f} s, ratio {ratio:.3f}"
+            outcome = f"reached in {clock.reached:.1f} s ({len(clock.trace)} final-scale iterations), ratio {ratio:.3f}"
         verdict = "" if keeps_photo else " -- left out: content term above the seed's, the photo is lost"
         print(f"{name:18} {outcome}; content term {content:.4g}{verdict}")
         if keeps_photo:

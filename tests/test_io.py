@@ -110,6 +110,32 @@ def test_print_size_inputs_open_and_bombs_do_not(tmp_path):
     assert Image.MAX_IMAGE_PIXELS == before
 
 
+def test_images_opened_from_many_threads_leave_pillows_guard_as_it_was(tmp_path, monkeypatch):
+    """The UI opens images from several threads; raising and restoring Pillow's one global guard
+    must not interleave, or a thread restores another's raised value and the guard stays off."""
+    import threading
+    import time
+
+    import PIL.Image
+
+    opened = PIL.Image.open
+
+    def slow_open(*args, **kwargs):  # widen the window between raising the guard and restoring it
+        time.sleep(0.005)
+        return opened(*args, **kwargs)
+
+    monkeypatch.setattr(PIL.Image, "open", slow_open)
+    path = tmp_path / "small.png"
+    Image.new("RGB", (16, 16), (1, 2, 3)).save(path)
+    before = Image.MAX_IMAGE_PIXELS
+    threads = [threading.Thread(target=lambda: [load_image(path) for _ in range(10)]) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert Image.MAX_IMAGE_PIXELS == before
+
+
 def test_tiny_and_thin_images(tmp_path):
     one = saved(tmp_path, Image.new("RGB", (1, 1)), "one.png")
     with pytest.raises(ImageError, match="1x1 pixels: too small"):

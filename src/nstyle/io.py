@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 import time
 import warnings
 from contextlib import contextmanager
@@ -33,6 +34,9 @@ MIN_WORKING_SIDE = 16  # the shorter side after resizing; deep layers need a few
 #: The largest input opened: a 16384 px square, the largest output (tiled). Pillow's own guard
 #: against decompression bombs (89 MP) is raised this far and no further.
 MAX_INPUT_PIXELS = 16384**2
+#: Pillow's guard is one global: raising and restoring it is serialised, so two threads opening
+#: images (the UI serves several) can never leave it raised for good.
+_GUARD_LOCK = threading.Lock()
 
 
 def load_image(source: ImageSource, what: str = "image") -> Image.Image:
@@ -57,6 +61,11 @@ def _open(path: Path, what: str) -> Image.Image:
         raise ImageError(f"{what} not found: {path}")
     if path.is_dir():
         raise ImageError(f"{what} is a directory, not an image: {path}")
+    with _GUARD_LOCK:
+        return _open_guarded(path, what)
+
+
+def _open_guarded(path: Path, what: str) -> Image.Image:
     guard = Image.MAX_IMAGE_PIXELS
     try:
         with warnings.catch_warnings():
