@@ -12,9 +12,9 @@ blends the remaining ones.
 
 Adam continues bit-identically: same config, same seed, and the state restored exactly, on
 the same machine and precision. L-BFGS continues from the saved iterate, but its curvature
-history (the last few gradient pairs) is not saved: scipy keeps it inside its Fortran
-routine. The resumed run starts a fresh history there, as nstyle already does after a failed
-line search; its loss continues from where it was, and its path differs from the
+history (the last 20 gradient pairs, 40 float32 images) is not saved: it would make a
+checkpoint 40 times larger. The resumed run starts a fresh history there, as nstyle already
+does after a failed line search; its loss continues from where it was, and its path differs from the
 uninterrupted run's.
 """
 

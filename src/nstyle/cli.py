@@ -128,7 +128,7 @@ def add_settings(p: argparse.ArgumentParser) -> None:
     s.add_argument("--content-weight", type=float, metavar="W", help="weight of the content term")
     s.add_argument("--style-weight", type=float, metavar="W", help="weight of the style term")
     s.add_argument("--tv-weight", type=float, metavar="W", help="weight of total variation (smoothness)")
-    s.add_argument("--optimizer", choices=("adam", "lbfgs"), help="adam (the notebook's) or lbfgs (scipy L-BFGS-B)")
+    s.add_argument("--optimizer", choices=("adam", "lbfgs"), help="adam (the notebook's) or lbfgs (projected L-BFGS)")
     s.add_argument("--lr", type=float, help="Adam learning rate, in pixel units (the notebook used 20)")
     s.add_argument("--beta1", type=float, help="Adam beta1")
     s.add_argument("--epsilon", type=float, help="Adam epsilon")

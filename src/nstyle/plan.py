@@ -33,8 +33,9 @@ NETWORK_BYTES = {
     "efficientnet_lite0": 1820.0,
 }
 #: The optimiser's own arrays per pixel, measured as the difference of its runs' slopes
-#: (ResNet50: L-BFGS 2304, Adam 2126 bytes a pixel): L-BFGS-B's ten pairs of float64 images
-#: partly reuse memory the network's backward pass has released by then.
+#: (ResNet50: L-BFGS 2304, Adam 2126 bytes a pixel, measured with SciPy's L-BFGS-B, whose ten
+#: float64 pairs hold as many bytes as nstyle's twenty float32 ones): the pairs partly reuse
+#: memory the network's backward pass has released by then.
 OPTIMIZER_BYTES = {"lbfgs": 270.0, "adam": 90.0}
 #: Activations in 16 bits; the gradients and statistics stay float32 (ResNet50 Adam: 1459 vs 2126).
 PRECISION_FACTOR = {"float32": 1.0, "bfloat16": 0.67, "float16": 0.67}
