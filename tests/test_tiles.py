@@ -147,3 +147,17 @@ def test_a_stopped_tiled_scale_keeps_its_tiles_and_resumes_from_its_checkpoint(t
     assert len(resumed.history) == 4
     difference = np.abs(np.asarray(resumed.image, np.float32) - np.asarray(whole.image, np.float32)).mean()
     assert difference < 1.0, difference
+
+
+@pytest.mark.parametrize("parallel", [{"workers": 2}, {"ray": "local"}], ids=["two-processes", "ray"])
+def test_tiles_in_workers_or_on_ray_give_the_in_process_image(parallel):
+    """The same plan run by two local processes or as Ray tasks: the same tiles from the same
+    starts towards the same targets, blended group by group, so the same image within rounding
+    (each worker has one thread where this process has two)."""
+    if "ray" in parallel:
+        pytest.importorskip("ray")
+    here = _run(iterations=3, seed=0, tile=48)
+    there = _run(iterations=3, seed=0, tile=48, **parallel)
+    assert len(there.history) == 3
+    difference = np.abs(np.asarray(there.image, np.float32) - np.asarray(here.image, np.float32)).mean()
+    assert difference < 1.0, difference
