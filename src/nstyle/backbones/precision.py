@@ -15,8 +15,9 @@ capability 8.0) on, float16 with loss scaling on Volta/Turing tensor cores, floa
 gradient differences, and bfloat16's 8-bit mantissa blurs them: with the same seed and 150
 iterations at 256 px the default preset (L-BFGS) ended at a 52% higher float32 loss in bfloat16,
 lite0 (L-BFGS) 9% higher, while the seed preset (Adam) came within 1.1%
-(``benchmarks/precision_parity.py --precision bfloat16``). Asked for explicitly, L-BFGS runs in
-any precision.
+(``benchmarks/precision_parity.py --precision bfloat16``, with SciPy's L-BFGS-B, which nstyle's
+own L-BFGS has since replaced; both build their pairs from gradient differences). Asked for
+explicitly, L-BFGS runs in any precision.
 """
 
 from __future__ import annotations
