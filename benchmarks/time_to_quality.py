@@ -41,6 +41,7 @@ CANDIDATES: dict[str, dict] = {
     "lbfgs": {"optimizer": "lbfgs"},
     "lbfgs-bfloat16": {"optimizer": "lbfgs", "precision": "bfloat16"},  # where bf16 is fast: see main()
     "lbfgs-recolored": {"optimizer": "lbfgs", "init": "recolored"},
+    "lbfgs-2-scales": {"optimizer": "lbfgs", "scales": 2, "scale_factor": 2.0, "scale_iterations": [60, 1000]},
     "lbfgs-3-scales": {"optimizer": "lbfgs", "scales": 3, "scale_factor": 2.0, "scale_iterations": [60, 60, 1000]},
     "lbfgs-recolored-2-scales": {"optimizer": "lbfgs", "init": "recolored", "scales": 2, "scale_factor": 2.0,
                                  "scale_iterations": [100, 1000]},

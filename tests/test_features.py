@@ -211,7 +211,9 @@ def test_features_of_a_padded_input_cover_exactly_the_image():
     image = rng.normal(size=(1, 85, 70, 3)).astype(np.float32)
     shapes = [tuple(f.shape[1:3]) for f in extractor(tf.constant(image)).values()]
     assert shapes == [(85, 70), (22, 18), (6, 5)]  # ceil(side / stride)
-    aligned = np.concatenate([image, image[:, ::-1][:, :11]], axis=1)[:, :96]  # mirrored, as the extractor pads
-    aligned = np.concatenate([aligned, aligned[:, :, ::-1][:, :, :26]], axis=2)[:, :, :96]
+    assert extractor.strides == {"block1_conv1": 1, "block3_conv1": 4, "block5_conv1": 16}
+    # mirrored, as the extractor pads: to a multiple of the deepest stride, 16
+    aligned = np.concatenate([image, image[:, ::-1][:, :11]], axis=1)[:, :96]
+    aligned = np.concatenate([aligned, aligned[:, :, ::-1][:, :, :10]], axis=2)[:, :, :80]
     direct = extractor(tf.constant(aligned))
     np.testing.assert_allclose(extractor(tf.constant(image))["block1_conv1"], direct["block1_conv1"][:, :85, :70], rtol=1e-5, atol=1e-4)

@@ -108,3 +108,17 @@ def test_folding_keeps_every_layer_name(resnet):
     assert isinstance(folded.model.get_layer("conv4_block6_3_bn"), FoldedBatchNorm)
     listed = {row.name for row in describe_layers("resnet50")}
     assert set(names(folded.model)) <= listed
+
+
+def test_one_compiled_network_serves_every_image_size(resnet):
+    """The extractor's network is traced once and, at each size, computes what Keras's model does eagerly."""
+    seed = resolve("seed")
+    extractor = FeatureExtractor(REGISTRY["resnet50"], resnet, [s.name for s in (*seed.content_layers, *seed.style_layers)])
+    for height, width in ((64, 96), (96, 64), (128, 128)):
+        x = rng.uniform(-120, 120, (1, height, width, 3)).astype(np.float32)
+        eager = extractor.model(x, training=False)
+        compiled = extractor(x)
+        for name, expected in zip(extractor.layers, eager):
+            assert compiled[name].shape == expected.shape
+            assert relative_error(expected, compiled[name]) < 1e-5, (name, height, width)
+    assert extractor.network.experimental_get_tracing_count() == 1

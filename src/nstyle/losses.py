@@ -370,8 +370,7 @@ def style_targets(
     height, width = int(image.shape[1]), int(image.shape[2])
     step = tile or max(height, width)
     margin = 0 if tile is None else 2 * SIZE_MULTIPLE
-    probe = 8 * SIZE_MULTIPLE  # a side every stride divides: positions = probe / stride
-    strides = {name: probe // int(f.shape[1]) for name, f in extractor(tf.zeros([1, probe, probe, 3])).items()} if tile else {}
+    strides = extractor.strides if tile else {}
     for top in range(0, height, step):
         for left in range(0, width, step):
             y0, x0 = max(0, top - margin), max(0, left - margin)

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     import tensorflow as tf
 
 
-#: The total stride of every network nstyle lists (five halvings): inputs are padded to it.
+#: The total stride of every network nstyle lists (five halvings): tiles and probes are multiples of it.
 SIZE_MULTIPLE = 32
 
 
@@ -27,6 +27,12 @@ class FeatureExtractor:
     network is then copied with its BatchNorms folded into the convolutions (``fold``) and
     its layers computing in ``precision``; the features come back as float32 whatever the
     precision, so every statistic and loss downstream is computed in float32.
+
+    The network is compiled once, for images of any size (``network``). Each compiled
+    optimiser step (one per scale, and per tile size) then only traces its own loss around
+    that call, and targets are computed by the compiled network instead of eagerly: on the
+    seed preset (ResNet50, 256 px, 2-core Zen 3) a new scale's step traced in 0.3 s instead
+    of 1.3 s and its targets took 0.2 s instead of 0.8 s, with the same step time.
     """
 
     def __init__(
@@ -37,7 +43,7 @@ class FeatureExtractor:
         precision: str = "float32",
         fold: bool = True,
     ):
-        quiet_tensorflow()
+        tf = quiet_tensorflow()
         import keras
 
         from . import folding  # imported here: it defines a Keras layer, so importing it loads TensorFlow
@@ -53,35 +59,50 @@ class FeatureExtractor:
         if fold or precision != "float32":
             cut = folding.clone(cut, fold=fold, keep=self.layers, dtype=precision)
         self.model = cut
+        #: ``model`` as one graph for a batch of any size: traced once, called by every loss
+        any_size = tf.TensorSpec([None, None, None, cut.inputs[0].shape[-1]], tf.float32)
+        self.network = tf.function(lambda x: cut(x, training=False), input_signature=[any_size])
+
+    @functools.cached_property
+    def strides(self) -> dict[str, int]:
+        """Each layer's total stride (input pixels per feature position), measured once on a probe."""
+        tf = quiet_tensorflow()
+        probe = 2 * SIZE_MULTIPLE  # a side every stride divides
+        outputs = self._listed(self.network(tf.zeros([1, probe, probe, self.model.inputs[0].shape[-1]])))
+        return {name: probe // int(out.shape[1]) for name, out in zip(self.layers, outputs)}
 
     def __call__(self, x) -> dict[str, "tf.Tensor"]:
         """Float32 activations for a batch ``x`` in network-input space, keyed by Keras layer name.
 
-        The image is first mirrored at its bottom and right edges up to a multiple of
-        :data:`SIZE_MULTIPLE`, and each feature map cropped back to the part the image covers.
+        The image is first mirrored at its bottom and right edges up to a multiple of the
+        deepest layer's stride, and each feature map cropped back to the part the image covers.
         Why: TensorFlow's 'same' padding of a stride-2 layer puts its one row of zeros below an
         even-sized map but one above and one below an odd-sized one, and VGG's pooling drops an
         odd map's last row. An image whose side halves to an odd number (170 -> 85) then has
         top rows seen differently from all others, and the optimiser painted a 2-3 px band of
-        saturated noise there. At a multiple of the total stride every map is even-sized.
+        saturated noise there. At a multiple of the deepest stride every map that is halved on
+        the way to a requested layer is even-sized; padding further (to the network's total
+        stride, 170 -> 192 rather than 176 for the seed's layers) only costs time.
         """
         tf = quiet_tensorflow()
         height, width = int(x.shape[1]), int(x.shape[2])
-        pad_h, pad_w = -height % SIZE_MULTIPLE, -width % SIZE_MULTIPLE
+        multiple = max(self.strides.values())
+        pad_h, pad_w = -height % multiple, -width % multiple
         if pad_h or pad_w:
             x = tf.pad(x, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]], mode="SYMMETRIC")
-        outputs = self.model(x, training=False)
-        if not isinstance(outputs, (list, tuple)):  # a one-output model returns a bare tensor
-            outputs = [outputs]
         features = {}
-        for name, out in zip(self.layers, outputs):
+        for name, out in zip(self.layers, self._listed(self.network(tf.cast(x, tf.float32)))):
             if pad_h or pad_w:  # keep the positions the image itself reaches: ceil(side / stride)
-                rows = -(-height * int(out.shape[1]) // (height + pad_h))
-                cols = -(-width * int(out.shape[2]) // (width + pad_w))
-                out = out[:, :rows, :cols, :]
+                stride = self.strides[name]
+                # tf.slice, not indexing: a strided slice's gradient took 6% of the seed's step, a slice's is a pad
+                out = tf.slice(out, [0, 0, 0, 0], [-1, -(-height // stride), -(-width // stride), -1])
             features[name] = tf.cast(out, tf.float32)
         return features
 
+    @staticmethod
+    def _listed(outputs) -> list["tf.Tensor"]:
+        """The network's outputs as a list: a one-output model returns a bare tensor."""
+        return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
 
     def receptive_radius(self, side: int = 384, share: float = 0.9) -> int:
         """The effective receptive field of the deepest layer, as a radius in input pixels.
