@@ -1,8 +1,8 @@
 """The plan of a run: which scales run whole and which in tiles, sized to a memory budget.
 
 Peak memory of a stylization grows with the pixels one forward and backward pass sees: about
-2.4 KB a pixel for ResNet50 with L-BFGS in float32, so 2048 px needs 7 GB and 8192 px would
-need 100 GB. Coarse scales run whole (composition is global); a scale that would not fit in
+1.3 KB a pixel for ResNet50 with L-BFGS in float32, so 2048 px needs 4.5 GB and 8192 px would
+need 60 GB. Coarse scales run whole (composition is global); a scale that would not fit in
 the budget runs as overlapping tiles of the largest size that fits, each tile optimised with
 the whole style image's statistics, and blended into the image with a feathered window. A
 size that cannot fit even in tiles is refused here, before any work, with the size that fits.
@@ -25,20 +25,21 @@ GB = 2**30
 #: Peak bytes per input pixel of a forward and backward pass through a backbone cut at its
 #: default layers, in float32, without the optimiser's state; measured (memory_model.py).
 NETWORK_BYTES = {
-    "resnet50": 2040.0,
-    "resnet101": 2040.0,  # same default layers (conv1 to conv4_block5): the same cut network
-    "resnet152": 2040.0,
-    "vgg16": 4210.0,  # VGG19's, scaled by the activations of its default cut (828 vs 900 floats a pixel)
-    "vgg19": 4575.0,
-    "efficientnet_lite0": 1820.0,
+    "resnet50": 1290.0,
+    "resnet101": 1290.0,  # same default layers (conv1 to conv4_block5): the same cut network
+    "resnet152": 1290.0,
+    "vgg16": 3110.0,  # VGG19's, scaled by the activations of its default cut (828 vs 900 floats a pixel)
+    "vgg19": 3380.0,
+    "efficientnet_lite0": 960.0,
 }
 #: The optimiser's own arrays per pixel, measured as the difference of its runs' slopes
-#: (ResNet50: L-BFGS 2304, Adam 2126 bytes a pixel, measured with SciPy's L-BFGS-B, whose ten
-#: float64 pairs hold as many bytes as nstyle's twenty float32 ones): the pairs partly reuse
-#: memory the network's backward pass has released by then.
-OPTIMIZER_BYTES = {"lbfgs": 270.0, "adam": 90.0}
-#: Activations in 16 bits; the gradients and statistics stay float32 (ResNet50 Adam: 1459 vs 2126).
-PRECISION_FACTOR = {"float32": 1.0, "bfloat16": 0.67, "float16": 0.67}
+#: (ResNet50: L-BFGS 1312, Adam 1380 bytes a pixel): L-BFGS's pairs live in memory the
+#: network's backward pass has released by then, so they add almost nothing to the peak.
+#: (Before the network was compiled once for every size, targets were computed eagerly and the
+#: slopes were 2304 and 2126.)
+OPTIMIZER_BYTES = {"lbfgs": 30.0, "adam": 90.0}
+#: Activations in 16 bits; the gradients and statistics stay float32 (ResNet50 Adam: 924 vs 1380).
+PRECISION_FACTOR = {"float32": 1.0, "bfloat16": 0.65, "float16": 0.65}
 #: What a compiled step adds once, whatever the size (the graph, its constants, allocator slack).
 TRACE_BYTES = 0.15 * GB
 #: Bytes per pixel of the whole images a tiled scale keeps: the canvas in float32 (12), the content
