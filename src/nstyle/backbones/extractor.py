@@ -59,8 +59,9 @@ class FeatureExtractor:
         if fold or precision != "float32":
             cut = folding.clone(cut, fold=fold, keep=self.layers, dtype=precision)
         self.model = cut
+        self.channels = int(cut.inputs[0].shape[-1])
         #: ``model`` as one graph for a batch of any size: traced once, called by every loss
-        any_size = tf.TensorSpec([None, None, None, cut.inputs[0].shape[-1]], tf.float32)
+        any_size = tf.TensorSpec([None, None, None, self.channels], tf.float32)
         self.network = tf.function(lambda x: cut(x, training=False), input_signature=[any_size])
 
     @functools.cached_property
@@ -68,7 +69,7 @@ class FeatureExtractor:
         """Each layer's total stride (input pixels per feature position), measured once on a probe."""
         tf = quiet_tensorflow()
         probe = 2 * SIZE_MULTIPLE  # a side every stride divides
-        outputs = self._listed(self.network(tf.zeros([1, probe, probe, self.model.inputs[0].shape[-1]])))
+        outputs = self._listed(self.network(tf.zeros([1, probe, probe, self.channels])))
         return {name: probe // int(out.shape[1]) for name, out in zip(self.layers, outputs)}
 
     def __call__(self, x) -> dict[str, "tf.Tensor"]:
