@@ -137,3 +137,44 @@ def test_an_early_end_reaches_the_record_and_the_last_line(tmp_path, capsys):
     assert record["stop_reason"].startswith("L-BFGS made no progress")
     err = capsys.readouterr().err
     assert f"stopped after {record['iterations_run']} of 20 iterations: L-BFGS made no progress" in err
+
+
+@pytest.mark.parametrize("swag", [0.0, 1.0])
+def test_a_retargeted_loss_and_one_compiled_lbfgs_serve_every_scale(swag):
+    """The next scale retargets the loss instead of building one, and L-BFGS is traced once for both sizes.
+
+    The retargeted loss must equal a loss built afresh at the new size (content and style
+    targets, and SWAG's scales, all follow); Adam, whose moments have the image's shape, traces per size.
+    """
+    from nstyle.backbones import REGISTRY, FeatureExtractor, load_model
+    from nstyle.losses import StyleTransferLoss, WeightedLayer
+    from nstyle.optimize import Optimizer
+
+    rng = np.random.default_rng(1)
+    extractor = FeatureExtractor(REGISTRY["vgg16"], load_model("vgg16", "random:0"), ["block1_conv2", "block2_conv1"])
+    bounds = extractor.backbone.preprocessing.bounds()
+
+    def image(height, width):
+        return tf.constant(rng.uniform(-100, 100, (1, height, width, 3)).astype(np.float32))
+
+    def build(content, style):
+        layers = [WeightedLayer("block1_conv2", 1.0), WeightedLayer("block2_conv1", 2.0)]
+        return StyleTransferLoss(extractor, content, [style], layers[:1], layers, 1.0, 1e3, 0.0, swag_temperature=swag)
+
+    small, big = (image(12, 18), image(12, 18)), (image(26, 34), image(20, 30))
+    loss = build(*small)
+    for name, traces_expected in (("lbfgs", 1), ("adam", 2)):
+        traces = []
+        optimizer = Optimizer(lambda x: traces.append(x.shape) or loss(x), bounds, OptimizerSettings(name, 3))
+        loss.retarget(*small[:1], small[1:])
+        optimizer.run(small[0].numpy() + 1, lambda x: x)
+        loss.retarget(big[0], big[1:])
+        start = big[0].numpy() + 1
+        result = optimizer.run(start, lambda x: x)
+        assert len(traces) == traces_expected, traces
+        assert result.best_loss < float(loss(tf.constant(start))["total"]) and len(result.history) == 3
+
+    x = image(26, 34)
+    retargeted, fresh = loss(x), build(*big)(x)
+    for term in ("total", "content", "style"):
+        assert float(retargeted[term]) == pytest.approx(float(fresh[term]), rel=1e-5), term

@@ -250,7 +250,8 @@ class StyleTransferLoss:
     each get their own targets; their losses are mixed by ``style_blend`` (normalised).
     Style targets can come ready-made (:func:`style_targets`): a tiled run computes them from
     the whole style image once and shares them between tiles, and :meth:`set_content` gives
-    the same loss, and so the same compiled step, the next tile's content.
+    the same loss, and so the same compiled step, the next tile's content; :meth:`retarget`
+    gives it the next scale's content and style images.
 
     With SWAG, each layer's term is divided by a constant: a style layer's by its value for
     the content photo, a content layer's by its value for a blank feature map, so the photo
@@ -282,27 +283,46 @@ class StyleTransferLoss:
         self.weights = (float(content_weight), float(style_weight), float(tv_weight))
         self.statistic = STYLE_LOSSES[style_loss]
         self.swag_temperature = float(swag_temperature)
-        layers = [s.layer for s in self.style_layers]
-        self.style_targets = list(targets) if targets is not None else [
-            style_targets(extractor, image, layers, self.statistic, self.swag_temperature) for image in style_images
-        ]  # fmt: skip
-        blend = list(style_blend) or [1.0] * len(self.style_targets)
-        self.blend = [w / sum(blend) for w in blend]
+        self.style_targets: list[dict[str, tuple[tf.Variable, ...]]] = []
         self.content_targets: dict[str, tf.Variable] = {}
         self.content_scales: dict[str, tf.Variable] = {}
         self.style_scales: list[dict[str, tf.Variable]] = []
+        self.retarget(content_image, style_images, targets)
+        blend = list(style_blend) or [1.0] * len(self.style_targets)
+        self.blend = [w / sum(blend) for w in blend]
+
+    def retarget(self, content_image: tf.Tensor, style_images: Sequence[tf.Tensor] = (),
+                 targets: Sequence[dict[str, tuple[tf.Tensor, ...]]] | None = None) -> None:  # fmt: skip
+        """Aim at a content image of any size and new style images (or their ready-made ``targets``).
+
+        The next scale of a multi-scale run: the targets live in variables the compiled step
+        reads, so the step compiled for one scale serves the next. The number of style images
+        stays what it was.
+        """
+        layers = [s.layer for s in self.style_layers]
+        if targets is None:
+            targets = [style_targets(self.extractor, image, layers, self.statistic, self.swag_temperature)
+                       for image in style_images]  # fmt: skip
+        if not self.style_targets:
+            self.style_targets = [{name: tuple(tf.Variable(t, trainable=False) for t in target)
+                                   for name, target in d.items()} for d in targets]  # fmt: skip
+        for variables, d in zip(self.style_targets, targets, strict=True):
+            for name, target in d.items():
+                for variable, t in zip(variables[name], target):
+                    variable.assign(t)
         self.set_content(content_image)
 
     def set_content(self, content_image: tf.Tensor) -> None:
-        """Aim at a new content image of the same size (the next tile): its targets and SWAG scales."""
+        """Aim at a new content image (the next tile or frame; any size): its targets and SWAG scales."""
         content_features = self.features(content_image)
         fresh = not self.content_targets
         values = {name: content_features[name] for name in {s.layer for s in self.content_layers}}
         scales = {name: self._scale(content_loss, tf.zeros_like(t), t) for name, t in values.items()}
         style_scales = [{name: self._scale(self.statistic.loss, content_features[name], t) for name, t in targets.items()}
                         for targets in self.style_targets]  # fmt: skip
-        if fresh:
-            self.content_targets = {name: tf.Variable(t, trainable=False) for name, t in values.items()}
+        if fresh:  # a content target's shape is the image's: any size may follow
+            self.content_targets = {name: tf.Variable(t, trainable=False, shape=tf.TensorShape([None] * t.shape.rank))
+                                    for name, t in values.items()}  # fmt: skip
             self.content_scales = {name: tf.Variable(v, trainable=False) for name, v in scales.items()}
             self.style_scales = [{name: tf.Variable(v, trainable=False) for name, v in layer.items()} for layer in style_scales]
             return
@@ -399,11 +419,10 @@ def objective(
 ) -> StyleTransferLoss:
     """``cfg``'s loss for one content image and its style images, all already at their sizes
     (or, with ``targets``, style statistics computed beforehand: a tiled scale's)."""
-    prep = extractor.backbone.preprocessing
     return StyleTransferLoss(
         extractor,
-        tf.constant(prep.forward(np.asarray(content))[None]),
-        [tf.constant(prep.forward(np.asarray(s))[None]) for s in styles],
+        network_input(extractor, content),
+        [network_input(extractor, s) for s in styles],
         [WeightedLayer(extractor.resolved[s.name], s.weight) for s in cfg.content_layers],
         [WeightedLayer(extractor.resolved[s.name], s.weight) for s in cfg.style_layers],
         cfg.content_weight,
@@ -414,3 +433,8 @@ def objective(
         style_blend=cfg.style_blend,
         targets=targets,
     )
+
+
+def network_input(extractor: FeatureExtractor, image: "Image.Image") -> tf.Tensor:
+    """An RGB image as the extractor's network takes it: preprocessed, a batch of one."""
+    return tf.constant(extractor.backbone.preprocessing.forward(np.asarray(image))[None])

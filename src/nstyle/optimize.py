@@ -147,28 +147,35 @@ def optimize(
     Ctrl-C (or SIGTERM, SIGHUP) the result's ``state`` says where it stopped. ``resume``
     continues from such a state (``x0`` is then unused).
     """
-    return Optimizer(loss_fn, np.shape(x0), bounds, settings).run(x0, to_rgb, callbacks, resume)
+    return Optimizer(loss_fn, bounds, settings).run(x0, to_rgb, callbacks, resume)
 
 
 class Optimizer:
-    """One compiled optimiser for images of one shape, run again and again from new starts.
+    """One compiled optimiser, run again and again from new starts: tiles, frames, scales.
 
-    Compiling a step (tracing the network into a graph) takes seconds; a tiled run optimises
-    dozens of same-sized tiles with one loss whose targets it swaps (``set_content``), so it
-    builds this once per tile size and calls :meth:`run` per tile, each run from a fresh state.
+    Compiling a step (tracing the loss into a graph, and TensorFlow optimising that graph at
+    its first call) took about a second for the seed preset; a tiled run optimises dozens of
+    same-sized tiles with one loss whose targets it swaps (``set_content``), and a multi-scale
+    run one image at each size (``retarget``). L-BFGS's evaluation takes images of any size,
+    so it is compiled once for all of them; Adam keeps its moments in variables of the image's
+    shape, so it gets one compiled step per size.
     """
 
-    def __init__(self, loss_fn: LossFn, shape: Sequence[int], bounds: tuple[np.ndarray, np.ndarray],
-                 settings: OptimizerSettings):  # fmt: skip
-        self.settings = settings
-        self.shape = tuple(shape)
-        self._engine = (_Adam if settings.name == "adam" else _LBFGS)(loss_fn, self.shape, bounds, settings)
+    def __init__(self, loss_fn: LossFn, bounds: tuple[np.ndarray, np.ndarray], settings: OptimizerSettings):
+        self.loss_fn, self.bounds, self.settings = loss_fn, bounds, settings
+        self._engines: dict[tuple[int, ...], _Adam | _LBFGS] = {}
 
     def run(self, x0: np.ndarray, to_rgb: Callable[[np.ndarray], np.ndarray], callbacks: Sequence[Callback] = (),
             resume: OptimizerState | None = None, iterations: int | None = None) -> OptimizeResult:  # fmt: skip
         """Optimise from ``x0`` (or ``resume``) for ``iterations`` (default: the settings')."""
         iterations = iterations or self.settings.iterations
-        return self._engine.run(np.asarray(x0, np.float32), to_rgb, list(callbacks), resume, iterations)
+        x0 = np.asarray(x0, np.float32)
+        shape = tuple(np.shape(resume.image if resume is not None else x0))
+        key = shape if self.settings.name == "adam" else ()
+        if key not in self._engines:
+            engine = _Adam if self.settings.name == "adam" else _LBFGS
+            self._engines[key] = engine(self.loss_fn, shape, self.bounds, self.settings)
+        return self._engines[key].run(x0, to_rgb, list(callbacks), resume, iterations)
 
 
 def _notify(callbacks: list[Callback], progress: Progress) -> None:
@@ -280,11 +287,10 @@ class _LBFGS:
     MAX_TRIES = 10  # shortened steps before the direction is given up
 
     def __init__(self, loss_fn: LossFn, shape: tuple[int, ...], bounds, settings: OptimizerSettings):
-        self.shape, self.settings = shape, settings
-        self.low = np.broadcast_to(np.asarray(bounds[0], np.float32), shape).ravel().copy()
-        self.high = np.broadcast_to(np.asarray(bounds[1], np.float32), shape).ravel().copy()
+        self.bounds, self.settings = bounds, settings
+        any_size = tf.TensorSpec([None, None, None, shape[-1]], tf.float32)
 
-        @tf.function
+        @tf.function(input_signature=[any_size, tf.TensorSpec([], tf.float32)])
         def value_and_grad(x: tf.Tensor, loss_scale: tf.Tensor):
             with tf.GradientTape() as tape:
                 tape.watch(x)
@@ -324,7 +330,10 @@ class _LBFGS:
         return -q
 
     def run(self, x0, to_rgb, callbacks, resume, iterations) -> OptimizeResult:
-        shape, settings, low, high = self.shape, self.settings, self.low, self.high
+        settings = self.settings
+        shape = self.shape = tuple(np.shape(resume.image if resume is not None else x0))
+        low, high = (np.broadcast_to(np.asarray(b, np.float32), shape).ravel().copy() for b in self.bounds)
+        self.low, self.high = low, high  # the line search's box, for this run's image size
         scale = LossScale(settings.loss_scaling)
         result = OptimizeResult(image=x0, best_loss=math.inf, best_iteration=0)
         x = x0.ravel().astype(np.float32)

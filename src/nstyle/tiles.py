@@ -80,7 +80,7 @@ class TileOptimizer:
         self.prep: Preprocessing = extractor.backbone.preprocessing
         blank = np.zeros((*shape, 3), np.uint8)
         self.loss = objective(cfg, extractor, Image.fromarray(blank), [], targets=targets)
-        self.optimizer = Optimizer(self.loss, (1, *shape, 3), self.prep.bounds(), settings)
+        self.optimizer = Optimizer(self.loss, self.prep.bounds(), settings)
 
     def run(self, content: np.ndarray, start: np.ndarray, iterations: int,
             callbacks: Sequence[Callback] = ()) -> OptimizeResult:  # fmt: skip

@@ -86,17 +86,18 @@ class FeatureExtractor:
         stride, 170 -> 192 rather than 176 for the seed's layers) only costs time.
         """
         tf = quiet_tensorflow()
-        height, width = int(x.shape[1]), int(x.shape[2])
+        # From the runtime shape, so one compiled step serves images of every size; where the
+        # size is known when traced, Grappler folds a zero pad and a whole-map slice away.
+        shape = tf.shape(x)
+        height, width = shape[1], shape[2]
         multiple = max(self.strides.values())
-        pad_h, pad_w = -height % multiple, -width % multiple
-        if pad_h or pad_w:
-            x = tf.pad(x, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]], mode="SYMMETRIC")
+        x = tf.pad(x, [[0, 0], [0, -height % multiple], [0, -width % multiple], [0, 0]], mode="SYMMETRIC")
         features = {}
         for name, out in zip(self.layers, self._listed(self.network(tf.cast(x, tf.float32)))):
-            if pad_h or pad_w:  # keep the positions the image itself reaches: ceil(side / stride)
-                stride = self.strides[name]
-                # tf.slice, not indexing: a strided slice's gradient took 6% of the seed's step, a slice's is a pad
-                out = tf.slice(out, [0, 0, 0, 0], [-1, -(-height // stride), -(-width // stride), -1])
+            # keep the positions the image itself reaches: ceil(side / stride). tf.slice, not
+            # indexing: a strided slice's gradient took 6% of the seed's step, a slice's is a pad.
+            stride = self.strides[name]
+            out = tf.slice(out, [0, 0, 0, 0], [-1, -(-height // stride), -(-width // stride), -1])
             features[name] = tf.cast(out, tf.float32)
         return features
 

@@ -108,7 +108,7 @@ class FrameOptimizer:
         self.styles = list(styles)
         self.base = objective(cfg, extractor, blank, self.styles)
         self.loss = TemporalLoss(self.base, shape, float(np.mean(self.prep.std)))
-        self.optimizer = Optimizer(self.loss, (1, *shape, 3), self.prep.bounds(), settings_of(cfg, precision_name, 1))
+        self.optimizer = Optimizer(self.loss, self.prep.bounds(), settings_of(cfg, precision_name, 1))
         self.scale: float | None = None  # the loss a frame's temporal weight is relative to
 
     def first(self, frame: np.ndarray) -> tuple[np.ndarray, list[dict[str, float]], bool]:
