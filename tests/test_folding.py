@@ -122,3 +122,68 @@ def test_one_compiled_network_serves_every_image_size(resnet):
             assert compiled[name].shape == expected.shape
             assert relative_error(expected, compiled[name]) < 1e-5, (name, height, width)
     assert extractor.network.experimental_get_tracing_count() == 1
+
+
+def input_and_kernel_gradients(model, x, weights):
+    """d/dx and d/dkernels of sum(weights * model(x)), as TensorFlow differentiates ``model``."""
+    from nstyle.losses import tf
+
+    x = tf.constant(x)
+    kernels = [layer.kernel for layer in model.layers if hasattr(layer, "kernel")]
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        loss = tf.reduce_sum(model(x) * weights)
+    grads = tape.gradient(loss, [x, *kernels])
+    return grads[0].numpy(), [g.numpy() for g in grads[1:]]
+
+
+def test_forward_kernel_input_gradients_equal_tensorflows_for_every_convolution_kind():
+    """Stride-1 'same' and 'valid' ('full' gradient), strided 1x1: the forward-kernel gradient;
+    an even kernel, a strided 3x3 and a dilated one keep TensorFlow's. All must agree with it."""
+    import keras
+
+    from nstyle.backbones.folding import clone
+    from nstyle.backbones.gradients import InputGradConv2D
+
+    keras.utils.set_random_seed(3)
+    kinds = [dict(kernel_size=3, padding="same"), dict(kernel_size=5, padding="valid"), dict(kernel_size=1, strides=2),
+             dict(kernel_size=1, strides=3, padding="same"), dict(kernel_size=2, padding="same"),
+             dict(kernel_size=3, strides=2, padding="same"), dict(kernel_size=3, dilation_rate=2, padding="same")]  # fmt: skip
+    inputs = keras.Input((None, None, 3))
+    y = inputs
+    for i, kind in enumerate(kinds):
+        y = keras.layers.Conv2D(4 + i, activation="relu" if i % 2 else None, **kind)(y)
+    plain = keras.Model(inputs, y)
+    fast = clone(plain, fold=False, input_gradients=True)
+    turned = [layer._turned is not None for layer in fast.layers if isinstance(layer, InputGradConv2D)]
+    assert turned == [True, True, True, True, False, False, False]
+    for height, width in ((61, 67), (64, 64)):
+        x = rng.uniform(-2, 2, (1, height, width, 3)).astype(np.float32)
+        weights = rng.normal(size=plain(x).shape).astype(np.float32)
+        assert relative_error(plain(x), fast(x)) == 0.0
+        dx, dk = input_and_kernel_gradients(plain, x, weights)
+        fast_dx, fast_dk = input_and_kernel_gradients(fast, x, weights)
+        assert relative_error(dx, fast_dx) < 1e-5, (height, width)
+        for expected, got in zip(dk, fast_dk):
+            assert relative_error(expected, got) < 1e-5
+
+
+def test_resnet50_input_gradient_is_tensorflows(resnet):
+    """The seed's layers on ResNet50 (folded, strided 1x1 shortcuts included): the same gradient either way."""
+    from nstyle.losses import tf
+
+    seed = resolve("seed")
+    names = [s.name for s in (*seed.content_layers, *seed.style_layers)]
+    x = tf.constant(rng.uniform(-120, 120, (1, 67, 90, 3)).astype(np.float32))
+    grads = []
+    for fast in (False, True):
+        extractor = FeatureExtractor(REGISTRY["resnet50"], resnet, names, input_gradients=fast)
+        features = extractor(x)
+        draw = np.random.default_rng(7)  # the same weights both times
+        weights = {name: tf.constant(draw.normal(size=f.shape).astype(np.float32)) for name, f in sorted(features.items())}
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            features = extractor(x)
+            loss = tf.add_n([tf.reduce_sum(features[name] * weights[name]) for name in weights])
+        grads.append(tape.gradient(loss, x).numpy())
+    assert relative_error(grads[0], grads[1]) < 1e-5

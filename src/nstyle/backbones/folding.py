@@ -28,6 +28,8 @@ from .._tf import quiet_tensorflow
 quiet_tensorflow()
 import keras  # noqa: E402  (after the quiet TensorFlow import)
 
+from .gradients import InputGradConv2D  # noqa: E402
+
 
 @keras.saving.register_keras_serializable(package="nstyle")
 class FoldedBatchNorm(keras.layers.Layer):
@@ -87,12 +89,15 @@ def clone(
     fold: bool = True,
     keep: Iterable[str] = (),
     dtype: str = "float32",
+    input_gradients: bool = False,
 ) -> "keras.Model":
     """A copy of ``model`` with BatchNorms folded (unless ``fold`` is False), computing in ``dtype``.
 
     ``keep`` names layers whose outputs must stay as they are. Every layer is rebuilt with
     ``dtype`` as its policy, so a low-precision network keeps its weights in that precision
-    too and pays no cast per step.
+    too and pays no cast per step. With ``input_gradients``, convolutions are rebuilt as
+    :class:`~nstyle.backbones.gradients.InputGradConv2D`: the same outputs, and input
+    gradients computed by the forward kernel, faster on CPUs.
     """
     pairs = foldable_pairs(model, keep) if fold else {}
     folded_convs = {conv: bn for bn, conv in pairs.items()}
@@ -106,7 +111,8 @@ def clone(
         config["dtype"] = f"mixed_{dtype}" if bn_low else dtype
         if layer.name in folded_convs:
             config["use_bias"] = True
-        return layer.__class__.from_config(config)
+        kind = InputGradConv2D if input_gradients and type(layer) is keras.layers.Conv2D else type(layer)
+        return kind.from_config(config)
 
     copy = keras.models.clone_model(model, clone_function=rebuild)
     for layer in model.layers:
@@ -117,4 +123,6 @@ def clone(
             target.set_weights(folded_weights(layer, model.get_layer(folded_convs[layer.name])))
         else:
             target.set_weights(layer.get_weights())
+        if isinstance(target, InputGradConv2D):
+            target.freeze()
     return copy
