@@ -265,19 +265,18 @@ class _WholeScales:
 
     def __init__(self, cfg: Config, extractor: FeatureExtractor, precision_name: str):
         self.cfg, self.extractor, self.precision = cfg, extractor, precision_name
-        self.loss: StyleTransferLoss | None = None
-        self.optimizer: Optimizer | None = None
+        self.compiled: tuple[StyleTransferLoss, Optimizer] | None = None  # made at the first whole scale
 
     def aim(self, content: Image.Image, styles: list[Image.Image]) -> Optimizer:
         """The optimiser, its loss aimed at this scale's content and style images."""
-        if self.loss is None:
-            self.loss = objective(self.cfg, self.extractor, content, styles)
+        if self.compiled is None:
+            loss = objective(self.cfg, self.extractor, content, styles)
             prep = self.extractor.backbone.preprocessing
-            self.optimizer = Optimizer(self.loss, prep.bounds(), settings_of(self.cfg, self.precision, self.cfg.iterations))
-        else:
-            self.loss.retarget(network_input(self.extractor, content), [network_input(self.extractor, s) for s in styles])
-        assert self.optimizer is not None
-        return self.optimizer
+            self.compiled = loss, Optimizer(loss, prep.bounds(), settings_of(self.cfg, self.precision, self.cfg.iterations))
+            return self.compiled[1]
+        loss, optimizer = self.compiled
+        loss.retarget(network_input(self.extractor, content), [network_input(self.extractor, s) for s in styles])
+        return optimizer
 
 
 def _whole_scale(cfg: Config, whole: _WholeScales, iterations: int, content: Image.Image, styles: list[Image.Image],

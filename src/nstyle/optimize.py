@@ -278,7 +278,8 @@ class _LBFGS:
     (ResNet50, 256 px, 2-core Zen 3), and its exact bound handling (generalised Cauchy point,
     subspace minimisation) made longer histories cost more time than they saved; here a pair
     costs four passes over the image, so 20 pairs pay. The pairs are float32 (their differences are exact enough; float64 would double
-    memory): 20 of them hold what L-BFGS-B's 10 float64 pairs held.
+    memory): 20 of them hold what L-BFGS-B's 10 float64 pairs held. Its evaluation is compiled
+    once for images of any size; each :meth:`run` takes its box and shape from its start.
     """
 
     HISTORY = 20

@@ -92,8 +92,8 @@ class FeatureExtractor:
         stride, 170 -> 192 rather than 176 for the seed's layers) only costs time.
         """
         tf = quiet_tensorflow()
-        # From the runtime shape, so one compiled step serves images of every size; where the
-        # size is known when traced, Grappler folds a zero pad and a whole-map slice away.
+        # From the runtime shape, so one compiled step serves images of every size (a pad of
+        # nothing and a whole-map slice where the size needs none: measured no slower).
         shape = tf.shape(x)
         height, width = shape[1], shape[2]
         multiple = max(self.strides.values())
