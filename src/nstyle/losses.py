@@ -306,10 +306,11 @@ class StyleTransferLoss:
         if not self.style_targets:
             self.style_targets = [{name: tuple(tf.Variable(t, trainable=False) for t in target)
                                    for name, target in d.items()} for d in targets]  # fmt: skip
-        for variables, d in zip(self.style_targets, targets, strict=True):
-            for name, target in d.items():
-                for variable, t in zip(variables[name], target):
-                    variable.assign(t)
+        else:
+            for variables, d in zip(self.style_targets, targets, strict=True):
+                for name, target in d.items():
+                    for variable, t in zip(variables[name], target):
+                        variable.assign(t)
         self.set_content(content_image)
 
     def set_content(self, content_image: tf.Tensor) -> None:

@@ -171,10 +171,10 @@ class Optimizer:
         iterations = iterations or self.settings.iterations
         x0 = np.asarray(x0, np.float32)
         shape = tuple(np.shape(resume.image if resume is not None else x0))
-        key = shape if self.settings.name == "adam" else ()
+        adam = self.settings.name == "adam"
+        key = shape if adam else ()
         if key not in self._engines:
-            engine = _Adam if self.settings.name == "adam" else _LBFGS
-            self._engines[key] = engine(self.loss_fn, shape, self.bounds, self.settings)
+            self._engines[key] = (_Adam if adam else _LBFGS)(self.loss_fn, shape, self.bounds, self.settings)
         return self._engines[key].run(x0, to_rgb, list(callbacks), resume, iterations)
 
 
@@ -277,9 +277,10 @@ class _LBFGS:
     iteration. SciPy's L-BFGS-B, used before, took 0.27 s an iteration where this takes 0.22 s
     (ResNet50, 256 px, 2-core Zen 3), and its exact bound handling (generalised Cauchy point,
     subspace minimisation) made longer histories cost more time than they saved; here a pair
-    costs four passes over the image, so 20 pairs pay. The pairs are float32 (their differences are exact enough; float64 would double
-    memory): 20 of them hold what L-BFGS-B's 10 float64 pairs held. Its evaluation is compiled
-    once for images of any size; each :meth:`run` takes its box and shape from its start.
+    costs four passes over the image, so 20 pairs pay. The pairs are float32 (their differences
+    are exact enough; float64 would double memory): 20 of them hold what L-BFGS-B's 10 float64
+    pairs held. Its evaluation is compiled once for images of any size; each :meth:`run` takes
+    its box and shape from its start.
     """
 
     HISTORY = 20
