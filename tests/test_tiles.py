@@ -97,21 +97,32 @@ def test_tiled_scale_is_one_image(lite0):
     assert 0.75 < score < 1.3, score
 
 
+def test_lbfgs_memory_per_pixel_holds_its_curvature_pairs():
+    """L-BFGS keeps HISTORY pairs (s, y) of float32 images all run long: the plan's per-pixel
+    cost must hold them, or a long run outgrows the budget its first iterations fit in."""
+    from nstyle.optimize import _LBFGS
+    from nstyle.plan import OPTIMIZER_BYTES
+
+    assert OPTIMIZER_BYTES["lbfgs"] >= _LBFGS.HISTORY * 2 * 3 * 4
+
+
 def test_memory_estimate_is_within_a_quarter_of_measured_peak(tmp_path):
     """The plan's estimate against the peak RSS the run's own process reached, at two sizes
-    (one fresh process, smaller size first: its peak so far is each run's peak)."""
+    (one fresh process, smaller size first: its peak so far is each run's peak), each run long
+    enough to fill L-BFGS's history."""
     from nstyle.backbones.efficientnet_lite import imagenet_weights
+    from nstyle.optimize import _LBFGS
 
     imagenet_weights()  # converted into this session's cache now, not inside the measured process
     child = (
         "import json, sys\n"
         "from nstyle.api import stylize\n"
         "for size in (256, 640):\n"
-        "    r = stylize(sys.argv[1], sys.argv[2], preset='lite0', size=size, iterations=2)\n"
+        "    r = stylize(sys.argv[1], sys.argv[2], preset='lite0', size=size, iterations=int(sys.argv[3]))\n"
         "    print(json.dumps(r.memory))\n"
     )
-    out = subprocess.run([sys.executable, "-c", child, str(CONTENT), str(STYLE)], capture_output=True, text=True,
-                         check=True, cwd=ROOT)  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", child, str(CONTENT), str(STYLE), str(_LBFGS.HISTORY + 5)],
+                         capture_output=True, text=True, check=True, cwd=ROOT)  # fmt: skip
     runs = [json.loads(line) for line in out.stdout.strip().splitlines()[-2:]]
     for memory in runs:
         ratio = memory["estimated_peak_gb"] / memory["measured_peak_gb"]

@@ -1,11 +1,12 @@
 """The plan of a run: which scales run whole and which in tiles, sized to a memory budget.
 
 Peak memory of a stylization grows with the pixels one forward and backward pass sees: about
-1.3 KB a pixel for ResNet50 with L-BFGS in float32, so 2048 px needs 4.5 GB and 8192 px would
-need 60 GB. Coarse scales run whole (composition is global); a scale that would not fit in
-the budget runs as overlapping tiles of the largest size that fits, each tile optimised with
-the whole style image's statistics, and blended into the image with a feathered window. A
-size that cannot fit even in tiles is refused here, before any work, with the size that fits.
+1.9 KB a pixel for ResNet50 with L-BFGS in float32 (its curvature pairs a quarter of it), so
+2048 px needs 6 GB and 8192 px would need 81 GB. Coarse scales run whole (composition is
+global); a scale that would not fit in the budget runs as overlapping tiles of the largest
+size that fits, each tile optimised with the whole style image's statistics, and blended into
+the image with a feathered window. A size that cannot fit even in tiles is refused here,
+before any work, with the size that fits.
 
 Everything here is arithmetic on sizes (no TensorFlow): the memory model is calibrated by
 ``benchmarks/memory_model.py`` and checked by a test against measured peak RSS.
@@ -32,12 +33,13 @@ NETWORK_BYTES = {
     "vgg19": 3380.0,
     "efficientnet_lite0": 960.0,
 }
-#: The optimiser's own arrays per pixel, measured as the difference of its runs' slopes
-#: (ResNet50: L-BFGS 1312, Adam 1380 bytes a pixel): L-BFGS's pairs live in memory the
-#: network's backward pass has released by then, so they add almost nothing to the peak.
-#: (Before the network was compiled once for every size, targets were computed eagerly and the
-#: slopes were 2304 and 2126.)
-OPTIMIZER_BYTES = {"lbfgs": 30.0, "adam": 90.0}
+#: The optimiser's own arrays per input pixel. L-BFGS keeps ``_LBFGS.HISTORY`` (20) curvature
+#: pairs of two float32 images, 480 bytes a pixel, and about eight working images (the iterate,
+#: its gradient, the direction, the trial point and its gradient, the box, the best image):
+#: a ResNet50 run at 1024 px peaked 608 bytes a pixel higher after 45 iterations than after two
+#: (the calibration's two iterations had measured 30: its history was still empty). Adam: its
+#: moments and images, measured as the difference of its runs' slopes.
+OPTIMIZER_BYTES = {"lbfgs": 610.0, "adam": 90.0}
 #: Activations in 16 bits; the gradients and statistics stay float32 (ResNet50 Adam: 924 vs 1380).
 PRECISION_FACTOR = {"float32": 1.0, "bfloat16": 0.65, "float16": 0.65}
 #: What a compiled step adds once, whatever the size (the graph, its constants, allocator slack).
