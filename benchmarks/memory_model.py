@@ -1,8 +1,7 @@
 """Calibrates nstyle's memory model: a network's bytes per pixel, measured as peak RSS.
 
 For each (backbone, optimiser, precision) it stylizes the bundled pair at two sizes, each in
-a fresh process, with the backbone's default layers, for two iterations (Adam: its moments
-exist from the first) or until L-BFGS's history of curvature pairs is full, and reads two figures
+a fresh process, for two iterations with the backbone's default layers, and reads two figures
 of that process: its resident memory once the network is built (``base``, what
 :mod:`nstyle.plan` reads live before a run) and its peak RSS (``ru_maxrss``). The slope
 between the two sizes is the bytes per pixel of one forward and backward pass plus the
@@ -36,12 +35,10 @@ import psutil
 from nstyle.api import stylize
 from nstyle.backbones import feature_extractor, get_backbone, load_model
 from nstyle.config import resolve
-from nstyle.optimize import _LBFGS
 from nstyle.plan import MemoryModel
 backbone, weights, optimizer, precision, size = sys.argv[1:6]
-iterations = _LBFGS.HISTORY + 5 if optimizer == "lbfgs" else 2  # the pairs are part of L-BFGS's peak
 cfg = resolve("default", None, {"backbone": backbone, "weights": weights, "optimizer": optimizer,
-                                "precision": precision, "size": int(size), "iterations": iterations, "scales": 1})
+                                "precision": precision, "size": int(size), "iterations": 2, "scales": 1})
 names = tuple(s.name for s in (*cfg.content_layers, *cfg.style_layers))
 extractor = feature_extractor(get_backbone(cfg.backbone), load_model(cfg.backbone, cfg.weights), names, precision)
 base = psutil.Process().memory_info().rss

@@ -362,6 +362,12 @@ class _LBFGS:
             x, average = resume.image.ravel().astype(np.float32), resume.average.ravel().astype(np.float64)
             result.image, result.best_loss, result.best_iteration = resume.best, resume.best_loss, resume.best_iteration
             result.history, scale.value = list(resume.history), resume.loss_scale
+        # The pairs' memory is taken and touched now, not one pair an iteration: the memory plan
+        # budgets for the full history, so a run that cannot have it fails at its start. One slot
+        # more than the history: each new pair is written into the slot no kept pair uses.
+        slots = np.empty((self.HISTORY + 1, 2, x.size), np.float32)
+        slots.fill(0)
+        next_slot = 0
         pairs: collections.deque = collections.deque(maxlen=self.HISTORY)
         first_step = self.FIRST_STEP * float(np.max(high - low))
 
@@ -397,10 +403,13 @@ class _LBFGS:
                     break
                 with deferred():  # the iteration's bookkeeping happens whole or not at all
                     new_x, losses, new_grad = step
-                    s, y = new_x - x, new_grad - grad
+                    s, y = slots[next_slot]
+                    np.subtract(new_x, x, out=s)
+                    np.subtract(new_grad, grad, out=y)
                     sy = float(np.dot(s, y))
                     if sy > 1e-10 * float(np.dot(y, y)):  # curvature along the step: a pair H may use
                         pairs.append((s, y, 1.0 / sy))
+                        next_slot = (next_slot + 1) % len(slots)
                     x, grad = new_x, new_grad
                     result.history.append(losses)
                     if losses["total"] < result.best_loss:  # always, unless resumed from a better best

@@ -33,12 +33,13 @@ NETWORK_BYTES = {
     "vgg19": 3380.0,
     "efficientnet_lite0": 960.0,
 }
-#: The optimiser's own arrays per input pixel. L-BFGS keeps ``_LBFGS.HISTORY`` (20) curvature
-#: pairs of two float32 images, 480 bytes a pixel, and about eight working images (the iterate,
-#: its gradient, the direction, the trial point and its gradient, the box, the best image):
-#: a ResNet50 run at 1024 px peaked 608 bytes a pixel higher after 45 iterations than after two
-#: (the calibration's two iterations had measured 30: its history was still empty). Adam: its
-#: moments and images, measured as the difference of its runs' slopes.
+#: The optimiser's own arrays per input pixel. L-BFGS takes slots for ``_LBFGS.HISTORY`` + 1
+#: (21) curvature pairs of two float32 images at its start, 504 bytes a pixel, and keeps about
+#: eight working images (the iterate, its gradient, the direction, the trial point and its
+#: gradient, the box, the best image): a ResNet50 run at 1024 px whose pairs were allocated as
+#: they came peaked 608 bytes a pixel higher after 45 iterations than after two (the
+#: calibration's two iterations had measured 30, its history still empty). Adam: its moments
+#: and images, measured as the difference of its runs' slopes.
 OPTIMIZER_BYTES = {"lbfgs": 610.0, "adam": 90.0}
 #: Activations in 16 bits; the gradients and statistics stay float32 (ResNet50 Adam: 924 vs 1380).
 PRECISION_FACTOR = {"float32": 1.0, "bfloat16": 0.65, "float16": 0.65}
