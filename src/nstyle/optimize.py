@@ -343,8 +343,8 @@ class _LBFGS:
 
         Its vector work runs between TensorFlow's evaluations, and OpenBLAS's idle workers
         spin for a while after each call, on the cores TensorFlow's next evaluation needs: with
-        them, an evaluation of the seed preset at 256 px took 0.186 to 0.216 s, with one thread
-        0.164 to 0.172 s (2-core Zen 3, alternating processes).
+        them, an evaluation of the seed preset at 256 px took 0.199 to 0.200 s, with one thread
+        0.152 to 0.156 s (2-core Zen 3, alternating processes).
         """
         with threadpool_limits(limits=1, user_api="blas"):
             return self._run(x0, to_rgb, callbacks, resume, iterations)
