@@ -436,6 +436,7 @@ def objective(
     )
 
 
-def network_input(extractor: FeatureExtractor, image: "Image.Image") -> tf.Tensor:
-    """An RGB image as the extractor's network takes it: preprocessed, a batch of one."""
+def network_input(extractor: FeatureExtractor, image: "Image.Image | np.ndarray") -> tf.Tensor:
+    """An RGB image (PIL, or an array of 0-255 values) as the extractor's network takes it:
+    preprocessed, a batch of one."""
     return tf.constant(extractor.backbone.preprocessing.forward(np.asarray(image))[None])

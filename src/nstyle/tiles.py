@@ -29,7 +29,7 @@ from PIL import Image
 
 from .backbones import FeatureExtractor, Preprocessing
 from .config import Config
-from .losses import STYLE_LOSSES, objective, style_targets, tf
+from .losses import STYLE_LOSSES, network_input, objective, style_targets, tf
 from .optimize import Callback, Optimizer, OptimizerSettings, OptimizeResult, Progress, _notify
 from .plan import Step, Tile, blend, feather
 
@@ -84,7 +84,7 @@ class TileOptimizer:
 
     def run(self, content: np.ndarray, start: np.ndarray, iterations: int,
             callbacks: Sequence[Callback] = ()) -> OptimizeResult:  # fmt: skip
-        self.loss.set_content(tf.constant(self.prep.forward(content)[None]))
+        self.loss.set_content(network_input(self.loss.extractor, content))
         return self.optimizer.run(start[None], self.prep.inverse, callbacks, iterations=iterations)
 
 

@@ -115,12 +115,12 @@ class FrameOptimizer:
         """A chunk's first frame, from ``cfg.init`` with every iteration and no temporal term
         (single-scale runs: the same compiled step as the later frames)."""
         from ..api import initial_image
-        from ..losses import tf
+        from ..losses import network_input
 
         photo = self._working(frame.astype(np.float32))
         content = Image.fromarray(np.clip(np.rint(photo), 0, 255).astype(np.uint8))
         start = initial_image(self.cfg.init, content, self.styles[0], self.cfg.seed)
-        self.base.set_content(tf.constant(self.prep.forward(photo)[None]))
+        self.base.set_content(network_input(self.base.extractor, photo))
         self.loss.weight.assign(0.0)
         self.loss.mask.assign(np.zeros(tuple(self.loss.mask.shape), np.float32))
         result = self.optimizer.run(self.prep.forward(start)[None], self.prep.inverse, iterations=self.cfg.iterations)
@@ -142,7 +142,7 @@ class FrameOptimizer:
         from scipy.ndimage import gaussian_filter
 
         from .. import color
-        from ..losses import tf
+        from ..losses import network_input, tf
 
         backward, forward = flow(frame, previous), flow(previous, frame)
         mask = reliable(backward, forward)[..., None]
@@ -154,7 +154,7 @@ class FrameOptimizer:
         recoloured = np.asarray(color.match_histogram(Image.fromarray(frame), Image.fromarray(previous_stylized)), np.float32)
         soft = gaussian_filter(mask, (2, 2, 0))
         start = soft * target + (1 - soft) * self._working(recoloured)
-        self.base.set_content(tf.constant(self.prep.forward(photo)[None]))
+        self.base.set_content(network_input(self.base.extractor, photo))
         x0 = self.prep.forward(start)[None]
         if self.scale is None:  # the chunk's first later frame: its starting loss (later ones reuse the last frame's)
             self.scale = float(self.base(tf.constant(x0))["total"])
