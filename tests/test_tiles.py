@@ -71,12 +71,17 @@ def _run(**options):
 
 def test_tiled_scale_is_one_image(lite0):
     """128 px, 48 px tiles: the result is stylized everywhere, close in loss to the untiled run,
-    and its gradient on the tile seams is like its gradient elsewhere."""
+    and its gradient on the tile seams is like its gradient elsewhere.
+
+    Both start from the photo: from lite0's recoloured start, 12 iterations take the untiled run
+    so far (loss 145, against 325 from the photo) that the ratio measured the start's head start
+    rather than the seams (tiled 263, against 388 from the photo).
+    """
     from nstyle.api import plan_run
     from nstyle.io import fit, load_image
 
-    untiled = _run(iterations=12, seed=0)
-    tiled = _run(iterations=12, seed=0, tile=48)
+    untiled = _run(iterations=12, seed=0, init="content")
+    tiled = _run(iterations=12, seed=0, tile=48, init="content")
     assert len(tiled.history) == 12
     assert any("tiles of 48 px" in line for line in tiled.memory["plan"])
     photo = np.asarray(fit(load_image(CONTENT), 128), np.float32)

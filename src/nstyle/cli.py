@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 from . import __version__
 from .backbones import REGISTRY
-from .config import Config, preset_description, preset_names, resolve
+from .config import INITS, Config, preset_description, preset_names, resolve
 from .errors import NStyleError
 from .signals import Interrupted, received, stop_on_signals
 
@@ -134,8 +134,9 @@ def add_settings(p: argparse.ArgumentParser) -> None:
     s.add_argument("--epsilon", type=float, help="Adam epsilon")
     s.add_argument("--iterations", type=int, metavar="N", help="optimisation steps")
     s.add_argument("--size", type=int, metavar="PX", help="longer side of the output in pixels")
-    s.add_argument("--init", choices=("content", "recolored", "style", "noise"),
-                   help="starting image; recolored: the photo in the painting's colour mean and covariance")
+    s.add_argument("--init", choices=INITS,
+                   help="starting image; recolored (lite0's and hed's): the photo in the painting's colour "
+                        "mean and covariance")
     s.add_argument("--seed", type=int, help="seed for noise initialisation (recorded in the output)")
     s.add_argument("--style-loss", choices=("gram", "wasserstein", "meanstd"),
                    help="style statistic: Gram matrices (the notebook's), 2-Wasserstein between Gaussian fits, "

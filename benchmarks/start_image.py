@@ -1,0 +1,111 @@
+"""Which start wins on each L-BFGS preset's own objective: the photo, or the photo recoloured.
+
+time_to_quality.py finds nstyle's fastest recipe on one objective (the seed's, random ResNet50
+features); this asks which of its parts should be a preset's default. For each preset, on its
+own objective and its own network (Lite0 and HED's VGG16 trained, offline; ResNet50 with random
+weights, since ImageNet's cannot be downloaded here), the preset as it was (L-BFGS from the photo,
+its 300 iterations) sets the target: its best loss. Each candidate start then runs until its loss
+reaches that target, and its time is compared with the time the photo start took to reach it:
+
+- ``recolored``: the photo in the painting's colours (``--init recolored``);
+- ``recolored-3-scales``: that, then 60 L-BFGS iterations at a quarter and at half the size
+  before the full size (time_to_quality's best recipe).
+
+A candidate that keeps less of the photo (a higher content term when it reaches the target) is
+marked. Saves each result as ``START_DIR/<preset>-<candidate>.png`` to look at.
+
+    python benchmarks/start_image.py [--presets lite0 hed default] [--out /tmp/start_image]
+
+Ends with ``time_ratio: X``: the recoloured start's time over the photo's, the largest over the
+presets (below 1: it wins on every one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from pathlib import Path
+
+from common import CONTENT, STYLE
+
+from nstyle import stylize
+from nstyle._tf import use_all_cores
+from nstyle.backbones import precision
+from nstyle.optimize import Progress, Stop
+
+#: preset -> (size, extra settings): sizes that keep the whole run to minutes on two cores.
+PRESETS: dict[str, tuple[int, dict]] = {
+    "lite0": (384, {}),
+    "hed": (192, {}),
+    "default": (256, {"weights": "random:0"}),
+}
+CANDIDATES: dict[str, dict] = {
+    "recolored": {"init": "recolored"},
+    "recolored-3-scales": {"init": "recolored", "scales": 3, "scale_factor": 2.0},
+}
+COARSE_ITERATIONS = 60
+
+
+class Clock:
+    """(seconds, total, content term) at each final-scale iteration; stops at ``target``."""
+
+    def __init__(self, scales: int, target: float):
+        self.start, self.scales, self.target = time.perf_counter(), scales, target
+        self.trace: list[tuple[float, float, float]] = []
+
+    def __call__(self, p: Progress) -> None:
+        if self.scales > 1 and not p.stage.startswith(f"scale {self.scales}/"):
+            return
+        self.trace.append((time.perf_counter() - self.start, p.losses["total"], p.losses["content"]))
+        if p.losses["total"] <= self.target:
+            raise Stop
+
+
+def run(preset: str, settings: dict, iterations: int, out: Path, name: str, target: float = -math.inf) -> Clock:
+    """One run of ``preset`` with ``settings``, timed from the call; its result saved as a PNG."""
+    size, extra = PRESETS[preset]
+    scales = settings.get("scales", 1)
+    options = {"size": size, "seed": 0, "precision": "float32", "init": "content", **extra, **settings}
+    if scales > 1:
+        options["scale_iterations"] = [COARSE_ITERATIONS] * (scales - 1) + [iterations]
+    clock = Clock(scales, target)
+    result = stylize(CONTENT, STYLE, preset=preset, iterations=iterations, callbacks=[clock], **options)
+    result.image.save(out / f"{preset}-{name}.png")
+    return clock
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--presets", nargs="+", default=list(PRESETS), choices=list(PRESETS))
+    parser.add_argument("--iterations", type=int, default=300, help="the photo start's iterations (the presets')")
+    parser.add_argument("--out", type=Path, default=Path("/tmp/start_image"))
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    threads = use_all_cores()
+    print(f"CPU: {precision.host_cpu().describe()}; TensorFlow intra-op threads: {threads}; float32")
+    worst = 0.0
+    for preset in args.presets:
+        size, extra = PRESETS[preset]
+        run(preset, {}, 2, args.out, "warm-up")  # the network built and compiled once, untimed
+        photo = run(preset, {}, args.iterations, args.out, "photo")
+        best = min(range(len(photo.trace)), key=lambda i: photo.trace[i][1])
+        seconds, target, content = photo.trace[best]
+        weights = extra.get("weights", "trained")
+        print(f"{preset} ({weights} weights, {size} px): from the photo, best loss {target:.5g} (content term "
+              f"{content:.4g}) at iteration {best + 1}, {seconds:.1f} s")  # fmt: skip
+        for name, settings in CANDIDATES.items():
+            clock = run(preset, settings, 4 * args.iterations, args.out, name, target)
+            elapsed, total, kept = clock.trace[-1]
+            ratio = elapsed / seconds if total <= target else math.inf
+            mark = "" if kept <= content else " -- keeps less of the photo"
+            print(f"  {name:19} {'reached' if total <= target else 'not reached'} in {elapsed:.1f} s "
+                  f"({len(clock.trace)} final-scale iterations), ratio {ratio:.3f}; content term {kept:.4g}{mark}")  # fmt: skip
+            if name == "recolored":
+                worst = max(worst, ratio)
+    print(f"time_ratio: {worst:.3f}")
+
+
+if __name__ == "__main__":
+    main()
