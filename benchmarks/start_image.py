@@ -3,7 +3,7 @@
 time_to_quality.py finds nstyle's fastest recipe on one objective (the seed's, random ResNet50
 features); this asks which of its parts should be a preset's default. For each preset, on its
 own objective and its own network (Lite0 and HED's VGG16 trained, offline; ResNet50 with random
-weights, since ImageNet's cannot be downloaded here), the preset as it was (L-BFGS from the photo,
+weights unless ``--weights imagenet``, which downloads), the preset as it was (L-BFGS from the photo,
 its 300 iterations) sets the target: its best loss. Each candidate start then runs until its loss
 reaches that target, and its time is compared with the time the photo start took to reach it:
 
@@ -12,9 +12,9 @@ reaches that target, and its time is compared with the time the photo start took
   before the full size (time_to_quality's best recipe).
 
 A candidate that keeps less of the photo (a higher content term when it reaches the target) is
-marked. Saves each result as ``START_DIR/<preset>-<candidate>.png`` to look at.
+marked. Each result is saved as ``OUT/<preset>-<start>.png`` (``photo``, or a candidate's name), to look at.
 
-    python benchmarks/start_image.py [--presets lite0 hed default] [--out /tmp/start_image]
+    python benchmarks/start_image.py [--presets lite0 hed default] [--weights random:0] [--out /tmp/start_image]
 
 Ends with ``time_ratio: X``: the recoloured start's time over the photo's, the largest over the
 presets (below 1: it wins on every one).
@@ -34,12 +34,10 @@ from nstyle._tf import use_all_cores
 from nstyle.backbones import precision
 from nstyle.optimize import Progress, Stop
 
-#: preset -> (size, extra settings): sizes that keep the whole run to minutes on two cores.
-PRESETS: dict[str, tuple[int, dict]] = {
-    "lite0": (384, {}),
-    "hed": (192, {}),
-    "default": (256, {"weights": "random:0"}),
-}
+#: preset -> size: sizes that keep the whole run to minutes on two cores.
+PRESETS: dict[str, int] = {"lite0": 384, "hed": 192, "default": 256}
+#: presets whose ImageNet weights cannot be had offline: they run on ``--weights`` instead
+RESNET = {"default"}
 CANDIDATES: dict[str, dict] = {
     "recolored": {"init": "recolored"},
     "recolored-3-scales": {"init": "recolored", "scales": 3, "scale_factor": 2.0},
@@ -64,9 +62,8 @@ class Clock:
 
 def run(preset: str, settings: dict, iterations: int, out: Path, name: str, target: float = -math.inf) -> Clock:
     """One run of ``preset`` with ``settings``, timed from the call; its result saved as a PNG."""
-    size, extra = PRESETS[preset]
     scales = settings.get("scales", 1)
-    options = {"size": size, "seed": 0, "precision": "float32", "init": "content", **extra, **settings}
+    options = {"size": PRESETS[preset], "seed": 0, "precision": "float32", "init": "content", **settings}
     if scales > 1:
         options["scale_iterations"] = [COARSE_ITERATIONS] * (scales - 1) + [iterations]
     clock = Clock(scales, target)
@@ -80,6 +77,8 @@ def main() -> None:
     parser.add_argument("--presets", nargs="+", default=list(PRESETS), choices=list(PRESETS))
     parser.add_argument("--iterations", type=int, default=300, help="the photo start's iterations (the presets')")
     parser.add_argument("--out", type=Path, default=Path("/tmp/start_image"))
+    parser.add_argument("--weights", default="random:0",
+                        help="the default preset's ResNet50 weights: random:0 offline, imagenet where it downloads")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
 
@@ -87,16 +86,16 @@ def main() -> None:
     print(f"CPU: {precision.host_cpu().describe()}; TensorFlow intra-op threads: {threads}; float32")
     worst = 0.0
     for preset in args.presets:
-        size, extra = PRESETS[preset]
-        run(preset, {}, 2, args.out, "warm-up")  # the network built and compiled once, untimed
-        photo = run(preset, {}, args.iterations, args.out, "photo")
+        weights = {"weights": args.weights} if preset in RESNET else {}
+        run(preset, weights, 2, args.out, "warm-up")  # the network built and compiled once, untimed
+        photo = run(preset, weights, args.iterations, args.out, "photo")
         best = min(range(len(photo.trace)), key=lambda i: photo.trace[i][1])
         seconds, target, content = photo.trace[best]
-        weights = extra.get("weights", "trained")
-        print(f"{preset} ({weights} weights, {size} px): from the photo, best loss {target:.5g} (content term "
-              f"{content:.4g}) at iteration {best + 1}, {seconds:.1f} s")  # fmt: skip
+        source = weights.get("weights", "trained")
+        print(f"{preset} ({source} weights, {PRESETS[preset]} px): from the photo, best loss {target:.5g} "
+              f"(content term {content:.4g}) at iteration {best + 1}, {seconds:.1f} s")  # fmt: skip
         for name, settings in CANDIDATES.items():
-            clock = run(preset, settings, 4 * args.iterations, args.out, name, target)
+            clock = run(preset, {**weights, **settings}, 4 * args.iterations, args.out, name, target)
             elapsed, total, kept = clock.trace[-1]
             ratio = elapsed / seconds if total <= target else math.inf
             mark = "" if kept <= content else " -- keeps less of the photo"

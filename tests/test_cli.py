@@ -14,7 +14,12 @@ FAST = ["--weights", "random:0", "--size", "64", "--iterations", "3", "--quiet"]
 
 
 def run(capsys, *argv):
-    code = main([str(a) for a in argv])
+    """``nstyle ARGV``'s exit status and stderr, as the console script gives them (argparse's
+    refusals leave by SystemExit)."""
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exit_:
+        code = exit_.code
     return code, capsys.readouterr().err
 
 
@@ -135,6 +140,9 @@ BAD = [
     (lambda t: [CONTENT, STYLE, "--dpi", "-300"], "--dpi: -300"),
     (lambda t: [CONTENT, STYLE, "--quality", "0"], "--quality: 0 must be between 1 and 100"),
     (lambda t: [CONTENT, STYLE, "--workers", "0"], "--workers: 0 must be >= 1"),
+    # argparse's own refusals: one line too, without its usage lines before it
+    (lambda t: [CONTENT, STYLE, "--iterations", "nan"], "argument --iterations: invalid int value: 'nan'"),
+    (lambda t: [CONTENT, STYLE, "--optimizer", "sgd"], "argument --optimizer: invalid choice: 'sgd'"),
 ]
 
 
@@ -147,6 +155,12 @@ def test_bad_input_is_one_line_and_touches_nothing(tmp_path, capsys, make_args, 
     assert code == 2
     assert err.count("\n") == 1 and err.startswith("nstyle: error:") and words in err, err
     assert out.read_bytes() == before
+
+
+def test_a_subcommand_refusal_is_one_line(tmp_path, capsys):
+    code, err = run(capsys, "grid", "--content", CONTENT, "--style", STYLE, "-o", tmp_path / "g", "--size", "big")
+    assert code == 2 and err == "nstyle grid: error: argument --size: invalid int value: 'big'\n", err
+    assert not (tmp_path / "g").exists()
 
 
 def test_existing_output_is_not_overwritten(tmp_path, capsys):

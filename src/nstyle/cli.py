@@ -12,7 +12,7 @@ import signal
 import sys
 import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, NoReturn, Sequence
 
 from . import __version__
 from .backbones import REGISTRY
@@ -81,9 +81,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with its errors as one line on stderr (exit 2) like every other bad input.
+
+    argparse's own ``error`` prints the usage first: two lines for ``nstyle``, before the one
+    that says what was wrong. ``--help`` still shows it.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The stylize parser (also used to document the flags in the README)."""
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="nstyle",
         usage="nstyle CONTENT STYLE -o OUTPUT [options]\n       nstyle {layers,presets,reproduce,resume,probe,grid,sweep,video,ui,info} ...",
         description=DESCRIPTION,
@@ -305,7 +316,7 @@ def _stylize_and_write(content: str, styles: list[str], cfg: Config, args: argpa
 
 
 def _video(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="nstyle video",
         description="Stylize a clip (a video file or a folder of frames): the first frame in full, each later one "
         "from the previous result warped by optical flow, with a temporal loss (Ruder et al. 2016). Finished frames "
@@ -364,7 +375,7 @@ def _video(argv: list[str]) -> int:
 
 
 def _info(argv: list[str]) -> int:
-    argparse.ArgumentParser(
+    Parser(
         prog="nstyle info", description="Versions, devices, what --precision auto picks, weights and extras."
     ).parse_args(argv)
     from .info import report
@@ -374,7 +385,7 @@ def _info(argv: list[str]) -> int:
 
 
 def _layers(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="nstyle layers",
         description="List a backbone's layers for --*-layers; the last column marks what --backbone NAME alone uses.",
     )
@@ -406,14 +417,14 @@ def _layers(argv: list[str]) -> int:
 
 
 def _presets(argv: list[str]) -> int:
-    argparse.ArgumentParser(prog="nstyle presets", description="List the shipped presets.").parse_args(argv)
+    Parser(prog="nstyle presets", description="List the shipped presets.").parse_args(argv)
     for name in preset_names():
         print(f"{name:16} {preset_description(name)}")
     return 0
 
 
 def _reproduce(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="nstyle reproduce", description="Run again from an nstyle output's record.")
+    p = Parser(prog="nstyle reproduce", description="Run again from an nstyle output's record.")
     p.add_argument("image", help="an image nstyle wrote (PNG with its record, or any format with its .json)")
     p.add_argument("-o", "--output", help="where to write (default: IMAGE-reproduced with the same extension)")
     p.add_argument("--force", action="store_true", help="replace OUTPUT if it exists")
@@ -437,7 +448,7 @@ def _reproduce(argv: list[str]) -> int:
 
 
 def _resume(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="nstyle resume", description="Continue a stopped run from its checkpoint.")
+    p = Parser(prog="nstyle resume", description="Continue a stopped run from its checkpoint.")
     p.add_argument("checkpoint", help="the OUTPUT.ckpt.npz a stopped run left beside its output")
     p.add_argument("-o", "--output", help="where to write (default: the run's own output)")
     p.add_argument("--force", action="store_true", help="replace OUTPUT if it is not the run's own")
@@ -456,7 +467,7 @@ def _resume(argv: list[str]) -> int:
 
 
 def _probe(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="nstyle probe",
         description="Stylize once per candidate layer, that layer alone, and lay the results out on one "
         "labelled sheet (DIR/sheet.png) with DIR/summary.csv: the way to find good layers for a backbone.",
@@ -483,7 +494,7 @@ def _probe(argv: list[str]) -> int:
 
 
 def _grid(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="nstyle grid",
         description="Stylize every content image with every style image; write each result and "
         "DIR/grid.png (styles across the top, contents down the side), as in the notebook's figure.",
@@ -505,7 +516,7 @@ def _grid(argv: list[str]) -> int:
 
 
 def _sweep(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="nstyle sweep",
         description="Run the trials a sweep file describes (a base config and axes over any setting, or a "
         "list of trials) into DIR: an image per trial, manifest.jsonl, and sheet.png labelled by the axis "
@@ -527,7 +538,7 @@ def _sweep(argv: list[str]) -> int:
 
 
 def _ui(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="nstyle ui", description="Serve the browser app (Gradio) until Ctrl-C.")
+    p = Parser(prog="nstyle ui", description="Serve the browser app (Gradio) until Ctrl-C.")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--share", action="store_true", help="also ask Gradio for a public share link (needs internet)")
