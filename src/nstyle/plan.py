@@ -1,8 +1,8 @@
 """The plan of a run: which scales run whole and which in tiles, sized to a memory budget.
 
 Peak memory of a stylization grows with the pixels one forward and backward pass sees: about
-1.9 KB a pixel for ResNet50 with L-BFGS in float32 (its curvature pairs a quarter of it), so
-2048 px needs 6 GB and 8192 px would need 81 GB. Coarse scales run whole (composition is
+1.75 KB a pixel for ResNet50 with L-BFGS in float32 (its curvature pairs and working images a
+third of it), so 2048 px needs 5.5 GB and 8192 px would need 74 GB. Coarse scales run whole (composition is
 global); a scale that would not fit in the budget runs as overlapping tiles of the largest
 size that fits, each tile optimised with the whole style image's statistics, and blended into
 the image with a feathered window. A size that cannot fit even in tiles is refused here,
@@ -24,13 +24,17 @@ from .errors import ConfigError
 
 GB = 2**30
 #: Peak bytes per input pixel of a forward and backward pass through a backbone cut at its
-#: default layers, in float32, without the optimiser's state; measured (memory_model.py).
+#: default layers, in float32, without the optimiser's state; measured (memory_model.py: its
+#: slope between 512 and 1024 px less the optimiser's bytes; ResNet50's L-BFGS and Adam runs
+#: agree within 3 bytes). Re-measured once L-BFGS's pairs were counted: the earlier figures,
+#: 1290 for ResNet50 and 3380 for VGG19, had been fitted with the pairs missing and the
+#: convolutions' gradients TensorFlow's own, and over-estimated VGG19 by 39%.
 NETWORK_BYTES = {
-    "resnet50": 1290.0,
-    "resnet101": 1290.0,  # same default layers (conv1 to conv4_block5): the same cut network
-    "resnet152": 1290.0,
-    "vgg16": 3110.0,  # VGG19's, scaled by the activations of its default cut (828 vs 900 floats a pixel)
-    "vgg19": 3380.0,
+    "resnet50": 1110.0,
+    "resnet101": 1110.0,  # same default layers (conv1 to conv4_block5): the same cut network
+    "resnet152": 1110.0,
+    "vgg16": 1760.0,  # VGG19's, scaled by the activations of its default cut (828 vs 900 floats a pixel)
+    "vgg19": 1910.0,
     "efficientnet_lite0": 960.0,
 }
 #: The optimiser's own arrays per input pixel. L-BFGS takes slots for ``_LBFGS.HISTORY`` + 1
@@ -41,8 +45,9 @@ NETWORK_BYTES = {
 #: calibration's two iterations had measured 30, its history still empty). Adam: its moments
 #: and images, measured as the difference of its runs' slopes.
 OPTIMIZER_BYTES = {"lbfgs": 610.0, "adam": 90.0}
-#: Activations in 16 bits; the gradients and statistics stay float32 (ResNet50 Adam: 924 vs 1380).
-PRECISION_FACTOR = {"float32": 1.0, "bfloat16": 0.65, "float16": 0.65}
+#: Activations in 16 bits; the gradients and statistics stay float32 (ResNet50 Adam, network
+#: bytes a pixel: 784 in bfloat16 against 1112 in float32).
+PRECISION_FACTOR = {"float32": 1.0, "bfloat16": 0.7, "float16": 0.7}
 #: What a compiled step adds once, whatever the size (the graph, its constants, allocator slack).
 TRACE_BYTES = 0.15 * GB
 #: Bytes per pixel of the whole images a tiled scale keeps: the canvas in float32 (12), the content
