@@ -1,7 +1,10 @@
-"""What the benchmarks share: the bundled pair, and one float32 ruler for any run's result."""
+"""What the benchmarks share: the bundled pair, one float32 ruler for any run's result, and a
+clock that stops a run at a target loss."""
 
 from __future__ import annotations
 
+import math
+import time
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +14,7 @@ from nstyle.backbones import FeatureExtractor, get_backbone, load_model
 from nstyle.config import Config
 from nstyle.io import fit, load_image
 from nstyle.losses import tf
+from nstyle.optimize import Progress, Stop
 
 ROOT = Path(__file__).resolve().parents[1]
 CONTENT = ROOT / "examples/images/content/chelsea.jpg"
@@ -37,3 +41,33 @@ class Float32Loss:
         """The loss terms of an RGB image (PIL or uint8 array) of the content's size."""
         x = tf.constant(self.prep.forward(np.asarray(rgb, np.float32))[None])
         return {k: float(v) for k, v in self.loss(x).items()}
+
+
+class Clock:
+    """Records (seconds since start, loss) at each iteration of the final scale; stops at a target.
+
+    With ``ruler`` (a low-precision run), a reported loss near the target is checked by
+    evaluating the current image in float32, the clock paused meanwhile.
+    """
+
+    def __init__(self, final_from: int, target: float = -math.inf, ruler: Float32Loss | None = None):
+        self.start = time.perf_counter()
+        self.final_from = final_from  # the first iteration (1-based, across scales) of the final scale
+        self.target = target
+        self.ruler = ruler
+        self.trace: list[tuple[float, float, float]] = []  # (seconds, total, content term)
+        self.reached: float | None = None
+
+    def __call__(self, p: Progress) -> None:
+        if p.iteration < self.final_from:
+            return
+        elapsed = time.perf_counter() - self.start
+        losses = p.losses
+        if self.ruler is not None and losses["total"] <= 1.05 * self.target:
+            paused = time.perf_counter()
+            losses = self.ruler(p.image())
+            self.start += time.perf_counter() - paused
+        self.trace.append((elapsed, losses["total"], losses["content"]))
+        if losses["total"] <= self.target:
+            self.reached = elapsed
+            raise Stop

@@ -24,15 +24,13 @@ from __future__ import annotations
 
 import argparse
 import math
-import time
 from pathlib import Path
 
-from common import CONTENT, STYLE
+from common import CONTENT, STYLE, Clock
 
 from nstyle import stylize
 from nstyle._tf import use_all_cores
 from nstyle.backbones import precision
-from nstyle.optimize import Progress, Stop
 
 #: preset -> size: sizes that keep the whole run to minutes on two cores.
 PRESETS: dict[str, int] = {"lite0": 384, "hed": 192, "default": 256}
@@ -45,28 +43,13 @@ CANDIDATES: dict[str, dict] = {
 COARSE_ITERATIONS = 60
 
 
-class Clock:
-    """(seconds, total, content term) at each final-scale iteration; stops at ``target``."""
-
-    def __init__(self, scales: int, target: float):
-        self.start, self.scales, self.target = time.perf_counter(), scales, target
-        self.trace: list[tuple[float, float, float]] = []
-
-    def __call__(self, p: Progress) -> None:
-        if self.scales > 1 and not p.stage.startswith(f"scale {self.scales}/"):
-            return
-        self.trace.append((time.perf_counter() - self.start, p.losses["total"], p.losses["content"]))
-        if p.losses["total"] <= self.target:
-            raise Stop
-
-
 def run(preset: str, settings: dict, iterations: int, out: Path, name: str, target: float = -math.inf) -> Clock:
     """One run of ``preset`` with ``settings``, timed from the call; its result saved as a PNG."""
     scales = settings.get("scales", 1)
     options = {"size": PRESETS[preset], "seed": 0, "precision": "float32", "init": "content", **settings}
     if scales > 1:
         options["scale_iterations"] = [COARSE_ITERATIONS] * (scales - 1) + [iterations]
-    clock = Clock(scales, target)
+    clock = Clock(final_from=COARSE_ITERATIONS * (scales - 1) + 1, target=target)
     result = stylize(CONTENT, STYLE, preset=preset, iterations=iterations, callbacks=[clock], **options)
     result.image.save(out / f"{preset}-{name}.png")
     return clock

@@ -27,13 +27,12 @@ import argparse
 import math
 import time
 
-from common import CONTENT, STYLE, Float32Loss
+from common import CONTENT, STYLE, Clock, Float32Loss
 
 from nstyle import stylize
 from nstyle._tf import use_all_cores
 from nstyle.backbones import precision
 from nstyle.config import resolve
-from nstyle.optimize import Progress, Stop
 
 OBJECTIVE = {"preset": "seed", "weights": "random:0", "seed": 0}
 
@@ -50,36 +49,6 @@ CANDIDATES: dict[str, dict] = {
                                  "scale_iterations": [60, 60, 1000]},
     "lbfgs-from-style": {"optimizer": "lbfgs", "init": "style"},
 }
-
-
-class Clock:
-    """Records (seconds since start, loss) at each iteration of the final scale; stops at a target.
-
-    With ``ruler`` (a low-precision run), a reported loss near the target is checked by
-    evaluating the current image in float32, the clock paused meanwhile.
-    """
-
-    def __init__(self, final_from: int, target: float = -math.inf, ruler: Float32Loss | None = None):
-        self.start = time.perf_counter()
-        self.final_from = final_from  # the first iteration (1-based, across scales) of the final scale
-        self.target = target
-        self.ruler = ruler
-        self.trace: list[tuple[float, float, float]] = []  # (seconds, total, content term)
-        self.reached: float | None = None
-
-    def __call__(self, p: Progress) -> None:
-        if p.iteration < self.final_from:
-            return
-        elapsed = time.perf_counter() - self.start
-        losses = p.losses
-        if self.ruler is not None and losses["total"] <= 1.05 * self.target:
-            paused = time.perf_counter()
-            losses = self.ruler(p.image())
-            self.start += time.perf_counter() - paused
-        self.trace.append((elapsed, losses["total"], losses["content"]))
-        if losses["total"] <= self.target:
-            self.reached = elapsed
-            raise Stop
 
 
 def run(settings: dict, size: int, iterations: int, target: float = -math.inf) -> Clock:

@@ -2,11 +2,11 @@
 
 Peak memory of a stylization grows with the pixels one forward and backward pass sees: about
 1.75 KB a pixel for ResNet50 with L-BFGS in float32 (its curvature pairs and working images a
-third of it), so 2048 px needs 5.5 GB and 8192 px would need 74 GB. Coarse scales run whole (composition is
-global); a scale that would not fit in the budget runs as overlapping tiles of the largest
-size that fits, each tile optimised with the whole style image's statistics, and blended into
-the image with a feathered window. A size that cannot fit even in tiles is refused here,
-before any work, with the size that fits.
+third of it), so 2048 px needs 5.5 GB and 8192 px would need 74 GB. Coarse scales run whole
+(composition is global); a scale that would not fit in the budget runs as overlapping tiles of
+the largest size that fits, each tile optimised with the whole style image's statistics, and
+blended into the image with a feathered window. A size that cannot fit even in tiles is refused
+here, before any work, with the size that fits.
 
 Everything here is arithmetic on sizes (no TensorFlow): the memory model is calibrated by
 ``benchmarks/memory_model.py`` and checked by a test against measured peak RSS.
