@@ -62,7 +62,7 @@ def main() -> None:
         seconds = time.perf_counter() - start
         roughness = border_roughness(result.image)
         network = f"{cfg.backbone} {cfg.weights}"
-        print(f"{name:16s} {network:28s} {len(result.history):4d} it {seconds:6.1f} s  border {roughness:.2f}  {result.stop_reason}", flush=True)
+        print(f"{name:16s} {network:28s} {len(result.history):4d} it {seconds:6.1f} s  border {roughness:.2f}  {result.outcome.describe()}", flush=True)
         tiles.append((result.image, f"{name}\n{network}, {cfg.optimizer} {len(result.history)} it"))
     contact_sheet(tiles, columns=len(tiles), tile_size=args.size, title=f"every preset at {args.size} px").save(args.output)
     print(f"wrote {args.output}")

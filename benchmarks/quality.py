@@ -129,7 +129,7 @@ def main() -> None:
             result = stylize(content_path, style_path, config=cfg)
             seconds = time.perf_counter() - start
             row: dict[str, object] = {"pair": f"{content_name} x {style_name}", "config": name, "seconds": round(seconds, 1),
-                                      "iterations": len(result.history), "stop_reason": result.stop_reason}  # fmt: skip
+                                      "iterations": len(result.history), "outcome": result.outcome.describe()}  # fmt: skip
             caption = [name]
             for judge in panel:
                 if judge.backbone_name == maker:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -137,35 +140,73 @@ def input_and_kernel_gradients(model, x, weights):
     return grads[0].numpy(), [g.numpy() for g in grads[1:]]
 
 
-def test_forward_kernel_input_gradients_equal_tensorflows_for_every_convolution_kind():
-    """Stride-1 'same' and 'valid' ('full' gradient), strided 1x1: the forward-kernel gradient;
-    an even kernel, a strided 3x3 and a dilated one keep TensorFlow's. All must agree with it."""
+# Stride-1 'same' and 'valid' ('full' gradient), strided 1x1: the forward-kernel gradient; an even
+# kernel, a strided 3x3 and a dilated one keep TensorFlow's.
+KINDS = [dict(kernel_size=3, padding="same"), dict(kernel_size=5, padding="valid"), dict(kernel_size=1, strides=2),
+         dict(kernel_size=1, strides=3, padding="same"), dict(kernel_size=2, padding="same"),
+         dict(kernel_size=3, strides=2, padding="same"), dict(kernel_size=3, dilation_rate=2, padding="same")]  # fmt: skip
+TURNED = [True, True, True, True, False, False, False]
+
+
+def check_forward_kernel_gradients() -> None:
+    """A chain of every kind: the fast clone's outputs, input and kernel gradients are TensorFlow's."""
     import keras
 
     from nstyle.backbones.folding import clone
     from nstyle.backbones.gradients import InputGradConv2D
 
     keras.utils.set_random_seed(3)
-    kinds = [dict(kernel_size=3, padding="same"), dict(kernel_size=5, padding="valid"), dict(kernel_size=1, strides=2),
-             dict(kernel_size=1, strides=3, padding="same"), dict(kernel_size=2, padding="same"),
-             dict(kernel_size=3, strides=2, padding="same"), dict(kernel_size=3, dilation_rate=2, padding="same")]  # fmt: skip
+    draw = np.random.default_rng(0)
     inputs = keras.Input((None, None, 3))
     y = inputs
-    for i, kind in enumerate(kinds):
+    for i, kind in enumerate(KINDS):
         y = keras.layers.Conv2D(4 + i, activation="relu" if i % 2 else None, **kind)(y)
     plain = keras.Model(inputs, y)
     fast = clone(plain, fold=False, input_gradients=True)
-    turned = [layer._turned is not None for layer in fast.layers if isinstance(layer, InputGradConv2D)]
-    assert turned == [True, True, True, True, False, False, False]
+    assert [layer._turned is not None for layer in fast.layers if isinstance(layer, InputGradConv2D)] == TURNED
     for height, width in ((61, 67), (64, 64)):
-        x = rng.uniform(-2, 2, (1, height, width, 3)).astype(np.float32)
-        weights = rng.normal(size=plain(x).shape).astype(np.float32)
+        x = draw.uniform(-2, 2, (1, height, width, 3)).astype(np.float32)
+        weights = draw.normal(size=plain(x).shape).astype(np.float32)
         assert relative_error(plain(x), fast(x)) == 0.0
         dx, dk = input_and_kernel_gradients(plain, x, weights)
         fast_dx, fast_dk = input_and_kernel_gradients(fast, x, weights)
         assert relative_error(dx, fast_dx) < 1e-5, (height, width)
         for expected, got in zip(dk, fast_dk):
             assert relative_error(expected, got) < 1e-5
+
+
+@pytest.mark.parametrize("onednn", ["0", "1"])
+def test_forward_kernel_input_gradients_equal_tensorflows_for_every_convolution_kind(onednn):
+    """In a process of its own, with TensorFlow's oneDNN kernels off and on.
+
+    TensorFlow 2.21's oneDNN can abort the process or corrupt its heap computing the kernel
+    gradient of a 1x1 strided convolution of a few channels (stride 3 on Intel AVX-512/AMX;
+    here on AMD Zen 4 too). Off, TensorFlow's reference kernels check the math; on, a native
+    crash is reported as that known failure instead of ending the suite. nstyle's runs ask for
+    no kernel gradient, and no backbone it ships has such a convolution (the test below).
+    """
+    import subprocess
+    import sys
+
+    script = "from tests.test_folding import check_forward_kernel_gradients; check_forward_kernel_gradients()"
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": onednn}
+    proc = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=300, env=env)
+    if onednn == "1" and (proc.returncode < 0 or "Fatal Python error" in proc.stderr):
+        pytest.xfail(f"TensorFlow's oneDNN crashed ({proc.returncode}) on a 1x1 strided convolution's kernel gradient")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_no_backbone_has_the_convolution_that_crashes_tensorflow(name):
+    """nstyle's backbones differentiate no 1x1 stride-3 convolution (the case above), so no run meets
+    TensorFlow's crash; a backbone added with one would need that path guarded."""
+    import keras
+
+    model = load_model(name, "random:0")
+    strided_by_3 = [layer.name for layer in model.layers
+                    if isinstance(layer, keras.layers.Conv2D) and 3 in tuple(layer.strides)]  # fmt: skip
+    assert strided_by_3 == []
 
 
 def test_resnet50_input_gradient_is_tensorflows(resnet):

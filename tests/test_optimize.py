@@ -3,6 +3,7 @@ import pytest
 
 from nstyle.api import stylize
 from nstyle.optimize import OptimizerSettings, Stop, optimize, tf
+from nstyle.outcome import Ending, Outcome
 
 from .conftest import CONTENT, STYLE, TINY
 
@@ -46,7 +47,8 @@ def test_interrupt_keeps_best_so_far(name, signal):
     settings = OptimizerSettings(name, iterations=50, lr=0.1)
     result = optimize(quadratic(target, 1e4), np.zeros_like(target), BOUNDS, settings, lambda x: x, [stop_at_3])
     assert len(result.history) == 3
-    assert result.interrupted == (signal is KeyboardInterrupt) and result.stopped == (signal is Stop)
+    assert result.outcome.ending is (Ending.SIGNAL if signal is KeyboardInterrupt else Ending.CALLBACK)
+    assert result.outcome.describe() == ("stopped by SIGINT" if signal is KeyboardInterrupt else "stopped by a callback")
     assert result.best_loss <= min(h["total"] for h in result.history)
     assert np.abs(result.image - 0.5).mean() < 0.5  # moved towards the target, not the start
 
@@ -109,7 +111,8 @@ def test_lbfgs_shortens_steps_into_nan_and_says_when_none_is_lower():
 
     result = optimize(loss, start, BOUNDS, OptimizerSettings("lbfgs", 10), lambda x: x)
     assert result.history == []
-    assert result.stop_reason == "L-BFGS made no progress (the line search found no lower loss)"
+    assert result.outcome == Outcome(Ending.NO_PROGRESS)
+    assert result.outcome.describe() == "L-BFGS made no progress (the line search found no lower loss)"
     assert result.best_loss == pytest.approx(3.0) and result.best_iteration == 0
     np.testing.assert_array_equal(result.image, start)
 
@@ -118,9 +121,9 @@ def test_lbfgs_says_why_it_ended_early():
     target = np.full((1, 4, 4, 3), 0.5, np.float32)
     result = optimize(quadratic(target), np.zeros_like(target), BOUNDS, OptimizerSettings("lbfgs", 200), lambda x: x)
     assert len(result.history) < 200  # a quadratic is solved long before
-    assert result.stop_reason.startswith("L-BFGS made no progress (")
+    assert result.outcome.ending in (Ending.CONVERGED, Ending.NO_PROGRESS) and not result.outcome.halts
     full = optimize(quadratic(target), np.zeros_like(target), BOUNDS, OptimizerSettings("adam", 5, lr=0.1), lambda x: x)
-    assert (len(full.history), full.stop_reason) == (5, "completed")
+    assert (len(full.history), full.outcome) == (5, Outcome())
 
 
 def test_an_early_end_reaches_the_record_and_the_last_line(tmp_path, capsys):
@@ -134,9 +137,10 @@ def test_an_early_end_reaches_the_record_and_the_last_line(tmp_path, capsys):
     assert code == 0
     record = read_metadata(out)["result"]
     assert record["iterations_run"] < 20
-    assert record["stop_reason"].startswith("L-BFGS made no progress")
+    assert Outcome.from_record(record).ending in (Ending.CONVERGED, Ending.NO_PROGRESS)
     err = capsys.readouterr().err
-    assert f"stopped after {record['iterations_run']} of 20 iterations: L-BFGS made no progress" in err
+    assert err.count("\n") == 1 and err.startswith(f"wrote {out} (best loss")  # one line, even with --quiet
+    assert "L-BFGS " in err and f"after {record['iterations_run']} of 20 iterations" in err
 
 
 @pytest.mark.parametrize("swag", [0.0, 1.0])

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from nstyle.errors import ConfigError
-from nstyle.plan import GB, MemoryModel, Step, blend, colour, feather, make_plan, seam_mask, tile_starts
+from nstyle.plan import GB, MemoryModel, Step, blend, feather, make_plan, seam_mask, tile_starts
 
 
 @pytest.mark.parametrize("length,tile,overlap", [(128, 48, 16), (170, 48, 16), (49, 48, 16), (1000, 256, 64), (48, 48, 16)])

@@ -44,5 +44,5 @@ def test_a_stopped_run_writes_its_best_image(tmp_path, signum):
     assert proc.returncode == 128 + signum, err
     assert err.count("\n") == 1 and f"stopped by {signal.Signals(signum).name} at iteration" in err, err
     record = json.loads(out.with_suffix(".json").read_text())
-    assert record["result"]["interrupted"] and 3 <= record["result"]["iterations_run"] < 500
+    assert record["result"]["outcome"]["ending"] == "signal" and 3 <= record["result"]["iterations_run"] < 500
     assert Image.open(out).size == (48, 32) and json.loads(Image.open(out).info["nstyle"]) == record

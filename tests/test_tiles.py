@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from nstyle.losses import STYLE_LOSSES, Moments, style_targets, tf
+from nstyle.outcome import Ending, Outcome
 from nstyle.plan import seam_mask
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -152,13 +153,13 @@ def test_a_stopped_tiled_scale_keeps_its_tiles_and_resumes_from_its_checkpoint(t
 
     path = tmp_path / "out.ckpt.npz"
     stopped = _run(iterations=4, seed=0, tile=48, callbacks=[stop_after_three], checkpoint=CheckpointPlan(path))
-    assert stopped.interrupted and stopped.stop_reason.startswith("interrupted")
+    assert stopped.outcome == Outcome(Ending.SIGNAL, "SIGINT")
     np.testing.assert_array_equal(np.asarray(stopped.image), seen[-1])  # what the third tile left
     assert not np.array_equal(seen[0], seen[2])  # and each tile changed it
     saved = Checkpoint.load(path)
     assert saved.tiles["pass"] == 0 and len(saved.tiles["done"]) == 3
     resumed = nstyle.resume(path)
-    assert not path.exists() and not resumed.interrupted
+    assert not path.exists() and not resumed.outcome.early
     assert len(resumed.history) == 4
     difference = np.abs(np.asarray(resumed.image, np.float32) - np.asarray(whole.image, np.float32)).mean()
     assert difference < 1.0, difference

@@ -92,7 +92,7 @@ def test_stop_keeps_the_best_image(page):
     page.click("#stop")
     page.wait_for_selector("#download a", timeout=120000)
     status = page.inner_text("#status")
-    assert status.startswith("Stopped after") and "best loss" in status
+    assert status.startswith("Stopped by the Stop button after") and "best loss" in status
     assert page.locator("#result img").count() == 1
 
 

@@ -9,7 +9,6 @@ from PIL import Image
 
 from nstyle.cli import main
 from nstyle.video.flow import flow, reliable, temporal_error, warp
-from nstyle.video.frames import write_video
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIP = ROOT / "examples/video/pan.mp4"

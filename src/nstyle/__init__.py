@@ -11,9 +11,11 @@ from typing import Any
 
 from .config import Config, LayerSpec, resolve
 from .errors import NStyleError
+from .outcome import Ending, Outcome, Stop
 
 __version__ = "0.1.0"
-__all__ = ["Config", "LayerSpec", "NStyleError", "StylizeResult", "resolve", "resume", "stylize", "__version__"]
+__all__ = ["Config", "Ending", "LayerSpec", "NStyleError", "Outcome", "Stop", "StylizeResult", "resolve", "resume",
+           "stylize", "__version__"]
 
 
 def __getattr__(name: str) -> Any:

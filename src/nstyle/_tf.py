@@ -12,6 +12,8 @@ import os
 import sys
 from types import ModuleType
 
+from .hardware import usable_cores
+
 
 def quiet_tensorflow() -> ModuleType:
     """Return the ``tensorflow`` module, importing it with C++ logging silenced."""
@@ -36,8 +38,6 @@ def quiet_tensorflow() -> ModuleType:
 
 def threads() -> int:
     """TensorFlow's intra-op threads: what was set, or the usable cores TensorFlow defaults to."""
-    from .backbones.precision import usable_cores
-
     return quiet_tensorflow().config.threading.get_intra_op_parallelism_threads() or usable_cores()
 
 
@@ -48,8 +48,6 @@ def use_all_cores() -> int:
     mask (a container's or ``taskset``'s share), which oversubscribes. Once TensorFlow's
     runtime has started the setting is fixed, and the threads it has are returned.
     """
-    from .backbones.precision import usable_cores
-
     tf = quiet_tensorflow()
     try:
         tf.config.threading.set_intra_op_parallelism_threads(usable_cores())

@@ -12,7 +12,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NoReturn, Sequence
 
 import numpy as np
 from PIL import Image
@@ -21,14 +21,15 @@ from . import color
 from .checkpoints import Checkpoint, CheckpointPlan, CheckpointWriter
 from .backbones import FeatureExtractor, feature_extractor, get_backbone, load_model, precision
 from .config import MIN_SIZE, Config, resolve
-from .errors import ConfigError
+from .errors import ConfigError, RunError
 from .io import ImageSource, file_sha256, fit, fitted, load_image
 from ._tf import threads
 from .losses import StyleTransferLoss, network_input, objective, tf
 from .optimize import Callback, Optimizer, OptimizerState
+from .outcome import COMPLETED, Outcome, stopped
 from .plan import GB, MIN_OVERLAP, MemoryModel, Plan, Step, check_budget, make_plan
 from .tiles import TileProgress, layer_names, run_tiled, settings_of
-from .signals import stop_on_signals
+from .signals import Interrupted, stop_on_signals
 
 
 @dataclass
@@ -41,9 +42,7 @@ class StylizeResult:
     best_loss: float
     best_iteration: int
     seconds: float
-    interrupted: bool = False
-    stopped: bool = False
-    stop_reason: str = "completed"  # otherwise why fewer than the configured iterations ran
+    outcome: Outcome = COMPLETED  # how the run ended: all its iterations, a signal, a callback's Stop, L-BFGS
     sources: dict[str, Any] = field(default_factory=dict)
     precision: str = "float32"  # what ``config.precision`` resolved to on this machine
     device: str = ""  # the run's first line: device, precision, threads, memory budget
@@ -65,8 +64,7 @@ class StylizeResult:
                 "best_iteration": self.best_iteration,
                 "best_losses": self.history[self.best_iteration - 1] if self.best_iteration else {},
                 "iterations_run": len(self.history),
-                "interrupted": self.interrupted,
-                "stop_reason": self.stop_reason,
+                "outcome": self.outcome.to_record(),
                 "seconds": round(self.seconds, 3),
                 "precision": self.precision,
                 "device": self.device,
@@ -107,7 +105,9 @@ def stylize(
     on stderr saying where it runs (device, precision, threads, memory budget). The network runs
     in ``precision`` (``auto`` follows the hardware, see :mod:`nstyle.backbones.precision`);
     what it resolved to is in the result's ``precision`` and its metadata. Ctrl-C, SIGTERM and
-    SIGHUP end the run early with the best image so far (``interrupted`` is then True).
+    SIGHUP end the run early with the best image so far; the result's ``outcome`` says how the
+    run ended (:class:`~nstyle.outcome.Outcome`). A signal before the first iteration has
+    finished leaves nothing to return: :class:`~nstyle.signals.Interrupted` is raised.
 
     Scales that do not fit ``max_memory`` run in tiles (:mod:`nstyle.plan`, :mod:`nstyle.tiles`),
     ``workers`` tiles at once in local processes, or as Ray tasks with ``ray`` (an address or
@@ -154,39 +154,38 @@ def stylize(
     history: list[dict[str, float]] = list(resume.earlier_history) if resume else []
     pixels: np.ndarray | None = None  # the previous scale's result, RGB uint8
     high: np.ndarray | None = None  # the last scale's result in 16 bits, when asked for
-    stop_reason, best_loss, best_iteration, ended = "completed", math.inf, 0, ""
+    outcome, best_loss, best_iteration = COMPLETED, math.inf, 0
+    worked = resume is not None  # whether any pixel has been optimised: else a stop leaves nothing to keep
     sources = {"content": _describe_source(content), "styles": [_describe_source(s) for s in styles]}
     whole = _WholeScales(cfg, extractor, choice.name)
     try:
         for step in plan.steps:
             if resume is not None and step.scale - 1 < resume.scale:
                 continue  # finished before the checkpoint: its result is in the saved image
-            content_img, style_imgs = _scale_images(cfg, max(step.height, step.width), content_src, style_srcs)
-            stage = f"scale {step.scale}/{len(plan.steps)}, " if len(plan.steps) > 1 else ""
-            state = resume.state if resume is not None and resume.scale == step.scale - 1 else None
-            if step.tiled:
-                saver = _tile_saver(checkpoint, cfg, sources, choice.name, step.scale - 1, history)
-                progress_so_far = (TileProgress(state.image[0], resume.tiles["pass"], resume.tiles["done"], state.history)
-                                   if state is not None and resume.tiles else None)  # fmt: skip
-                outcome = _tiled_scale(step, cfg, extractor, choice.name, content_img, style_imgs, pixels, callbacks,
-                                       history, stage, workers, ray, bits, progress_so_far, saver)  # fmt: skip
-            else:
-                outcome = _whole_scale(cfg, whole, step.iterations, content_img, style_imgs, pixels, callbacks, history,
-                                       stage, checkpoint, sources, step.scale - 1, state, bits)  # fmt: skip
-            best_iteration, best_loss = len(history) + outcome.best_iteration, outcome.best_loss
-            history += outcome.history
-            pixels, high = outcome.pixels, outcome.high
-            if outcome.reason != "completed" and stop_reason == "completed":
-                stop_reason = outcome.reason + (f" at scale {step.scale} of {len(plan.steps)}" if len(plan.steps) > 1 else "")
-            if outcome.reason in ("interrupted", "stopped by a callback"):
-                ended = "interrupted" if outcome.reason == "interrupted" else "stopped"
+            where = f"scale {step.scale} of {len(plan.steps)}" if len(plan.steps) > 1 else ""
+            try:
+                scale_outcome = _run_step(step, cfg, extractor, whole, choice.name, content_src, style_srcs, pixels,
+                                          callbacks, history, checkpoint, sources, resume, workers, ray, bits)  # fmt: skip
+            except KeyboardInterrupt as e:  # between two scales' optimisations: the coarser result stands
+                if pixels is None:
+                    raise
+                outcome = stopped(e).at(where)
+                break
+            if scale_outcome.history:  # else the previous scale's best stands
+                best_iteration, best_loss = len(history) + scale_outcome.best_iteration, scale_outcome.best_loss
+            history += scale_outcome.history
+            worked = worked or scale_outcome.worked
+            pixels, high = scale_outcome.pixels, scale_outcome.high
+            if not outcome.early:
+                outcome = scale_outcome.outcome.at(where)
+            if scale_outcome.outcome.halts:
                 break
     finally:
         if bar is not None:
-            if stop_reason != "completed":
-                bar.set_description(f"stopped early: {stop_reason}")
-            bar.close()
-    if checkpoint is not None and not ended:
+            bar.finish(outcome)
+    if outcome.halts and not worked:
+        raise Interrupted(outcome.signum) if outcome.signum else _nothing_done(outcome)
+    if checkpoint is not None and not outcome.halts:
         checkpoint.path.unlink(missing_ok=True)  # done: nothing left to resume
     image = Image.fromarray(pixels)
     if cfg.preserve_color == "luminance":
@@ -201,9 +200,7 @@ def stylize(
         best_loss=best_loss,
         best_iteration=best_iteration,
         seconds=time.perf_counter() - start,
-        interrupted=ended == "interrupted",
-        stopped=ended == "stopped",
-        stop_reason=stop_reason,
+        outcome=outcome,
         sources=sources,
         precision=choice.name,
         device=device,
@@ -213,6 +210,25 @@ def stylize(
                            "overlap": s.overlap} for s in plan.steps]},  # fmt: skip
         high=high,
     )
+
+
+def _run_step(step: Step, cfg: Config, extractor: FeatureExtractor, whole: _WholeScales, precision_name: str,
+              content_src: Image.Image, style_srcs: list[Image.Image], pixels: np.ndarray | None,
+              callbacks: list[Callback], history: list[dict[str, float]], checkpoint: CheckpointPlan | None,
+              sources: dict[str, Any], resume: Checkpoint | None, workers: int, ray: str | None,
+              bits: int) -> _ScaleOutcome:  # fmt: skip
+    """One scale of the plan, whole or tiled, from the coarser ``pixels`` or the run's start."""
+    content_img, style_imgs = _scale_images(cfg, max(step.height, step.width), content_src, style_srcs)
+    stage = f"scale {step.scale}/{cfg.scales}, " if cfg.scales > 1 else ""
+    state = resume.state if resume is not None and resume.scale == step.scale - 1 else None
+    if step.tiled:
+        saver = _tile_saver(checkpoint, cfg, sources, precision_name, step.scale - 1, history)
+        progress_so_far = (TileProgress(state.image[0], resume.tiles["pass"], resume.tiles["done"], state.history)
+                           if state is not None and resume is not None and resume.tiles else None)  # fmt: skip
+        return _tiled_scale(step, cfg, extractor, precision_name, content_img, style_imgs, pixels, callbacks, history,
+                            stage, workers, ray, bits, progress_so_far, saver)  # fmt: skip
+    return _whole_scale(cfg, whole, step.iterations, content_img, style_imgs, pixels, callbacks, history, stage,
+                        checkpoint, sources, step.scale - 1, state, bits)  # fmt: skip
 
 
 def plan_run(cfg: Config, extractor: FeatureExtractor, precision_name: str, shapes: list[tuple[int, int]],
@@ -240,7 +256,8 @@ class _ScaleOutcome:
     history: list[dict[str, float]]
     best_loss: float
     best_iteration: int  # within this scale
-    reason: str = "completed"
+    outcome: Outcome = COMPLETED
+    worked: bool = True  # whether anything was optimised (an iteration, or a tile)
 
 
 def _scale_images(cfg: Config, size: int, content: Image.Image,
@@ -298,10 +315,10 @@ def _whole_scale(cfg: Config, whole: _WholeScales, iterations: int, content: Ima
     run = optimizer.run(prep.forward(start_rgb)[None], prep.inverse,
                         [_offset(cb, len(history), cfg.total_iterations, stage) for cb in scale_callbacks],
                         resume=state, iterations=iterations)  # fmt: skip
-    if run.interrupted and writer is not None and run.state is not None:
+    if writer is not None and run.state is not None and (history or run.history):  # a signal: keep the state
         writer.save(run.state)
     return _ScaleOutcome(prep.inverse(run.image[0]), prep.inverse(run.image[0], 16) if bits == 16 else None,
-                         run.history, run.best_loss, run.best_iteration, run.stop_reason)  # fmt: skip
+                         run.history, run.best_loss, run.best_iteration, run.outcome, bool(run.history))  # fmt: skip
 
 
 def _tiled_scale(step: Step, cfg: Config, extractor: FeatureExtractor, precision_name: str, content: Image.Image,
@@ -319,9 +336,9 @@ def _tiled_scale(step: Step, cfg: Config, extractor: FeatureExtractor, precision
     del previous  # only the upscaled start is needed now
     tiled = run_tiled(step, cfg, extractor, precision_name, content, styles, begin, callbacks, len(history),
                       cfg.total_iterations, stage, workers, ray, bits, resume, save)  # fmt: skip
-    reason = "interrupted" if tiled.interrupted else "stopped by a callback" if tiled.stopped else "completed"
     last = tiled.history[-1]["total"] if tiled.history else math.inf
-    return _ScaleOutcome(tiled.pixels, tiled.high, tiled.history, last, len(tiled.history), reason)
+    return _ScaleOutcome(tiled.pixels, tiled.high, tiled.history, last, len(tiled.history), tiled.outcome,
+                         bool(tiled.history or tiled.tiles_finished))  # fmt: skip
 
 
 def resume(
@@ -348,8 +365,8 @@ def _tile_saver(plan: CheckpointPlan | None, cfg: Config, sources: dict[str, Any
     writer, earlier = CheckpointWriter(plan, lambda state: None), list(earlier)  # type: ignore[arg-type, return-value]
 
     def save(progress: TileProgress) -> None:
-        if not (progress.final or writer.due()):
-            return
+        if not (progress.final or writer.due()) or not (earlier or progress.history or progress.done):
+            return  # not due, or stopped before any tile finished: nothing worth resuming
         empty = np.zeros(0, np.float32)
         state = OptimizerState(len(progress.history), progress.canvas[None], empty, math.inf, 0, empty, [], 1.0,
                                list(progress.history))  # fmt: skip
@@ -413,6 +430,11 @@ def peak_resident_bytes() -> int:
         pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak if sys.platform == "darwin" else peak * 1024
+
+
+def _nothing_done(outcome: Outcome) -> NoReturn:
+    """A callback's Stop before the first iteration finished: there is no image to return."""
+    raise RunError(f"{outcome.describe()} before the first iteration finished: no image was computed")
 
 
 def _configure(preset: str, config: Config | str | os.PathLike | None, options: dict[str, Any]) -> Config:

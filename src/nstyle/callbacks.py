@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from .io import save_image
 from .optimize import Progress
+from .outcome import Outcome
 from .sheets import contact_sheet
 
 
@@ -38,7 +39,10 @@ class ProgressBar:
             self.bar.set_description(f"{self.description} ({p.stage})", refresh=False)
         self.bar.update((p.position if p.position is not None else p.iteration) - self.bar.n)
 
-    def close(self) -> None:
+    def finish(self, outcome: Outcome) -> None:
+        """Close the bar, its description saying how the run ended when it ended early."""
+        if outcome.early:
+            self.bar.set_description(f"{self.description} ({outcome.describe()})", refresh=False)
         self.bar.close()
 
 

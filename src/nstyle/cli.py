@@ -12,13 +12,13 @@ import signal
 import sys
 import warnings
 from pathlib import Path
-from typing import Any, NoReturn, Sequence
+from typing import Any, Callable, NoReturn, Sequence
 
 from . import __version__
 from .backbones import REGISTRY
 from .config import INITS, Config, preset_description, preset_names, resolve
 from .errors import NStyleError
-from .signals import Interrupted, received, stop_on_signals
+from .signals import Interrupted, deferred, received, stop_on_signals
 
 EXIT_USER_ERROR = 2
 COMMANDS = ("layers", "presets", "reproduce", "resume", "probe", "grid", "sweep", "video", "ui", "info")
@@ -67,14 +67,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return handlers[argv[0]](argv[1:])
             return _stylize(argv)
     except NStyleError as e:
-        print(f"nstyle: error: {e}", file=sys.stderr)
+        say(f"nstyle: error: {e}")
         return EXIT_USER_ERROR
-    except KeyboardInterrupt as e:
+    except KeyboardInterrupt as e:  # a command's own handler says what was kept; here nothing was
         signum = e.signum if isinstance(e, Interrupted) else signal.SIGINT
-        print(f"nstyle: stopped by {signal.Signals(signum).name}", file=sys.stderr)
+        say(f"nstyle: stopped by {signal.Signals(signum).name} before anything was computed; nothing was written")
         return 128 + signum
     except MemoryError:
-        print("nstyle: error: out of memory; try a smaller --size", file=sys.stderr)
+        say("nstyle: error: out of memory; try a smaller --size")
         return EXIT_USER_ERROR
     except BrokenPipeError:  # e.g. `nstyle layers resnet50 | head`: the reader left, not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -289,30 +289,65 @@ def _stylize_and_write(content: str, styles: list[str], cfg: Config, args: argpa
     from .checkpoints import CheckpointPlan
 
     plan = CheckpointPlan(ckpt, every, None if every else 300.0, str(output))
-    result = stylize(content, styles, config=cfg, callbacks=callbacks, progress=not args.quiet, checkpoint=plan,
-                     resume=resume, workers=getattr(args, "workers", 1), ray=getattr(args, "ray", None),
-                     bits=getattr(args, "bit_depth", 8))  # fmt: skip
-    written = save_with_fallback(result.image, output, force=force, metadata=result.metadata(),
-                                 dpi=getattr(args, "dpi", None), quality=getattr(args, "quality", 95), high=result.high)  # fmt: skip
-    if strip and strip.last is not None:
-        save_image(strip.sheet(), strip_path(output), force=args.force)
-    output = written  # where the result went, for the lines below
-    if result.interrupted:
-        signum = received() or signal.SIGINT
+    try:
+        result = stylize(content, styles, config=cfg, callbacks=callbacks, progress=not args.quiet, checkpoint=plan,
+                         resume=resume, workers=getattr(args, "workers", 1), ray=getattr(args, "ray", None),
+                         bits=getattr(args, "bit_depth", 8))  # fmt: skip
+    except Interrupted as e:  # before the first iteration finished: there is nothing to write
+        say(f"nstyle: stopped by {signal.Signals(e.signum).name} before the first iteration finished: "
+            f"nothing was computed yet, and nothing was written")  # fmt: skip
+        return 128 + e.signum
+    late = None  # a signal while the result is written: the writing finishes first
+    try:
+        with deferred():
+            written = save_with_fallback(result.image, output, force=force, metadata=result.metadata(),
+                                         dpi=getattr(args, "dpi", None), quality=getattr(args, "quality", 95),
+                                         high=result.high)  # fmt: skip
+            if strip and strip.last is not None:
+                save_image(strip.sheet(), strip_path(output), force=args.force)
+    except Interrupted as e:
+        late = e.signum
+    say(_last_line(result, cfg, written, ckpt), quiet=args.quiet and not result.outcome.early and not late)
+    signum = result.outcome.signum or late
+    return 128 + signum if signum else 0
+
+
+def _last_line(result: Any, cfg: Config, written: Path, ckpt: Path) -> str:
+    """What the run's last line says: where the picture went, and why the run ended when it ended early."""
+    outcome = result.outcome
+    best = f"best loss {result.best_loss:.4g} at iteration {result.best_iteration}"
+    if outcome.signum:
         kept = f"; `nstyle resume {ckpt}` continues it" if ckpt.exists() else ""
-        print(
-            f"nstyle: stopped by {signal.Signals(signum).name} at iteration {len(result.history)}/"
-            f"{cfg.total_iterations}; wrote the best image so far (iteration {result.best_iteration}) to {output}{kept}",
-            file=sys.stderr,
-        )
-        return 128 + signum
-    if result.stop_reason != "completed":  # said even with --quiet: the user asked for more iterations
-        print(f"nstyle: note: stopped after {len(result.history)} of {cfg.total_iterations} iterations: "
-              f"{result.stop_reason}", file=sys.stderr)  # fmt: skip
-    if not args.quiet:
-        print(f"wrote {output} (best loss {result.best_loss:.4g} at iteration {result.best_iteration}, "
-              f"{result.seconds:.1f} s)", file=sys.stderr)  # fmt: skip
-    return 0
+        return (f"nstyle: {outcome.describe()} at iteration {len(result.history)}/{cfg.total_iterations}; "
+                f"wrote the best image so far ({best}) to {written}{kept}")  # fmt: skip
+    line = f"wrote {written} ({best}, {result.seconds:.1f} s)"
+    if outcome.early:  # said even with --quiet: the user asked for more iterations
+        line += f"; {outcome.describe()} after {len(result.history)} of {cfg.total_iterations} iterations"
+    return line
+
+
+def say(line: str, quiet: bool = False) -> None:
+    """A line on stderr that cannot fail the run: after SIGHUP the terminal may be gone (EIO).
+
+    Once stderr cannot be written, stdout and stderr go to /dev/null, so that nothing else
+    (tqdm, the interpreter's flush at exit) fails on them either.
+    """
+    if quiet:
+        return
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except OSError:
+        _detach_terminal()
+
+
+def _detach_terminal() -> None:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            os.dup2(devnull, stream.fileno())
+        except (OSError, ValueError):
+            pass
+    os.close(devnull)
 
 
 def _video(argv: list[str]) -> int:
@@ -362,15 +397,12 @@ def _video(argv: list[str]) -> int:
                            temporal_weight=args.temporal_weight, max_frames=args.max_frames, workers=args.workers,
                            ray=args.ray, progress=not args.quiet, force=args.force)  # fmt: skip
     done = len(result.frame_seconds)
-    if result.interrupted:
-        signum = received() or signal.SIGINT
-        print(f"nstyle: stopped by {signal.Signals(signum).name}; the finished frames are kept in {result.work}: "
-              f"run the same command again to continue", file=sys.stderr)  # fmt: skip
-        return 128 + signum
-    if not args.quiet:
-        per_frame = sum(result.frame_seconds) / done if done else 0.0
-        print(f"wrote {result.output} ({result.frames} frames, {per_frame:.1f} s a frame, {result.seconds:.0f} s)",
-              file=sys.stderr)  # fmt: skip
+    if result.outcome.signum:
+        say(f"nstyle: {result.outcome.describe()}; the finished frames are kept in {result.work}: "
+            f"run the same command again to continue")  # fmt: skip
+        return 128 + result.outcome.signum
+    per_frame = sum(result.frame_seconds) / done if done else 0.0
+    say(f"wrote {result.output} ({result.frames} frames, {per_frame:.1f} s a frame, {result.seconds:.0f} s)", args.quiet)
     return 0
 
 
@@ -486,11 +518,10 @@ def _probe(argv: list[str]) -> int:
     args = p.parse_args(argv)
     from .workflows import probe
 
-    sheet = probe(args.content, args.style, settings_from(args), args.output, layers=args.layers or (),
-                  blocks=args.blocks, kind=args.probe, workers=args.workers, ray=args.ray, force=args.force,
-                  progress=not args.quiet)  # fmt: skip
-    print(f"wrote {sheet} and {sheet.with_name('summary.csv')}", file=sys.stderr)
-    return 0
+    return _batch(args.output, lambda: probe(
+        args.content, args.style, settings_from(args), args.output, layers=args.layers or (), blocks=args.blocks,
+        kind=args.probe, workers=args.workers, ray=args.ray, force=args.force, progress=not args.quiet,
+    ), "summary.csv")  # fmt: skip
 
 
 def _grid(argv: list[str]) -> int:
@@ -509,10 +540,9 @@ def _grid(argv: list[str]) -> int:
     args = p.parse_args(argv)
     from .workflows import grid
 
-    path = grid(args.content, args.style, settings_from(args), args.output, workers=args.workers, ray=args.ray,
-                force=args.force, progress=not args.quiet)  # fmt: skip
-    print(f"wrote {path}", file=sys.stderr)
-    return 0
+    return _batch(args.output, lambda: grid(args.content, args.style, settings_from(args), args.output,
+                                            workers=args.workers, ray=args.ray, force=args.force,
+                                            progress=not args.quiet))  # fmt: skip
 
 
 def _sweep(argv: list[str]) -> int:
@@ -531,9 +561,21 @@ def _sweep(argv: list[str]) -> int:
     args = p.parse_args(argv)
     from .workflows import load_sweep, sweep
 
-    path = sweep(load_sweep(args.sweep, args.content, args.style), args.output, workers=args.workers, ray=args.ray,
-                 progress=not args.quiet)  # fmt: skip
-    print(f"wrote {path} and {path.with_name('manifest.jsonl')}", file=sys.stderr)
+    spec = load_sweep(args.sweep, args.content, args.style)
+    return _batch(args.output, lambda: sweep(spec, args.output, workers=args.workers, ray=args.ray,
+                                             progress=not args.quiet), "manifest.jsonl")  # fmt: skip
+
+
+def _batch(folder: str, run: Callable[[], Path], beside: str = "") -> int:
+    """Probe, grid or sweep: the sheet it wrote, or, stopped by a signal, what it kept for the same command to reuse."""
+    try:
+        sheet = run()
+    except Interrupted as e:
+        kept = sum(1 for p in Path(folder).glob("*.png") if p.name not in ("grid.png", "sheet.png"))
+        say(f"nstyle: stopped by {signal.Signals(e.signum).name}; {kept} finished images are kept in {folder}: "
+            f"run the same command again to continue")  # fmt: skip
+        return 128 + e.signum
+    say(f"wrote {sheet}" + (f" and {sheet.with_name(beside)}" if beside else ""))
     return 0
 
 
@@ -547,11 +589,11 @@ def _ui(argv: list[str]) -> int:
         from .ui import launch
     except ImportError:
         raise NStyleError("the UI needs Gradio: pip install -e '.[ui]'") from None
-    print(f"nstyle ui on http://{args.host}:{args.port} (Ctrl-C to stop)", file=sys.stderr)
+    say(f"nstyle ui on http://{args.host}:{args.port} (Ctrl-C to stop)")
     launch(args.host, args.port, args.share)  # Gradio closes its server on our Interrupted and returns
     signum = received()
     if signum:
-        print(f"nstyle: stopped by {signal.Signals(signum).name}", file=sys.stderr)
+        say(f"nstyle: stopped by {signal.Signals(signum).name}")
     return 128 + signum if signum else 0
 
 

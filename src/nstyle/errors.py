@@ -24,3 +24,7 @@ class WeightsError(NStyleError):
 
 class VideoError(NStyleError):
     """A clip that cannot be read or written, or a video run that cannot go on."""
+
+
+class RunError(NStyleError):
+    """A run that ended without a result to keep (stopped before its first iteration finished)."""

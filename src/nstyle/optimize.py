@@ -20,15 +20,12 @@ from scipy.linalg import blas
 from threadpoolctl import threadpool_limits
 
 from ._tf import quiet_tensorflow
-from .signals import deferred
+from .outcome import COMPLETED, Ending, Outcome, Stop, stopped
+from .signals import check, deferred
 
 tf = quiet_tensorflow()
 
 LossFn = Callable[[tf.Tensor], dict[str, tf.Tensor]]
-
-
-class Stop(Exception):
-    """Raised by a callback to end the run early; the best image so far is kept."""
 
 
 @dataclass
@@ -128,10 +125,8 @@ class OptimizeResult:
     best_loss: float
     best_iteration: int
     history: list[dict[str, float]] = field(default_factory=list)
-    interrupted: bool = False  # Ctrl-C, SIGTERM, SIGHUP
-    stopped: bool = False  # a callback raised Stop
-    stop_reason: str = "completed"  # why the run ended; anything but "completed" means early
-    state: OptimizerState | None = None  # where it stopped, when interrupted: to checkpoint
+    outcome: Outcome = COMPLETED
+    state: OptimizerState | None = None  # where it stopped, when stopped by a signal: to checkpoint
 
 
 def optimize(
@@ -247,6 +242,7 @@ class _Adam:
 
         try:
             for i in range(len(result.history) + 1, iterations + 1):
+                check()  # a stop signal whose first raise something swallowed
                 with deferred():  # a stop signal waits for the step and its bookkeeping: the state stays whole
                     while True:
                         out, finite = self.step(tf.constant(scale.value, tf.float32))
@@ -257,10 +253,10 @@ class _Adam:
                         result.best_loss, best_iteration = losses["total"], i
                     result.history.append(losses)
                     _notify(callbacks, Progress(i, iterations, losses, lambda: to_rgb(image.numpy()[0]), state))
-        except KeyboardInterrupt:
-            result.interrupted, result.stop_reason, result.state = True, "interrupted", state()
-        except Stop:
-            result.stopped, result.stop_reason = True, "stopped by a callback"
+        except KeyboardInterrupt as e:
+            result.outcome, result.state = stopped(e), state()
+        except Stop as e:
+            result.outcome = stopped(e)
         result.image, result.best_iteration = best.numpy(), best_iteration
         if not math.isfinite(result.best_loss):  # interrupted before the first step finished
             result.image = image.numpy()
@@ -382,11 +378,12 @@ class _LBFGS:
                 result.best_loss, result.best_iteration = losses["total"], len(result.history)
                 result.image = x.reshape(shape).copy()
             while len(result.history) < iterations:
+                check()
                 # Pixels at a bound whose gradient points outwards stay there: the rest move.
                 held = ((x <= low) & (grad > 0)) | ((x >= high) & (grad < 0))
                 free_grad = np.where(held, np.float32(0), grad)
                 if not free_grad.any():
-                    result.stop_reason = "L-BFGS made no progress (the gradient is zero: converged)"
+                    result.outcome = Outcome(Ending.CONVERGED)
                     break
                 if pairs:
                     direction = self._direction(free_grad, pairs)
@@ -399,7 +396,7 @@ class _LBFGS:
                     if pairs:  # the history misled it: start again from steepest descent
                         pairs.clear()
                         continue
-                    result.stop_reason = "L-BFGS made no progress (the line search found no lower loss)"
+                    result.outcome = Outcome(Ending.NO_PROGRESS)
                     break
                 with deferred():  # the iteration's bookkeeping happens whole or not at all
                     new_x, losses, new_grad = step
@@ -419,10 +416,10 @@ class _LBFGS:
                         average = settings.ema * average + (1 - settings.ema) * x
                     _notify(callbacks, Progress(len(result.history), iterations, losses,
                                                 lambda: to_rgb(x.reshape(shape)[0]), state))  # fmt: skip
-        except KeyboardInterrupt:
-            result.interrupted, result.stop_reason, result.state = True, "interrupted", state()
-        except Stop:
-            result.stopped, result.stop_reason = True, "stopped by a callback"
+        except KeyboardInterrupt as e:
+            result.outcome, result.state = stopped(e), state()
+        except Stop as e:
+            result.outcome = stopped(e)
         if settings.ema > 0 and result.history:
             result.image = (average / (1 - settings.ema ** len(result.history))).reshape(shape).astype(np.float32)
         return result

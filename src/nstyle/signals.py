@@ -6,11 +6,17 @@ default either kills Python on the spot and an hour of optimisation is lost. Ins
 ``KeyboardInterrupt``, which the optimisation loops already turn into "stop and keep the best
 image". Any further signal is ignored until the block ends, so a second Ctrl-C or SIGTERM
 cannot cut short the writing of that image.
+
+A signal's exception can land where Python swallows it: in a weakref callback or a
+finaliser (printed as "Exception ignored in ..."), or in library code that catches
+everything. So the stop is also sticky: the loops call :func:`check` at each step, which
+raises again once a signal has come, and such a swallowed exception is not printed.
 """
 
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from contextlib import contextmanager
 from typing import Iterator
@@ -30,10 +36,33 @@ class Interrupted(KeyboardInterrupt):
         super().__init__(signal.Signals(signum).name)
         self.signum = signum
 
+    def __reduce__(self) -> tuple[type, tuple[int]]:  # from a worker process, whole
+        return type(self), (self.signum,)
+
 
 def received() -> int | None:
     """The signal that stopped the current :func:`stop_on_signals` block, if one did."""
     return _received
+
+
+def check() -> None:
+    """Raise :class:`Interrupted` if a stop signal came in the current block and was not acted on.
+
+    Called between steps of every loop (iterations, tiles, frames, trials): a stop whose
+    first raise was swallowed still ends the run at the next step.
+    """
+    if _depth and _received is not None and not _deferring:
+        raise Interrupted(_received)
+
+
+def _unraisable(hook):  # type: ignore[no-untyped-def]
+    """``sys.unraisablehook`` that drops a swallowed :class:`Interrupted` (:func:`check` acts on it)."""
+
+    def silent(info) -> None:  # type: ignore[no-untyped-def]
+        if not isinstance(info.exc_value, Interrupted):
+            hook(info)
+
+    return silent
 
 
 def _handle(signum: int, _frame: object) -> None:
@@ -74,7 +103,8 @@ def stop_on_signals() -> Iterator[None]:
 
     Nested blocks share the outermost one's handlers, so a stylize inside the CLI's block still
     leaves the CLI's save protected. Outside the main thread (where Python cannot install
-    handlers) the block does nothing.
+    handlers) the block does nothing; a signal set to be ignored when the block starts stays
+    ignored.
     """
     global _depth, _received
     if threading.current_thread() is not threading.main_thread():
@@ -88,11 +118,15 @@ def stop_on_signals() -> Iterator[None]:
             _depth -= 1
         return
     _received = None
-    previous = {s: signal.signal(s, _handle) for s in HANDLED}
+    # A signal already ignored stays ignored: `nohup nstyle ...` goes on when its terminal closes,
+    # and a pool's worker leaves the terminal's Ctrl-C to its parent.
+    previous = {s: signal.signal(s, _handle) for s in HANDLED if signal.getsignal(s) is not signal.SIG_IGN}
+    hook, sys.unraisablehook = sys.unraisablehook, _unraisable(sys.unraisablehook)
     _depth = 1
     try:
         yield
     finally:
         _depth = 0
+        sys.unraisablehook = hook
         for s, handler in previous.items():
             signal.signal(s, handler)

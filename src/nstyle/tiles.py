@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import signal
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -31,7 +32,9 @@ from .backbones import FeatureExtractor, Preprocessing
 from .config import Config
 from .losses import STYLE_LOSSES, network_input, objective, style_targets, tf
 from .optimize import Callback, Optimizer, OptimizerSettings, OptimizeResult, Progress, _notify
-from .plan import Step, Tile, blend, feather
+from .outcome import COMPLETED, Ending, Outcome, Stop, stopped
+from .signals import Interrupted, check
+from .plan import Step, blend, feather
 
 Targets = list[dict[str, tuple[Any, ...]]]
 BAND_ROWS = 256  # rows converted at a time between 8-bit RGB and network space: no whole-image temporaries
@@ -44,8 +47,8 @@ class TiledResult:
     pixels: np.ndarray
     high: np.ndarray | None = None  # the same in 16 bits, when asked for
     history: list[dict[str, float]] = field(default_factory=list)
-    interrupted: bool = False
-    stopped: bool = False
+    outcome: Outcome = COMPLETED
+    tiles_finished: int = 0  # in this run of the scale (a resumed one counts only its own)
 
 
 @dataclass
@@ -92,8 +95,8 @@ _worker: dict[str, Any] = {}  # this process's TileOptimizer, and the key and sh
 _worker_lock = threading.Lock()
 
 
-def optimize_tile(task: TileTask) -> tuple[np.ndarray, list[dict[str, float]], bool]:
-    """Run one tile in whichever process this is; returns (tile in network space, history, interrupted)."""
+def optimize_tile(task: TileTask) -> tuple[np.ndarray, list[dict[str, float]], Outcome]:
+    """Run one tile in whichever process this is; returns (tile in network space, history, outcome)."""
     from .backbones import feature_extractor, get_backbone, load_model
     with _worker_lock:
         shape = task.content.shape[:2]
@@ -104,7 +107,7 @@ def optimize_tile(task: TileTask) -> tuple[np.ndarray, list[dict[str, float]], b
                                           layer_names(cfg), task.precision)  # fmt: skip
             _worker.update(key=(task.key, shape), runner=TileOptimizer(cfg, extractor, task.targets, shape, settings_of(cfg, task.precision, task.iterations)))  # fmt: skip
         result = _worker["runner"].run(task.content, task.start, task.iterations)
-    return result.image[0], result.history, result.interrupted
+    return result.image[0], result.history, result.outcome
 
 
 def layer_names(cfg: Config) -> tuple[str, ...]:
@@ -172,7 +175,6 @@ def run_tiled(
     gets the progress after each tile (a checkpoint writer decides whether it is due) and when
     stopped; ``resume`` continues such a progress (``start`` is then unused).
     """
-    from .optimize import Stop
     from .workflows.runner import TaskPool
 
     assert step.tile is not None
@@ -212,13 +214,17 @@ def run_tiled(
                         outcomes = ((i, _run_local(runner, task)) for i, task in enumerate(tasks))
                     else:
                         outcomes = pool.map_unordered(optimize_tile, tasks)
-                    for i, (tile_pixels, history, interrupted) in outcomes:
+                    for i, (tile_pixels, history, tile_outcome) in outcomes:
+                        check()
+                        if tile_outcome.ending is Ending.SIGNAL:  # stopped half-way: not kept, a resume runs it again
+                            raise Interrupted(tile_outcome.signum or signal.SIGINT)
                         tile = members[i]
                         blend(canvas, tile_pixels, tile, feather(tile, earlier, step.overlap))
                         progress.done.append(tiles.index(tile))
                         losses.append(history)
                         areas.append(tile.height * tile.width)
                         finished += 1
+                        result.tiles_finished += 1
                         position += iterations / len(tiles)
                         last = history[-1] if history else {}
                         _notify(callbacks, Progress(
@@ -226,27 +232,25 @@ def run_tiled(
                             total, last, lambda: to_rgb(canvas, prep), None, position,
                             f"{stage}tile {finished}/{len(tiles)}" + (f", pass {pass_index + 1}/{len(step.passes)}" if len(step.passes) > 1 else ""),
                         ))  # fmt: skip
-                        if interrupted:
-                            raise KeyboardInterrupt
                         if save is not None:
                             save(progress)
                 result.history += _mean_history(losses, areas, iterations)
                 progress.history = result.history
-    except KeyboardInterrupt:
-        result.interrupted = True
+    except KeyboardInterrupt as e:
+        result.outcome = stopped(e)
         if save is not None:
             save(dataclasses.replace(progress, final=True))
-    except Stop:
-        result.stopped = True
+    except Stop as e:
+        result.outcome = stopped(e)
     result.pixels = to_rgb(canvas, prep)
     if bits == 16:
         result.high = to_rgb(canvas, prep, 16)
     return result
 
 
-def _run_local(runner: TileOptimizer, task: TileTask) -> tuple[np.ndarray, list[dict[str, float]], bool]:
+def _run_local(runner: TileOptimizer, task: TileTask) -> tuple[np.ndarray, list[dict[str, float]], Outcome]:
     result = runner.run(task.content, task.start, task.iterations)
-    return result.image[0], result.history, result.interrupted
+    return result.image[0], result.history, result.outcome
 
 
 def _mean_history(losses: list[list[dict[str, float]]], areas: list[int], iterations: int) -> list[dict[str, float]]:

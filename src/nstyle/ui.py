@@ -31,6 +31,7 @@ from .errors import NStyleError  # noqa: E402
 SAMPLES = Path(__file__).resolve().parents[2] / "examples" / "images"
 MAX_UPLOAD = "25mb"
 _stop_flags: dict[str, threading.Event] = {}
+STOPPED = "the Stop button"  # who stopped the run, in its outcome: "stopped by the Stop button"
 
 
 def sample_pairs() -> list[list[str]]:
@@ -101,7 +102,7 @@ def _stylize_events(
 
     def watch(p) -> None:
         if stop.is_set():
-            raise Stop
+            raise Stop(STOPPED)
         if p.iteration == 1 or p.iteration % 5 == 0 or p.iteration == p.iterations or "tile" in p.stage:
             updates.put(("progress", p.iteration, p.iterations, dict(p.losses), p.image(), p.stage))
 
@@ -142,9 +143,8 @@ def _stream(updates: queue.Queue) -> Iterator[tuple[Any, Any, str, Any]]:
             result = data[0]
             folder = Path(tempfile.mkdtemp(prefix="nstyle-ui-"))
             path = save_image(result.image, folder / "nstyle.png", metadata=result.metadata())
-            ended = "Stopped" if result.stopped else "Done"
-            if result.stop_reason not in ("completed", "stopped by a callback"):
-                ended = f"Ended early ({result.stop_reason})"
+            words = result.outcome.describe()
+            ended = words[0].upper() + words[1:] if result.outcome.early else "Done"
             status = (f"{ended} after {len(result.history)} iterations in {result.seconds:.1f} s "
                       f"({result.precision}); best loss "
                       f"{result.best_loss:.4g} at iteration {result.best_iteration}. The PNG carries its settings.")  # fmt: skip

@@ -22,11 +22,12 @@ explicitly, L-BFGS runs in any precision.
 
 from __future__ import annotations
 
-import os
 import platform
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+
+from ..hardware import usable_cores
 
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 
@@ -93,14 +94,6 @@ def read_cpu(cpuinfo: str | None = None) -> Cpu:
         elif key in ("flags", "features") and not flags:
             flags = set(value.split())
     return Cpu(name or platform.processor() or platform.machine(), frozenset(flags), usable_cores())
-
-
-def usable_cores() -> int:
-    """Cores this process may run on (its affinity mask, not the machine's total)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 @lru_cache(maxsize=1)

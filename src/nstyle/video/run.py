@@ -28,6 +28,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import tempfile
 import threading
 import time
@@ -42,6 +43,8 @@ from PIL import Image
 from ..config import Config
 from ..errors import VideoError
 from ..io import ImageSource, check_output, file_sha256, fit, load_image, save_bytes, save_image
+from ..outcome import COMPLETED, Ending, Outcome, stopped
+from ..signals import Interrupted, check
 from ..workflows.runner import TaskPool, check_workers
 from .flow import flow, reliable, warp
 from .frames import VIDEO_SUFFIXES, read_clip, write_frames, write_video
@@ -64,7 +67,7 @@ class VideoResult:
     frames: int
     seconds: float
     frame_seconds: list[float] = field(default_factory=list)
-    interrupted: bool = False
+    outcome: Outcome = COMPLETED  # a signal's stop keeps the finished frames in ``work``
     work: Path | None = None  # where the finished frames are kept while a run is unfinished
     notices: list[str] = field(default_factory=list)
 
@@ -111,7 +114,7 @@ class FrameOptimizer:
         self.optimizer = Optimizer(self.loss, self.prep.bounds(), settings_of(cfg, precision_name, 1))
         self.scale: float | None = None  # the loss a frame's temporal weight is relative to
 
-    def first(self, frame: np.ndarray) -> tuple[np.ndarray, list[dict[str, float]], bool]:
+    def first(self, frame: np.ndarray) -> tuple[np.ndarray, list[dict[str, float]], Outcome]:
         """A chunk's first frame, from ``cfg.init`` with every iteration and no temporal term
         (single-scale runs: the same compiled step as the later frames)."""
         from ..api import initial_image
@@ -125,7 +128,7 @@ class FrameOptimizer:
         self.loss.mask.assign(np.zeros(tuple(self.loss.mask.shape), np.float32))
         result = self.optimizer.run(self.prep.forward(start)[None], self.prep.inverse, iterations=self.cfg.iterations)
         self.scale = max(result.best_loss, 1e-30)
-        return self._finish(result.image[0], frame), result.history, result.interrupted
+        return self._finish(result.image[0], frame), result.history, result.outcome
 
     def _finish(self, x: np.ndarray, frame: np.ndarray) -> np.ndarray:
         """The optimised image as RGB uint8, with the frame's colour back when only luminance was styled."""
@@ -137,7 +140,7 @@ class FrameOptimizer:
         return out
 
     def run(self, frame: np.ndarray, previous: np.ndarray, previous_stylized: np.ndarray, iterations: int,
-            weight: float) -> tuple[np.ndarray, list[dict[str, float]], bool]:  # fmt: skip
+            weight: float) -> tuple[np.ndarray, list[dict[str, float]], Outcome]:  # fmt: skip
         """Stylize ``frame`` from ``previous_stylized`` warped along the flow; RGB uint8 out."""
         from scipy.ndimage import gaussian_filter
 
@@ -165,7 +168,7 @@ class FrameOptimizer:
         if result.history:  # this frame's own loss, without the temporal term: the next frame's scale
             last = result.history[-1]
             self.scale = max(last["total"] - float(self.loss.weight.numpy()) * last["temporal"], 1e-30)
-        return self._finish(result.image[0], frame), result.history, result.interrupted
+        return self._finish(result.image[0], frame), result.history, result.outcome
 
     def _working(self, rgb: np.ndarray) -> np.ndarray:
         """What the loss sees: the frame itself, or its luminance when colour is preserved that way."""
@@ -200,9 +203,9 @@ def frame_path(folder: Path, number: int) -> Path:
     return folder / f"frame_{number + 1:05d}.png"
 
 
-def stylize_chunk(task: ChunkTask) -> tuple[int, list[float], bool]:
+def stylize_chunk(task: ChunkTask) -> tuple[int, list[float], Outcome]:
     """Stylize a chunk's frames in order, writing each as it finishes and skipping those already
-    written (a resumed run); returns (chunk, seconds per frame stylized, interrupted)."""
+    written (a resumed run); returns (chunk, seconds per frame stylized, how it ended)."""
     from ..api import stylize
     from ..backbones import precision
 
@@ -221,6 +224,7 @@ def stylize_chunk(task: ChunkTask) -> tuple[int, list[float], bool]:
     previous: np.ndarray | None = None
     seconds: list[float] = []
     for i, frame in enumerate(task.frames):
+        check()
         path = frame_path(folder, task.first + i)
         if path.exists():  # finished by an earlier run of the same command
             previous = np.asarray(Image.open(path).convert("RGB"))
@@ -230,17 +234,17 @@ def stylize_chunk(task: ChunkTask) -> tuple[int, list[float], bool]:
             runner = FrameOptimizer(cfg, fitted, (height, width), precision.resolve(cfg.precision, cfg.optimizer).name)
         if previous is None and (cfg.scales > 1 or cfg.tile):  # the first frame: the whole pipeline, scales and tiles
             result = stylize(Image.fromarray(frame), styles, config=cfg)
-            out, interrupted = np.asarray(result.image), result.interrupted
+            out, outcome = np.asarray(result.image), result.outcome
         elif previous is None:  # the first frame, single scale: the same compiled step as the rest
-            out, _, interrupted = runner.first(frame)
+            out, _, outcome = runner.first(frame)
         else:
-            out, _, interrupted = runner.run(frame, task.frames[i - 1], previous, task.frame_iterations, task.temporal_weight)
-        if interrupted:  # a half-optimised frame would be the next one's start: not kept
-            return task.index, seconds, True
+            out, _, outcome = runner.run(frame, task.frames[i - 1], previous, task.frame_iterations, task.temporal_weight)
+        if outcome.ending is Ending.SIGNAL:  # a half-optimised frame would be the next one's start: not kept
+            return task.index, seconds, outcome
         save_image(Image.fromarray(out), path, force=True)
         seconds.append(time.perf_counter() - start)
         previous = out
-    return task.index, seconds, False
+    return task.index, seconds, COMPLETED
 
 
 def plan_chunks(count: int, workers: int) -> list[tuple[int, int]]:
@@ -338,15 +342,16 @@ def stylize_video(
     watcher = _Watcher(work, sum(b - a for a, b in chunks), progress)
     try:
         with TaskPool(len(tasks) if ray is None else workers, ray) as pool:
-            for _, (_, seconds, interrupted) in pool.map_unordered(stylize_chunk, tasks):
+            for _, (_, seconds, outcome) in pool.map_unordered(stylize_chunk, tasks):
                 result.frame_seconds += seconds
-                result.interrupted |= interrupted
-    except KeyboardInterrupt:
-        result.interrupted = True
+                if outcome.halts:
+                    raise Interrupted(outcome.signum or signal.SIGINT)
+    except KeyboardInterrupt as e:
+        result.outcome = stopped(e)
     finally:
-        watcher.stop()
+        watcher.stop(result.outcome)
     result.seconds = time.perf_counter() - start
-    if result.interrupted:
+    if result.outcome.halts:
         return result
     frames = assemble(work, chunks, len(clip.frames))
     if as_folder:
@@ -435,9 +440,11 @@ class _Watcher:
         if self.bar is not None:
             self.bar.update(len(list(self.work.glob("chunk*/frame_*.png"))) - self.bar.n)
 
-    def stop(self) -> None:
+    def stop(self, outcome: Outcome) -> None:
         self._done.set()
         self._thread.join()
         self.update()
         if self.bar is not None:
+            if outcome.early:
+                self.bar.set_description(f"frames ({outcome.describe()})", refresh=False)
             self.bar.close()

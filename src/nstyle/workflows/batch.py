@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io as _io
+import signal
 import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -12,6 +13,8 @@ from tqdm import tqdm
 
 from ..errors import NStyleError
 from ..io import check_output, file_sha256, read_metadata, save_bytes
+from ..outcome import Ending, Outcome
+from ..signals import Interrupted, check
 from .runner import Trial, TrialResult, run_trials
 
 FAILED_TILE = (200, 200, 200)
@@ -54,7 +57,8 @@ def finished_cells(trials: Sequence[Trial], out_dir: Path, derived: Sequence[Pat
             result = _reusable(trial, path)
             if result is None:
                 check_output(path, force, what="file")  # raises: a file that is not this run's cell
-            reused[trial.key] = result  # type: ignore[assignment]
+            if result is not None and result.status == "ok":
+                reused[trial.key] = result
     if not reused:
         check_paths(derived, force)
     elif progress:
@@ -78,6 +82,11 @@ def _reusable(trial: Trial, path: Path) -> TrialResult | None:
     ]:
         return None
     result: dict[str, Any] = record.get("result") or {}
+    if Outcome.from_record(result).ending is Ending.SIGNAL:
+        # This run's own cell, cut short by a signal: nstyle before 0.1 kept those as finished.
+        print(f"nstyle: note: {path.name} was cut short by a signal; running it again", file=sys.stderr)
+        path.unlink()
+        return TrialResult(trial.key, "stopped")
     return TrialResult(trial.key, "ok", None, result.get("best_losses") or {}, float(result.get("seconds", 0.0)),
                        path.read_bytes())  # fmt: skip
 
@@ -92,13 +101,22 @@ def run_batch(
     progress: bool = True,
     on_result: Callable[[TrialResult], None] | None = None,
 ) -> dict[str, TrialResult]:
-    """Run ``trials``, writing ``out_dir/KEY.png`` for each success as soon as it arrives."""
+    """Run ``trials``, writing ``out_dir/KEY.png`` for each success as soon as it arrives.
+
+    A stop signal ends the batch with :class:`~nstyle.signals.Interrupted` once the trials
+    that finished are written; the trial it cut short writes nothing, so running the same
+    command again runs it (and every trial not yet run) and reuses the rest.
+    """
     results: dict[str, TrialResult] = {}
     if not trials:  # everything reused: start no workers, no Ray
         return results
     finished = run_trials(trials, workers, ray)
     with tqdm(total=len(trials), desc="trials", unit="trial", disable=not progress, dynamic_ncols=True) as bar:
         for result in finished:
+            check()
+            if result.status == "stopped":
+                bar.set_description(f"trials ({result.outcome.describe()})", refresh=False)
+                raise Interrupted(result.outcome.signum or signal.SIGINT)
             if result.png is not None:
                 save_bytes(result.png, out_dir / f"{result.key}.png", force=force)
             results[result.key] = result

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import concurrent.futures
 import multiprocessing
-import os
+import signal
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
 from ..errors import NStyleError
+from ..hardware import share, usable_cores
+from ..outcome import COMPLETED, Outcome
 
 RAY_LOCAL = "local"  # --ray with no address: start a Ray instance on this machine
 
@@ -36,11 +38,12 @@ class TrialResult:
     """What a trial gave: status, final losses (at the best iteration), time, and its image."""
 
     key: str
-    status: str  # "ok" or "error"
+    status: str  # "ok", "error", or "stopped" (by a signal: not a result to keep)
     error: str | None = None
     losses: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
     png: bytes | None = None
+    outcome: Outcome = COMPLETED
 
 
 _threads_limited = False
@@ -73,9 +76,11 @@ def execute(trial: Trial, threads: int | None = None) -> TrialResult:
         from ..io import png_bytes
 
         result = stylize(trial.content, trial.style, config=Config.from_dict(trial.config))
+        if result.outcome.signum:  # a half-optimised image is no trial's result
+            return TrialResult(trial.key, "stopped", result.outcome.describe(), outcome=result.outcome)
         losses = result.history[result.best_iteration - 1] if result.best_iteration else {}
         png = png_bytes(result.image, result.metadata())
-        return TrialResult(trial.key, "ok", None, losses, time.perf_counter() - start, png)
+        return TrialResult(trial.key, "ok", None, losses, time.perf_counter() - start, png, result.outcome)
     except NStyleError as e:
         return TrialResult(trial.key, "error", str(e), seconds=time.perf_counter() - start)
     except Exception as e:  # a trial's crash must not take the other trials down
@@ -84,7 +89,7 @@ def execute(trial: Trial, threads: int | None = None) -> TrialResult:
 
 
 def run_trials(trials: Sequence[Trial], workers: int = 1, ray: str | None = None) -> Iterator[TrialResult]:
-    """Results in completion order. ``workers`` trials run at once, each on cpu_count/workers threads.
+    """Results in completion order. ``workers`` trials run at once, each on its share of the usable cores.
 
     ``ray`` is None (local), ``"local"`` (start Ray here) or a Ray cluster address.
     """
@@ -108,14 +113,19 @@ class TaskPool:
     """Runs a function over items in this process, in N local processes, or as Ray tasks.
 
     Open for many batches (a tiled image's passes and groups), so worker processes start, and
-    load TensorFlow and the network, once. Local workers and Ray tasks each get
-    cpu_count/workers TensorFlow threads, so N workers do not fight over cores.
+    load TensorFlow and the network, once. Local workers and Ray tasks each get their share of
+    the usable cores (:mod:`nstyle.hardware`) as TensorFlow threads, so N workers do not fight
+    over cores.
+
+    Local workers ignore SIGINT and SIGHUP: a Ctrl-C or a closed terminal reaches the whole
+    process group, and it is this process that stops the run, keeps what finished and ends
+    the workers, instead of each worker dying with a traceback of its own.
     """
 
     def __init__(self, workers: int = 1, ray: str | None = None):
         check_workers(workers)
         self.workers, self.ray = workers, ray
-        self.threads = max(1, (os.cpu_count() or 1) // workers)
+        self.threads = share(workers)
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
         self._ray: Any = None
         self._started_ray = False
@@ -126,7 +136,7 @@ class TaskPool:
         elif self.workers > 1:
             context = multiprocessing.get_context("spawn")  # fork after TensorFlow started is unsafe
             self._pool = concurrent.futures.ProcessPoolExecutor(
-                max_workers=self.workers, mp_context=context, initializer=limit_threads, initargs=(self.threads,)
+                max_workers=self.workers, mp_context=context, initializer=_start_worker, initargs=(self.threads,)
             )
         return self
 
@@ -163,6 +173,14 @@ class TaskPool:
                 yield i, fn(item)
 
 
+def _start_worker(threads: int) -> None:
+    """A local worker: stop signals from the terminal are for the parent (see :class:`TaskPool`)."""
+    for name in ("SIGINT", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
+    limit_threads(threads)
+
+
 def _with_threads(fn: Callable[[Any], Any], item: Any, threads: int) -> Any:
     limit_threads(threads)
     return fn(item)
@@ -179,7 +197,7 @@ def _start_ray(address: str) -> tuple[Any, bool]:
     options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": "ERROR"}
     try:
         if address == RAY_LOCAL:
-            ray.init(num_cpus=os.cpu_count(), **options)
+            ray.init(num_cpus=usable_cores(), **options)
         else:
             ray.init(address=address, **options)
     except Exception as e:  # ConnectionError, ValueError...: say which address failed
