@@ -164,13 +164,13 @@ def test_bad_checkpoints_are_one_line_and_touch_nothing(tmp_path):
 def test_checkpoint_from_another_version_or_truncated_is_refused(tmp_path, monkeypatch):
     import pytest
 
-    import nstyle
+    from nstyle import _version
     from nstyle.api import stylize
     from nstyle.checkpoints import Checkpoint, CheckpointError, CheckpointPlan
 
     plan = CheckpointPlan(tmp_path / "run.ckpt.npz", every=2)
     stylize(CONTENT, STYLE, preset="seed", iterations=6, callbacks=[interrupt_at(3)], checkpoint=plan, **RUN)
-    monkeypatch.setattr(nstyle, "__version__", "9.9.9")
+    monkeypatch.setattr(_version, "__version__", "9.9.9")
     with pytest.raises(CheckpointError, match="written by nstyle 0.1.0; this is nstyle 9.9.9"):
         Checkpoint.load(plan.path)
     monkeypatch.undo()

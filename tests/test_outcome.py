@@ -63,7 +63,7 @@ def test_pools_count_the_cores_this_process_may_use(monkeypatch):
     import os
 
     from nstyle import hardware
-    from nstyle.workflows import runner
+    from nstyle import pool as runner
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1, 2}, raising=False)
     monkeypatch.setattr(os, "cpu_count", lambda: 64)

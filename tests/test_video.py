@@ -114,7 +114,7 @@ def test_chunks_cross_fade(tmp_path, capsys, monkeypatch):
     itself is the one trials use, tested there.)"""
     from nstyle.video import run as video_run
     from nstyle.video.run import CHUNK_OVERLAP, plan_chunks
-    from nstyle.workflows.runner import TaskPool
+    from nstyle.pool import TaskPool
 
     chunks = plan_chunks(16, 2)
     assert chunks == [(0, 8), (8 - CHUNK_OVERLAP, 16)]

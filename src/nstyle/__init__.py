@@ -10,10 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 from .config import Config, LayerSpec, resolve
+from ._version import __version__
 from .errors import NStyleError
 from .outcome import Ending, Outcome, Stop
 
-__version__ = "0.1.0"
 __all__ = ["Config", "Ending", "LayerSpec", "NStyleError", "Outcome", "Stop", "StylizeResult", "resolve", "resume",
            "stylize", "__version__"]
 

@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from . import color
+from ._version import __version__
 from .checkpoints import Checkpoint, CheckpointPlan, CheckpointWriter
 from .backbones import FeatureExtractor, feature_extractor, get_backbone, load_model, precision
 from .config import MIN_SIZE, Config, resolve
@@ -52,8 +53,6 @@ class StylizeResult:
     def metadata(self) -> dict[str, Any]:
         """The run record written into PNG text and the JSON sidecar; ``nstyle reproduce`` reads it."""
         import keras
-
-        from . import __version__
 
         return {
             "nstyle": __version__,
@@ -360,8 +359,6 @@ def _tile_saver(plan: CheckpointPlan | None, cfg: Config, sources: dict[str, Any
     """How a tiled scale checkpoints: its canvas and finished tiles, when due and when stopped."""
     if plan is None:
         return None
-    from . import __version__
-
     writer, earlier = CheckpointWriter(plan, lambda state: None), list(earlier)  # type: ignore[arg-type, return-value]
 
     def save(progress: TileProgress) -> None:
@@ -380,8 +377,6 @@ def _tile_saver(plan: CheckpointPlan | None, cfg: Config, sources: dict[str, Any
 def _checkpoint_maker(cfg: Config, sources: dict[str, Any], precision_name: str, scale: int,
                       earlier: list[dict[str, float]], plan: CheckpointPlan) -> Callable[[OptimizerState], Checkpoint]:  # fmt: skip
     """How this scale's checkpoints are made from the optimiser's state."""
-    from . import __version__
-
     earlier = list(earlier)
     return lambda state: Checkpoint(__version__, cfg.to_dict(), sources, precision_name, scale, earlier, state, plan.output)
 

@@ -30,6 +30,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from . import _version
 from .errors import NStyleError
 from .io import file_sha256, save_bytes
 from .optimize import OptimizerState, Progress
@@ -84,8 +85,6 @@ class Checkpoint:
     @classmethod
     def load(cls, path: str | Path) -> "Checkpoint":
         """Read one, or raise :class:`CheckpointError` in one line saying what is wrong with it."""
-        from . import __version__
-
         path = Path(path)
         if not path.is_file():
             raise CheckpointError(f"checkpoint not found: {path}")
@@ -101,9 +100,9 @@ class Checkpoint:
                              record["earlier_history"], state, record.get("output"), record.get("tiles"))  # fmt: skip
         except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as e:
             raise CheckpointError(f"checkpoint {path} is damaged or not an nstyle checkpoint ({type(e).__name__})") from None
-        if record.get("format") != FORMAT or checkpoint.version != __version__:
+        if record.get("format") != FORMAT or checkpoint.version != _version.__version__:
             raise CheckpointError(
-                f"checkpoint {path} was written by nstyle {checkpoint.version}; this is nstyle {__version__}: "
+                f"checkpoint {path} was written by nstyle {checkpoint.version}; this is nstyle {_version.__version__}: "
                 f"start the run again"
             )
         return checkpoint

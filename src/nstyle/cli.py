@@ -14,7 +14,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, NoReturn, Sequence
 
-from . import __version__
+from ._version import __version__
 from .backbones import REGISTRY
 from .config import INITS, Config, preset_description, preset_names, resolve
 from .errors import NStyleError
@@ -257,7 +257,7 @@ def _check_print_options(args: argparse.Namespace, output: Path) -> None:
     """--dpi, --quality, --bit-depth and --workers, before any work."""
     import math
 
-    from .workflows.runner import check_workers
+    from .pool import check_workers
 
     dpi = getattr(args, "dpi", None)
     if dpi is not None and not (math.isfinite(dpi) and 0 < dpi <= 100_000):

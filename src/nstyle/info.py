@@ -12,7 +12,7 @@ import os
 import platform
 from pathlib import Path
 
-from . import __version__
+from ._version import __version__
 from .backbones import REGISTRY, precision
 
 #: optional extras: (distribution, what it is for, pip extra)

@@ -35,6 +35,7 @@ from .optimize import Callback, Optimizer, OptimizerSettings, OptimizeResult, Pr
 from .outcome import COMPLETED, Ending, Outcome, Stop, stopped
 from .signals import Interrupted, check
 from .plan import Step, blend, feather
+from .pool import TaskPool
 
 Targets = list[dict[str, tuple[Any, ...]]]
 BAND_ROWS = 256  # rows converted at a time between 8-bit RGB and network space: no whole-image temporaries
@@ -175,8 +176,6 @@ def run_tiled(
     gets the progress after each tile (a checkpoint writer decides whether it is due) and when
     stopped; ``resume`` continues such a progress (``start`` is then unused).
     """
-    from .workflows.runner import TaskPool
-
     assert step.tile is not None
     prep = extractor.backbone.preprocessing
     targets = shared_style_targets(cfg, extractor, styles, max(256, -(-step.tile // 32) * 32))

@@ -45,7 +45,7 @@ from ..errors import VideoError
 from ..io import ImageSource, check_output, file_sha256, fit, load_image, save_bytes, save_image
 from ..outcome import COMPLETED, Ending, Outcome, stopped
 from ..signals import Interrupted, check
-from ..workflows.runner import TaskPool, check_workers
+from ..pool import TaskPool, check_workers
 from .flow import flow, reliable, warp
 from .frames import VIDEO_SUFFIXES, read_clip, write_frames, write_video
 

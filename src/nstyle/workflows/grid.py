@@ -12,7 +12,8 @@ from ..io import load_image, save_image
 from ..sheets import contact_sheet
 from .batch import finished_cells, loss_caption, prepare_folder, result_tile, run_batch
 from ..signals import stop_on_signals
-from .runner import Trial, check_workers
+from ..pool import check_workers
+from .runner import Trial
 
 
 @stop_on_signals()

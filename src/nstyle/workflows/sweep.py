@@ -39,7 +39,8 @@ from ..io import check_output, load_image, save_image
 from ..sheets import contact_sheet
 from ..signals import stop_on_signals
 from .batch import check_paths, loss_caption, prepare_folder, result_tile, run_batch
-from .runner import Trial, TrialResult, check_workers
+from ..pool import check_workers
+from .runner import Trial, TrialResult
 
 SWEEP_KEYS = {"content", "style", "preset", "config", "base", "axes", "trials"}
 

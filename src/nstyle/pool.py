@@ -1,0 +1,138 @@
+"""The parallel pool: a function over items in this process, in N local processes, or as Ray tasks.
+
+Tiles of a print-size image, chunks of a clip and trials of probe, grid and sweep all run
+through :class:`TaskPool`. Each worker limits TensorFlow to its share of the usable cores
+(:mod:`nstyle.hardware`), so N workers do not fight over them.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import multiprocessing
+import signal
+from typing import Any, Callable, Iterator, Sequence
+
+from .errors import NStyleError
+from .hardware import share, usable_cores
+
+RAY_LOCAL = "local"  # --ray with no address: start a Ray instance on this machine
+
+_threads_limited = False
+
+
+def limit_threads(threads: int) -> None:
+    """Cap TensorFlow's thread pools in this process (once, before TensorFlow starts its runtime)."""
+    global _threads_limited
+    if _threads_limited:
+        return
+    from ._tf import quiet_tensorflow
+
+    tf = quiet_tensorflow()
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:  # the runtime already started here (e.g. in-process runs): keep its pools
+        pass
+    _threads_limited = True
+
+
+def check_workers(workers: int) -> None:
+    """Workflows call this first, before they create or write anything."""
+    if workers < 1:
+        raise NStyleError(f"--workers: {workers} must be >= 1")
+
+
+class TaskPool:
+    """Runs a function over items in this process, in N local processes, or as Ray tasks.
+
+    Open for many batches (a tiled image's passes and groups), so worker processes start, and
+    load TensorFlow and the network, once. Local workers and Ray tasks each get their share of
+    the usable cores (:mod:`nstyle.hardware`) as TensorFlow threads, so N workers do not fight
+    over cores.
+
+    Local workers ignore SIGINT and SIGHUP: a Ctrl-C or a closed terminal reaches the whole
+    process group, and it is this process that stops the run, keeps what finished and ends
+    the workers, instead of each worker dying with a traceback of its own.
+    """
+
+    def __init__(self, workers: int = 1, ray: str | None = None):
+        check_workers(workers)
+        self.workers, self.ray = workers, ray
+        self.threads = share(workers)
+        self._pool: concurrent.futures.ProcessPoolExecutor | None = None
+        self._ray: Any = None
+        self._started_ray = False
+
+    def __enter__(self) -> "TaskPool":
+        if self.ray is not None:
+            self._ray, self._started_ray = _start_ray(self.ray)
+        elif self.workers > 1:
+            context = multiprocessing.get_context("spawn")  # fork after TensorFlow started is unsafe
+            self._pool = concurrent.futures.ProcessPoolExecutor(
+                max_workers=self.workers, mp_context=context, initializer=_start_worker, initargs=(self.threads,)
+            )
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None:
+            if exc[0] is not None:  # stopped or failed: the workers' current tasks go too, not on in the background
+                for process in list((self._pool._processes or {}).values()):
+                    process.terminate()
+            self._pool.shutdown(wait=exc[0] is None, cancel_futures=True)
+        if self._started_ray:
+            self._ray.shutdown()
+
+    def map_unordered(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> Iterator[tuple[int, Any]]:
+        """``(index, fn(item))`` in completion order."""
+        if self._ray is not None:
+            # A worker process that dies (killed, out of memory) has its task run again elsewhere,
+            # twice at most; a task that fails by itself raises here (trials record theirs instead).
+            remote = self._ray.remote(num_cpus=self.threads, max_retries=2)(_with_threads)
+            pending = {remote.remote(fn, item, self.threads): i for i, item in enumerate(items)}
+            while pending:
+                done, _ = self._ray.wait(list(pending), num_returns=1)
+                yield pending.pop(done[0]), self._ray.get(done[0])
+        elif self._pool is not None:
+            futures = {self._pool.submit(fn, item): i for i, item in enumerate(items)}
+            try:
+                for future in concurrent.futures.as_completed(futures):
+                    yield futures[future], future.result()
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
+        else:
+            for i, item in enumerate(items):
+                yield i, fn(item)
+
+
+def _start_worker(threads: int) -> None:
+    """A local worker: stop signals from the terminal are for the parent (see :class:`TaskPool`)."""
+    for name in ("SIGINT", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
+    limit_threads(threads)
+
+
+def _with_threads(fn: Callable[[Any], Any], item: Any, threads: int) -> Any:
+    limit_threads(threads)
+    return fn(item)
+
+
+def _start_ray(address: str) -> tuple[Any, bool]:
+    """The ray module, initialised (``"local"``: a Ray on this machine), and whether this call started it."""
+    try:
+        import ray
+    except ImportError:
+        raise NStyleError("--ray needs Ray: pip install -e '.[ray]'") from None
+    if ray.is_initialized():
+        return ray, False
+    options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": "ERROR"}
+    try:
+        if address == RAY_LOCAL:
+            ray.init(num_cpus=usable_cores(), **options)
+        else:
+            ray.init(address=address, **options)
+    except Exception as e:  # ConnectionError, ValueError...: say which address failed
+        raise NStyleError(f"--ray: cannot start or reach Ray at '{address}': {e}") from None
+    return ray, True
