@@ -117,6 +117,23 @@ def test_lbfgs_shortens_steps_into_nan_and_says_when_none_is_lower():
     np.testing.assert_array_equal(result.image, start)
 
 
+def test_lbfgs_at_the_minimum_says_it_converged():
+    """Started at the quadratic's minimum, the gradient is exactly zero: L-BFGS stops before a step."""
+    target = np.full((1, 4, 4, 3), 0.5, np.float32)
+    result = optimize(quadratic(target), target.copy(), BOUNDS, OptimizerSettings("lbfgs", 20), lambda x: x)
+    assert result.outcome == Outcome(Ending.CONVERGED) and result.history == []
+    assert result.outcome.describe() == "L-BFGS converged (zero gradient on the pixels free to move)"
+    np.testing.assert_array_equal(result.image, target)
+
+
+def test_lbfgs_held_at_its_bounds_says_it_converged():
+    """Every pixel at a bound with its gradient pointing out of the box: nothing is free to move."""
+    target = np.full((1, 2, 2, 3), 3.0, np.float32)  # beyond the upper bound of 1
+    start = np.ones_like(target)
+    result = optimize(quadratic(target), start, BOUNDS, OptimizerSettings("lbfgs", 20), lambda x: x)
+    assert result.outcome.ending is Ending.CONVERGED and result.history == []
+
+
 def test_lbfgs_says_why_it_ended_early():
     target = np.full((1, 4, 4, 3), 0.5, np.float32)
     result = optimize(quadratic(target), np.zeros_like(target), BOUNDS, OptimizerSettings("lbfgs", 200), lambda x: x)

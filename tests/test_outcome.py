@@ -17,7 +17,7 @@ from nstyle.signals import Interrupted
         (Outcome.by_signal(signal.SIGTERM), "stopped by SIGTERM"),
         (Outcome(Ending.CALLBACK), "stopped by a callback"),
         (Outcome(Ending.CALLBACK, "the Stop button"), "stopped by the Stop button"),
-        (Outcome(Ending.CONVERGED, where="scale 2 of 3"), "L-BFGS converged (the gradient is zero) at scale 2 of 3"),
+        (Outcome(Ending.CONVERGED, where="scale 2 of 3"), "L-BFGS converged (zero gradient on the pixels free to move) at scale 2 of 3"),
         (Outcome(Ending.NO_PROGRESS), "L-BFGS made no progress (the line search found no lower loss)"),
     ],
 )

@@ -31,7 +31,7 @@ class Ending(enum.Enum):
 
 _WORDS = {
     Ending.COMPLETED: "completed",
-    Ending.CONVERGED: "L-BFGS converged (the gradient is zero)",
+    Ending.CONVERGED: "L-BFGS converged (zero gradient on the pixels free to move)",
     Ending.NO_PROGRESS: "L-BFGS made no progress (the line search found no lower loss)",
 }
 
