@@ -7,6 +7,7 @@ input fails in a fraction of a second with one line on stderr.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import signal
 import sys
@@ -16,7 +17,7 @@ from typing import Any, Callable, NoReturn, Sequence
 
 from ._version import __version__
 from .backbones import REGISTRY
-from .config import INITS, Config, preset_description, preset_names, resolve
+from .config import Config, preset_description, preset_names, resolve
 from .errors import NStyleError
 from .signals import Interrupted, deferred, received, stop_on_signals
 
@@ -127,57 +128,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def add_settings(p: argparse.ArgumentParser) -> None:
-    """The settings flags, shared by stylize, probe and grid (each maps to a Config key)."""
+    """The settings flags, shared by stylize, probe, grid and video: one per :class:`Config` field, built
+    from the field's declaration (:func:`nstyle.config.setting`)."""
     s = p.add_argument_group("settings (each overrides --preset and --config)")
     s.add_argument("--preset", default="default", help=f"base settings: {', '.join(preset_names())} (default: default)")
     s.add_argument("--config", metavar="FILE.toml", help="a TOML file of settings, same keys as the presets")
-    s.add_argument("--backbone", help=f"feature network: {', '.join(REGISTRY)}")
-    s.add_argument("--weights", help="'imagenet', 'hed' (vgg16 only: HED's, offline), 'random[:SEED]' (untrained, "
-                   "offline) or a Keras weights file")  # fmt: skip
-    s.add_argument("--content-layers", nargs="+", metavar="LAYER[:W]", help="layers whose activations to keep")
-    s.add_argument("--style-layers", nargs="+", metavar="LAYER[:W]", help="layers whose Gram matrices to match")
-    s.add_argument("--content-weight", type=float, metavar="W", help="weight of the content term")
-    s.add_argument("--style-weight", type=float, metavar="W", help="weight of the style term")
-    s.add_argument("--tv-weight", type=float, metavar="W", help="weight of total variation (smoothness)")
-    s.add_argument("--optimizer", choices=("adam", "lbfgs"), help="adam (the notebook's) or lbfgs (projected L-BFGS)")
-    s.add_argument("--lr", type=float, help="Adam learning rate, in pixel units (the notebook used 20)")
-    s.add_argument("--beta1", type=float, help="Adam beta1")
-    s.add_argument("--epsilon", type=float, help="Adam epsilon")
-    s.add_argument("--iterations", type=int, metavar="N", help="optimisation steps")
-    s.add_argument("--size", type=int, metavar="PX", help="longer side of the output in pixels")
-    s.add_argument("--init", choices=INITS,
-                   help="starting image; recolored (lite0's and hed's): the photo in the painting's colour "
-                        "mean and covariance")
-    s.add_argument("--seed", type=int, help="seed for noise initialisation (recorded in the output)")
-    s.add_argument("--style-loss", choices=("gram", "wasserstein", "meanstd"),
-                   help="style statistic: Gram matrices (the notebook's), 2-Wasserstein between Gaussian fits, "
-                   "or per-channel mean and std")  # fmt: skip
-    s.add_argument("--swag", type=float, nargs="?", const=1.0, metavar="T",
-                   help="SWAG (Wang et al. 2021): one softmax over each layer's activations before the losses, "
-                   "temperature T (default 1; 0 = off); each layer's term becomes relative to its target")  # fmt: skip
-    s.add_argument("--scales", type=int, metavar="N", help="coarse-to-fine: N sizes ending at --size")
-    s.add_argument("--scale-factor", type=float, metavar="F", help="size ratio between scales (default 1.414)")
-    s.add_argument("--scale-iterations", type=int, nargs="+", metavar="N",
-                   help="iterations at each scale, coarse to fine (default: --iterations each)")  # fmt: skip
-    s.add_argument("--preserve-color", choices=("none", "luminance", "histogram"),
-                   help="keep the content's colours: style on luminance only, or recolour the style first")  # fmt: skip
-    s.add_argument("--style-blend", type=float, nargs="+", metavar="W",
-                   help="weights of several STYLE images (normalised; default equal)")  # fmt: skip
-    s.add_argument("--style-scale", type=float, metavar="F", help="style image size relative to the output (default 1)")
-    s.add_argument("--ema", type=float, metavar="DECAY",
-                   help="output the moving average of the iterates (e.g. 0.9), less noisy than the best one")  # fmt: skip
-    s.add_argument("--max-memory", type=float, metavar="GB",
-                   help="memory the run may use (default: 80%% of what is free now); scales that do not fit "
-                   "run in overlapping tiles, and a size that cannot fit is refused before any work")  # fmt: skip
-    s.add_argument("--tile", type=int, metavar="PX", help="tile every scale larger than PX with PX-sized tiles")
-    s.add_argument("--precision", metavar="P",
-                   help="the network's arithmetic: auto (default: Adam in bfloat16 where the CPU or GPU has fast "
-                   "bf16, else float32; L-BFGS in float32), float32, bfloat16 or float16")  # fmt: skip
+    for f in dataclasses.fields(Config):
+        s.add_argument(f"--{f.name.replace('_', '-')}", **f.metadata["flag"],
+                       help=f.metadata["help"].format(backbones=", ".join(REGISTRY)))  # fmt: skip
 
 
 def settings_from(args: argparse.Namespace) -> Config:
     """The validated Config for parsed settings flags: preset < --config < flags."""
-    overrides = {k: getattr(args, k) for k in CONFIG_FLAGS if getattr(args, k, None) is not None}
+    names = [f.name for f in dataclasses.fields(Config)]
+    overrides = {k: getattr(args, k) for k in names if getattr(args, k, None) is not None}
     return resolve(args.preset, args.config, overrides)
 
 
@@ -188,14 +152,6 @@ def add_parallel(p: argparse.ArgumentParser, what: str = "trials at once") -> No
                    help=f"{what} in N local processes, each on its share of the CPU threads")
     g.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
                    help="run them as Ray tasks: a local Ray, or the cluster at ADDRESS (needs .[ray])")  # fmt: skip
-
-
-CONFIG_FLAGS = (
-    "backbone", "weights", "content_layers", "style_layers", "content_weight", "style_weight", "tv_weight",
-    "optimizer", "lr", "beta1", "epsilon", "iterations", "size", "init", "seed", "style_loss", "swag", "scales",
-    "scale_factor", "scale_iterations", "preserve_color", "style_blend", "style_scale", "ema", "precision",
-    "max_memory", "tile",
-)  # fmt: skip
 
 
 def _stylize(argv: list[str]) -> int:

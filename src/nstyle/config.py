@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import math
 import tomllib
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from importlib import resources
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from .backbones.precision import PRECISIONS
 from .errors import ConfigError
@@ -39,38 +39,105 @@ class LayerSpec:
         return self.name if self.weight == 1.0 else f"{self.name}:{self.weight:g}"
 
 
+Check = Callable[[Mapping[str, Any], str], Any]  # (values, key) -> the checked value, or ConfigError
+
+
+def setting(default: Any, check: Check, help: str, **flag: Any) -> Any:
+    """A :class:`Config` field with everything said once: its default, its check, and its CLI flag.
+
+    ``help`` and ``flag`` (argparse's ``type``, ``nargs``, ``metavar``, ``choices``, ``const``)
+    build ``--the-key`` in :func:`nstyle.cli.add_settings` (``{backbones}`` in ``help`` names
+    the registered backbones); ``check`` is what
+    :meth:`Config.from_dict` runs on the value, from a preset, a TOML file, a flag or Python alike.
+    """
+    return field(default=default, metadata={"check": check, "help": help, "flag": flag})
+
+
+def _optional(check: Check) -> Check:
+    return lambda v, key: None if v[key] is None else check(v, key)
+
+
+def _each(check: Check) -> Check:
+    return lambda v, key: tuple(check({key: item}, key) for item in _list(v, key))
+
+
+def _at_least(minimum: float, strict: bool = False, below: float | None = None) -> Check:
+    return lambda v, key: _number(v, key, minimum, strict, below)
+
+
+def _between(minimum: int, maximum: int) -> Check:
+    return lambda v, key: _integer(v, key, minimum, maximum)
+
+
+def _one_of(choices: tuple[str, ...] | Callable[[], tuple[str, ...]]) -> Check:
+    return lambda v, key: _choice(v, key, choices() if callable(choices) else choices)
+
+
+def _tile(v: Mapping[str, Any], key: str) -> int:
+    return 0 if v[key] in (0, None) else _integer(v, key, MIN_TILE, MAX_SIZE)
+
+
+WEIGHT = {"type": float, "metavar": "W"}
+LAYERS = {"nargs": "+", "metavar": "LAYER[:W]"}
+
+
 @dataclass(frozen=True)
 class Config:
     """Everything that decides a stylization, so a run can be recorded and repeated."""
 
-    backbone: str = "resnet50"
-    weights: str = "imagenet"
-    content_layers: tuple[LayerSpec, ...] = ()
-    style_layers: tuple[LayerSpec, ...] = ()
-    content_weight: float = 1.0
-    style_weight: float = 1.0
-    tv_weight: float = 0.0
-    optimizer: str = "adam"
-    lr: float = 1.0
-    beta1: float = 0.9
-    beta2: float = 0.999
-    epsilon: float = 1e-7
-    iterations: int = 100
-    size: int = 512
-    init: str = "content"
-    seed: int | None = None
-    style_loss: str = "gram"
-    swag: float = 0.0  # SWAG's temperature: one softmax over each layer's activations / swag; 0 = off
-    scales: int = 1
-    scale_factor: float = math.sqrt(2)
-    scale_iterations: tuple[int, ...] = ()  # per scale, coarse to fine; empty = `iterations` each
-    preserve_color: str = "none"
-    style_blend: tuple[float, ...] = ()  # one weight per style image; empty = equal
-    style_scale: float = 1.0  # style image's longer side relative to the output's
-    ema: float = 0.0  # decay of the moving average of iterates; 0 = off
-    precision: str = "auto"  # the network's arithmetic; see nstyle.backbones.precision
-    max_memory: float | None = None  # GB the run may use (None: a safe share of what is free); see nstyle.plan
-    tile: int = 0  # tile side in px for every scale larger than it; 0: tiles only where the budget needs them
+    backbone: str = setting("resnet50", _one_of(lambda: _backbone_names()), "feature network: {backbones}")
+    weights: str = setting("imagenet", lambda v, key: _weights(v[key]), "'imagenet', 'hed' (vgg16 only: HED's, "
+                           "offline), 'random[:SEED]' (untrained, offline) or a Keras weights file")  # fmt: skip
+    content_layers: tuple[LayerSpec, ...] = setting((), lambda v, key: _layers(v, key),
+                                                    "layers whose activations to keep", **LAYERS)  # fmt: skip
+    style_layers: tuple[LayerSpec, ...] = setting((), lambda v, key: _layers(v, key),
+                                                  "layers whose Gram matrices to match", **LAYERS)  # fmt: skip
+    content_weight: float = setting(1.0, _at_least(0.0), "weight of the content term", **WEIGHT)
+    style_weight: float = setting(1.0, _at_least(0.0), "weight of the style term", **WEIGHT)
+    tv_weight: float = setting(0.0, _at_least(0.0), "weight of total variation (smoothness)", **WEIGHT)
+    optimizer: str = setting("adam", _one_of(OPTIMIZERS), "adam (the notebook's) or lbfgs (projected L-BFGS)",
+                             choices=OPTIMIZERS)  # fmt: skip
+    lr: float = setting(1.0, _at_least(0.0, strict=True), "Adam learning rate, in pixel units (the notebook used 20)",
+                        type=float)  # fmt: skip
+    beta1: float = setting(0.9, _at_least(0.0, below=1.0), "Adam beta1", type=float)
+    beta2: float = setting(0.999, _at_least(0.0, below=1.0), "Adam beta2", type=float)
+    epsilon: float = setting(1e-7, _at_least(0.0, strict=True), "Adam epsilon", type=float)
+    iterations: int = setting(100, _between(1, MAX_ITERATIONS), "optimisation steps", type=int, metavar="N")
+    size: int = setting(512, _between(MIN_SIZE, MAX_SIZE), "longer side of the output in pixels", type=int,
+                        metavar="PX")  # fmt: skip
+    init: str = setting("content", _one_of(INITS), "starting image; recolored (lite0's and hed's): the photo in the "
+                        "painting's colour mean and covariance", choices=INITS)  # fmt: skip
+    seed: int | None = setting(None, _optional(_between(0, 2**32 - 1)),
+                               "seed for noise initialisation (recorded in the output)", type=int)  # fmt: skip
+    style_loss: str = setting("gram", _one_of(STYLE_LOSSES), "style statistic: Gram matrices (the notebook's), "
+                              "2-Wasserstein between Gaussian fits, or per-channel mean and std",
+                              choices=STYLE_LOSSES)  # fmt: skip
+    swag: float = setting(0.0, _at_least(0.0), "SWAG (Wang et al. 2021): one softmax over each layer's activations "
+                          "before the losses, temperature T (default 1; 0 = off); each layer's term becomes relative "
+                          "to its target", type=float, nargs="?", const=1.0, metavar="T")  # fmt: skip
+    scales: int = setting(1, _between(1, MAX_SCALES), "coarse-to-fine: N sizes ending at --size", type=int, metavar="N")
+    scale_factor: float = setting(math.sqrt(2), _at_least(1.0, strict=True),
+                                  "size ratio between scales (default 1.414)", type=float, metavar="F")  # fmt: skip
+    scale_iterations: tuple[int, ...] = setting((), _each(_between(1, MAX_ITERATIONS)),
+                                                "iterations at each scale, coarse to fine (default: --iterations "
+                                                "each)", type=int, nargs="+", metavar="N")  # fmt: skip
+    preserve_color: str = setting("none", _one_of(COLOR_MODES), "keep the content's colours: style on luminance "
+                                  "only, or recolour the style first", choices=COLOR_MODES)  # fmt: skip
+    style_blend: tuple[float, ...] = setting((), _each(_at_least(0.0, strict=True)),
+                                             "weights of several STYLE images (normalised; default equal)",
+                                             type=float, nargs="+", metavar="W")  # fmt: skip
+    style_scale: float = setting(1.0, _at_least(0.0, strict=True), "style image size relative to the output "
+                                 "(default 1)", type=float, metavar="F")  # fmt: skip
+    ema: float = setting(0.0, _at_least(0.0, below=1.0), "output the moving average of the iterates (e.g. 0.9), "
+                         "less noisy than the best one", type=float, metavar="DECAY")  # fmt: skip
+    precision: str = setting("auto", _one_of(PRECISIONS), "the network's arithmetic: auto (default: Adam in "
+                             "bfloat16 where the CPU or GPU has fast bf16, else float32; L-BFGS in float32), "
+                             "float32, bfloat16 or float16", metavar="P")  # fmt: skip
+    max_memory: float | None = setting(None, _optional(_at_least(0.0, strict=True)), "memory the run may use "
+                                       "(default: 80%% of what is free now); scales that do not fit run in "
+                                       "overlapping tiles, and a size that cannot fit is refused before any work",
+                                       type=float, metavar="GB")  # fmt: skip
+    tile: int = setting(0, _tile, "tile every scale larger than PX with PX-sized tiles", type=int, metavar="PX")
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "Config":
@@ -80,38 +147,7 @@ class Config:
             if key not in known:
                 raise ConfigError(f"unknown config key '{key}' (known keys: {', '.join(sorted(known))})")
         v = {**asdict(cls()), **values}
-        config = cls(
-            backbone=_choice(v, "backbone", _backbone_names()),
-            weights=_weights(v["weights"]),
-            content_layers=_layers(v, "content_layers"),
-            style_layers=_layers(v, "style_layers"),
-            content_weight=_number(v, "content_weight", minimum=0.0),
-            style_weight=_number(v, "style_weight", minimum=0.0),
-            tv_weight=_number(v, "tv_weight", minimum=0.0),
-            optimizer=_choice(v, "optimizer", OPTIMIZERS),
-            lr=_number(v, "lr", minimum=0.0, strict=True),
-            beta1=_number(v, "beta1", minimum=0.0, below=1.0),
-            beta2=_number(v, "beta2", minimum=0.0, below=1.0),
-            epsilon=_number(v, "epsilon", minimum=0.0, strict=True),
-            iterations=_integer(v, "iterations", 1, MAX_ITERATIONS),
-            size=_integer(v, "size", MIN_SIZE, MAX_SIZE),
-            init=_choice(v, "init", INITS),
-            seed=None if v["seed"] is None else _integer(v, "seed", 0, 2**32 - 1),
-            style_loss=_choice(v, "style_loss", STYLE_LOSSES),
-            swag=_number(v, "swag", minimum=0.0),
-            scales=_integer(v, "scales", 1, MAX_SCALES),
-            scale_factor=_number(v, "scale_factor", minimum=1.0, strict=True),
-            scale_iterations=tuple(_integer({"scale_iterations": i}, "scale_iterations", 1, MAX_ITERATIONS)
-                                   for i in _list(v, "scale_iterations")),  # fmt: skip
-            preserve_color=_choice(v, "preserve_color", COLOR_MODES),
-            style_blend=tuple(_number({"style_blend": w}, "style_blend", minimum=0.0, strict=True)
-                              for w in _list(v, "style_blend")),  # fmt: skip
-            style_scale=_number(v, "style_scale", minimum=0.0, strict=True),
-            ema=_number(v, "ema", minimum=0.0, below=1.0),
-            precision=_choice(v, "precision", PRECISIONS),
-            max_memory=None if v["max_memory"] is None else _number(v, "max_memory", minimum=0.0, strict=True),
-            tile=0 if v["tile"] in (0, None) else _integer(v, "tile", MIN_TILE, MAX_SIZE),
-        )
+        config = cls(**{f.name: f.metadata["check"](v, f.name) for f in fields(cls)})
         if config.weights == "hed" and config.backbone != "vgg16":
             raise ConfigError(
                 f"weights: 'hed' is the HED edge detector's VGG16 body; it fits --backbone vgg16, not {config.backbone}"
