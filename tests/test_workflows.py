@@ -152,3 +152,47 @@ def test_cli_probe_grid_sweep(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "content image not found" in err
     assert main(["sweep", str(sweep_file), "-o", str(tmp_path / "s"), "--workers", "0", "--quiet"]) == 2
+
+
+# --- the one preflight every command shares ----------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["grid", "sweep", "video", "stylize"])
+def test_every_command_refuses_an_output_another_run_is_writing(tmp_path, capsys, command):
+    import subprocess
+    import sys
+
+    out = {"grid": tmp_path / "grid", "sweep": tmp_path / "sweep", "video": tmp_path / "out.mp4",
+           "stylize": tmp_path / "out.png"}[command]  # fmt: skip
+    spec = write_sweep(tmp_path, "[axes]\nseed = [1, 2]")
+    argv = {
+        "grid": ["grid", "--content", str(CONTENT), "--style", str(STYLE), "--weights", "random:0", "-o", str(out)],
+        "sweep": ["sweep", str(spec), "-o", str(out)],
+        "video": ["video", str(SAMPLES.parent / "video" / "pan.mp4"), str(STYLE), "-o", str(out)],
+        "stylize": [str(CONTENT), str(STYLE), "-o", str(out), "--weights", "random:0"],
+    }[command]
+    if command == "video":
+        pytest.importorskip("av")
+        pytest.importorskip("cv2")
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (out.parent / f".{out.name}.lock").write_text(str(sleeper.pid))
+        capsys.readouterr()
+        assert main([*argv, "--quiet"] if command != "sweep" else argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"another nstyle run (process {sleeper.pid}) is writing {out}" in err
+        assert not out.exists()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_a_grid_too_large_for_the_disk_is_refused_before_any_work(tmp_path, monkeypatch, capsys):
+    import shutil
+
+    monkeypatch.setattr(shutil, "disk_usage", lambda _p: shutil._ntuple_diskusage(10**9, 10**9 - 10**6, 10**6))
+    out = tmp_path / "grid"
+    code = main(["grid", "--content", str(CONTENT), str(ROCKET), "--style", str(STYLE), "--weights", "random:0",
+                 "--size", "512", "-o", str(out)])  # fmt: skip
+    assert code == 2 and "MB free; this run writes up to" in capsys.readouterr().err
+    assert not out.exists()

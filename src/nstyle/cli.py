@@ -166,7 +166,7 @@ def checkpoint_path(output: Path) -> Path:
 
 def _run(content: str, styles: list[str], cfg: Config, args: argparse.Namespace, resume: Any = None) -> int:
     """Check every path, then stylize and write the outputs; shared by stylize, reproduce and resume."""
-    from .io import check_image_output, check_output, check_space, claim, load_image, sidecar_path
+    from .io import check_image_output, check_output, load_image, preflight, sidecar_path
 
     own = Path(resume.output).resolve() if resume is not None and resume.output else None
     force = args.force or (own is not None and Path(args.output).resolve() == own)  # a resumed run's own output
@@ -204,8 +204,7 @@ def _run(content: str, styles: list[str], cfg: Config, args: argparse.Namespace,
     # float32 images of a scale that runs whole (2048 px at most), or a tiled scale's canvas.
     bits = getattr(args, "bit_depth", 8)
     checkpoint_bytes = max(min(cfg.size, 2048) ** 2 * 60, cfg.size**2 * 12)
-    check_space(output.parent, cfg.size**2 * (3 * bits // 8 * (1 + len(extra))) + checkpoint_bytes + 2**20)
-    with claim(output):
+    with preflight(output, needed=cfg.size**2 * (3 * bits // 8 * (1 + len(extra))) + checkpoint_bytes + 2**20):
         return _stylize_and_write(content, styles, cfg, args, output, force, every, ckpt, resume)
 
 
@@ -346,12 +345,16 @@ def _video(argv: list[str]) -> int:
         load_image(style, "style image")
     cfg = settings_from(args)
     from ._tf import use_all_cores
+    from .io import preflight
     from .video import stylize_video
 
-    use_all_cores()
-    result = stylize_video(args.input, args.style, args.output, config=cfg, frame_iterations=args.frame_iterations,
-                           temporal_weight=args.temporal_weight, max_frames=args.max_frames, workers=args.workers,
-                           ray=args.ray, progress=not args.quiet, force=args.force)  # fmt: skip
+    # Each frame twice (kept in OUT.frames/, then encoded or copied), for the frames asked for or a short clip.
+    needed = cfg.size**2 * 3 * 2 * (args.max_frames or 300)
+    with preflight(args.output, needed=needed):
+        use_all_cores()
+        result = stylize_video(args.input, args.style, args.output, config=cfg, frame_iterations=args.frame_iterations,
+                               temporal_weight=args.temporal_weight, max_frames=args.max_frames,
+                               workers=args.workers, ray=args.ray, progress=not args.quiet, force=args.force)  # fmt: skip
     done = len(result.frame_seconds)
     if result.outcome.signum:
         say(f"nstyle: {result.outcome.describe()}; the finished frames are kept in {result.work}: "
@@ -474,8 +477,10 @@ def _probe(argv: list[str]) -> int:
     args = p.parse_args(argv)
     from .workflows import probe
 
-    return _batch(args.output, lambda: probe(
-        args.content, args.style, settings_from(args), args.output, layers=args.layers or (), blocks=args.blocks,
+    cfg = settings_from(args)
+    candidates = len(args.layers) if args.layers else 32  # --blocks: a backbone has fewer stage and block outputs
+    return _batch(args.output, cfg.size, candidates, lambda: probe(
+        args.content, args.style, cfg, args.output, layers=args.layers or (), blocks=args.blocks,
         kind=args.probe, workers=args.workers, ray=args.ray, force=args.force, progress=not args.quiet,
     ), "summary.csv")  # fmt: skip
 
@@ -496,9 +501,11 @@ def _grid(argv: list[str]) -> int:
     args = p.parse_args(argv)
     from .workflows import grid
 
-    return _batch(args.output, lambda: grid(args.content, args.style, settings_from(args), args.output,
-                                            workers=args.workers, ray=args.ray, force=args.force,
-                                            progress=not args.quiet))  # fmt: skip
+    cfg = settings_from(args)
+    cells = len(args.content) * len(args.style)
+    return _batch(args.output, cfg.size, cells, lambda: grid(args.content, args.style, cfg, args.output,
+                                                             workers=args.workers, ray=args.ray, force=args.force,
+                                                             progress=not args.quiet))  # fmt: skip
 
 
 def _sweep(argv: list[str]) -> int:
@@ -518,14 +525,21 @@ def _sweep(argv: list[str]) -> int:
     from .workflows import load_sweep, sweep
 
     spec = load_sweep(args.sweep, args.content, args.style)
-    return _batch(args.output, lambda: sweep(spec, args.output, workers=args.workers, ray=args.ray,
-                                             progress=not args.quiet), "manifest.jsonl")  # fmt: skip
+    size = max((int(t.get("size", spec.base.get("size", 512))) for t in spec.trials), default=512)
+    return _batch(args.output, size, len(spec.trials), lambda: sweep(spec, args.output, workers=args.workers,
+                                                                      ray=args.ray, progress=not args.quiet),
+                  "manifest.jsonl")  # fmt: skip
 
 
-def _batch(folder: str, run: Callable[[], Path], beside: str = "") -> int:
-    """Probe, grid or sweep: the sheet it wrote, or, stopped by a signal, what it kept for the same command to reuse."""
+def _batch(folder: str, size: int, images: int, run: Callable[[], Path], beside: str = "") -> int:
+    """Probe, grid or sweep, after the one preflight every command has (room for ``images`` results of
+    ``size`` px and their sheet, and the claim on ``folder``): the sheet it wrote, or, stopped by a
+    signal, what it kept for the same command to reuse."""
+    from .io import preflight
+
     try:
-        sheet = run()
+        with preflight(folder, needed=(images * 2 + 1) * size**2 * 3 + 2**20, folder=True):
+            sheet = run()
     except Interrupted as e:
         kept = sum(1 for p in Path(folder).glob("*.png") if p.name not in ("grid.png", "sheet.png"))
         say(f"nstyle: stopped by {signal.Signals(e.signum).name}; {kept} finished images are kept in {folder}: "

@@ -351,6 +351,29 @@ def check_space(folder: str | os.PathLike, needed: int, what: str = "output") ->
         )
 
 
+@contextmanager
+def preflight(target: str | os.PathLike, *, needed: int = 2**20, folder: bool = False) -> Iterator[Path]:
+    """What every command does before its work: room on the disk for it, and the claim on ``target``.
+
+    ``target`` is the file or folder the command writes; whether files in it may be replaced is
+    each command's own check, made before this. The folder itself is the command's to create,
+    after its own checks; only a missing parent is made here, for the claim to sit in. While
+    the block runs, another nstyle run writing ``target`` refuses (:func:`claim`).
+    """
+    target = Path(target)
+    if folder and target.exists() and not target.is_dir():
+        raise ImageError(f"output folder is a file: {target}")
+    parent = target.parent if str(target.parent) else Path(".")
+    if folder:
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ImageError(f"cannot create output folder {target}: {e.strerror or e}") from None
+    check_space(target if target.is_dir() else parent, needed)
+    with claim(target):
+        yield target
+
+
 def save_with_fallback(img: Image.Image, path: Path, force: bool, metadata: dict[str, Any] | None,
                        **options: Any) -> Path:  # fmt: skip
     """:func:`save_image`, and when that fails (disk full, file appeared, folder gone), the same
