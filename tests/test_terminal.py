@@ -191,8 +191,9 @@ def test_ctrl_c_in_a_tiled_run_keeps_its_tiles_and_resumes(tmp_path, workers):
         pytest.skip("the run finished before Ctrl-C")
     assert_clean_stop(term, code, signal.SIGINT)
     Image.open(out).load()
-    assert Outcome.from_record(read_metadata(out)["result"]).ending is Ending.SIGNAL
-    assert ckpt.exists() and term.lines()[-1].startswith("nstyle: stopped by SIGINT")
+    outcome = Outcome.from_record(read_metadata(out)["result"])
+    assert outcome.ending is Ending.SIGNAL and "tiles done" in outcome.where  # where in the tiled scale it stopped
+    assert ckpt.exists() and term.lines()[-1].startswith(f"nstyle: {outcome.describe()} (")
     assert_no_leftovers(tmp_path)
     resume_in_terminal(ckpt, out, total)
 

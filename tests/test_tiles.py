@@ -153,7 +153,7 @@ def test_a_stopped_tiled_scale_keeps_its_tiles_and_resumes_from_its_checkpoint(t
 
     path = tmp_path / "out.ckpt.npz"
     stopped = _run(iterations=4, seed=0, tile=48, callbacks=[stop_after_three], checkpoint=CheckpointPlan(path))
-    assert stopped.outcome == Outcome(Ending.SIGNAL, "SIGINT")
+    assert stopped.outcome == Outcome(Ending.SIGNAL, "SIGINT", "pass 1 of 2, 3 of 12 tiles done")
     np.testing.assert_array_equal(np.asarray(stopped.image), seen[-1])  # what the third tile left
     assert not np.array_equal(seen[0], seen[2])  # and each tile changed it
     saved = Checkpoint.load(path)

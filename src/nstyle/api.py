@@ -59,7 +59,7 @@ class StylizeResult:
             **self.sources,
             "config": self.config.to_dict(),
             "result": {
-                "best_loss": self.best_loss,
+                "best_loss": self.best_loss if math.isfinite(self.best_loss) else None,  # JSON has no inf
                 "best_iteration": self.best_iteration,
                 "best_losses": self.history[self.best_iteration - 1] if self.best_iteration else {},
                 "iterations_run": len(self.history),

@@ -273,8 +273,10 @@ def _last_line(result: Any, cfg: Config, written: Path, ckpt: Path) -> str:
     best = f"best loss {result.best_loss:.4g} at iteration {result.best_iteration}"
     if outcome.signum:
         kept = f"; `nstyle resume {ckpt}` continues it" if ckpt.exists() else ""
-        return (f"nstyle: {outcome.describe()} at iteration {len(result.history)}/{cfg.total_iterations}; "
-                f"wrote the best image so far ({best}) to {written}{kept}")  # fmt: skip
+        what = f"the best image so far ({best})" if result.best_iteration else "the image as far as it got"
+        count = f"{len(result.history)} of {cfg.total_iterations} iterations"
+        when = f" ({count})" if outcome.where else f" at iteration {len(result.history)}/{cfg.total_iterations}"
+        return f"nstyle: {outcome.describe()}{when}; wrote {what} to {written}{kept}"
     line = f"wrote {written} ({best}, {result.seconds:.1f} s)"
     if outcome.early:  # said even with --quiet: the user asked for more iterations
         line += f"; {outcome.describe()} after {len(result.history)} of {cfg.total_iterations} iterations"

@@ -72,8 +72,11 @@ class Outcome:
             return int(signal.SIGINT)
 
     def at(self, where: str) -> Outcome:
-        """The same ending, placed in the run (kept when already placed)."""
-        return self if self.where or not where else replace(self, where=where)
+        """The same ending, placed in the run: ``where`` is the outer place ("scale 2 of 3"), any
+        place already said the inner one ("pass 1 of 2, 3 of 4 tiles done")."""
+        if not where:
+            return self
+        return replace(self, where=f"{where}, {self.where}" if self.where else where)
 
     def describe(self) -> str:
         """In words, for the CLI's last line, the progress bar and the UI's status."""

@@ -236,15 +236,21 @@ def run_tiled(
                 result.history += _mean_history(losses, areas, iterations)
                 progress.history = result.history
     except KeyboardInterrupt as e:
-        result.outcome = stopped(e)
+        result.outcome = stopped(e).at(_place(step, progress))
         if save is not None:
             save(dataclasses.replace(progress, final=True))
     except Stop as e:
-        result.outcome = stopped(e)
+        result.outcome = stopped(e).at(_place(step, progress))
     result.pixels = to_rgb(canvas, prep)
     if bits == 16:
         result.high = to_rgb(canvas, prep, 16)
     return result
+
+
+def _place(step: Step, progress: TileProgress) -> str:
+    """Where a stopped tiled scale was: "pass 1 of 2, 3 of 8 tiles done"."""
+    passes = f"pass {progress.pass_index + 1} of {len(step.passes)}, " if len(step.passes) > 1 else ""
+    return f"{passes}{len(progress.done)} of {len(step.tiles(progress.pass_index))} tiles done"
 
 
 def _run_local(runner: TileOptimizer, task: TileTask) -> tuple[np.ndarray, list[dict[str, float]], Outcome]:
