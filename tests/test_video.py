@@ -118,7 +118,7 @@ def test_chunks_cross_fade(tmp_path, capsys, monkeypatch):
 
     chunks = plan_chunks(16, 2)
     assert chunks == [(0, 8), (8 - CHUNK_OVERLAP, 16)]
-    monkeypatch.setattr(video_run, "TaskPool", lambda workers, ray: TaskPool(1, ray))
+    monkeypatch.setattr(video_run, "TaskPool", lambda workers, ray, on_event=None: TaskPool(1, ray, on_event))
     out = tmp_path / "frames"
     code, err = run(capsys, "video", CLIP, STYLE, "-o", out, *FAST, "--max-frames", "16", "--workers", "2")
     assert code == 0, err

@@ -10,12 +10,29 @@ from __future__ import annotations
 import concurrent.futures
 import multiprocessing
 import signal
+import threading
 from typing import Any, Callable, Iterator, Sequence
 
 from .errors import NStyleError
 from .hardware import share, usable_cores
 
 RAY_LOCAL = "local"  # --ray with no address: start a Ray instance on this machine
+
+Subscriber = Callable[[Any], None]
+_channel: Any = None  # in a worker process or Ray task: the queue its events go to
+_subscriber: Subscriber | None = None  # in the process that opened the pool: who hears events
+
+
+def emit(event: Any) -> None:
+    """Tell the pool's subscriber ``event`` (see :mod:`nstyle.events`), from wherever this runs.
+
+    In a worker the event goes through the pool's queue; in the process that opened the pool it
+    reaches the subscriber at once; with no pool open it goes nowhere.
+    """
+    if _channel is not None:
+        _channel.put(event)
+    elif _subscriber is not None:
+        _subscriber(event)
 
 _threads_limited = False
 
@@ -55,25 +72,63 @@ class TaskPool:
     the workers, instead of each worker dying with a traceback of its own.
     """
 
-    def __init__(self, workers: int = 1, ray: str | None = None):
+    def __init__(self, workers: int = 1, ray: str | None = None, on_event: Subscriber | None = None):
         check_workers(workers)
-        self.workers, self.ray = workers, ray
+        self.workers, self.ray, self.on_event = workers, ray, on_event
         self.threads = share(workers)
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
         self._ray: Any = None
         self._started_ray = False
+        self._queue: Any = None
+        self._drain: threading.Thread | None = None
+        self._previous: Subscriber | None = None
 
     def __enter__(self) -> "TaskPool":
+        global _subscriber
+        self._previous, _subscriber = _subscriber, self.on_event
         if self.ray is not None:
             self._ray, self._started_ray = _start_ray(self.ray)
+            if self.on_event is not None:
+                from ray.util.queue import Queue
+
+                self._queue = Queue()
         elif self.workers > 1:
             context = multiprocessing.get_context("spawn")  # fork after TensorFlow started is unsafe
+            # SimpleQueue: a worker's put is written before its task's result is, so every event
+            # of a finished task is delivered before the pool's closing marker.
+            self._queue = context.SimpleQueue() if self.on_event is not None else None
             self._pool = concurrent.futures.ProcessPoolExecutor(
-                max_workers=self.workers, mp_context=context, initializer=_start_worker, initargs=(self.threads,)
-            )
+                max_workers=self.workers, mp_context=context, initializer=_start_worker,
+                initargs=(self.threads, self._queue),
+            )  # fmt: skip
+        if self._queue is not None:
+            self._drain = threading.Thread(target=self._deliver, daemon=True)
+            self._drain.start()
         return self
 
+    def _deliver(self) -> None:
+        """The subscriber hears the workers' events, in this process, until the pool closes."""
+        while True:
+            if self._ray is None:
+                event = self._queue.get()
+            else:
+                try:
+                    event = self._queue.get(timeout=0.2)
+                except Exception:  # Ray's queue is empty: look again, unless the pool is closing
+                    if self._drain is None:
+                        return
+                    continue
+            if isinstance(event, _Close):
+                return
+            try:
+                self.on_event(event)  # type: ignore[misc]
+            except Exception:  # a watcher's failure must not stop the work it watches
+                pass
+
     def __exit__(self, *exc: object) -> None:
+        global _subscriber
+        _subscriber = self._previous
+        self._close_events()
         if self._pool is not None:
             if exc[0] is not None:  # stopped or failed: the workers' current tasks go too, not on in the background
                 for process in list((self._pool._processes or {}).values()):
@@ -82,13 +137,22 @@ class TaskPool:
         if self._started_ray:
             self._ray.shutdown()
 
+    def _close_events(self) -> None:
+        """Deliver what the workers sent, then stop listening."""
+        drain, self._drain = self._drain, None
+        if drain is None:
+            return
+        if self._ray is None:
+            self._queue.put(_Close())  # after every event already sent: the pipe keeps their order
+        drain.join(timeout=5)
+
     def map_unordered(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> Iterator[tuple[int, Any]]:
         """``(index, fn(item))`` in completion order."""
         if self._ray is not None:
             # A worker process that dies (killed, out of memory) has its task run again elsewhere,
             # twice at most; a task that fails by itself raises here (trials record theirs instead).
             remote = self._ray.remote(num_cpus=self.threads, max_retries=2)(_with_threads)
-            pending = {remote.remote(fn, item, self.threads): i for i, item in enumerate(items)}
+            pending = {remote.remote(fn, item, self.threads, self._queue): i for i, item in enumerate(items)}
             while pending:
                 done, _ = self._ray.wait(list(pending), num_returns=1)
                 yield pending.pop(done[0]), self._ray.get(done[0])
@@ -106,17 +170,27 @@ class TaskPool:
                 yield i, fn(item)
 
 
-def _start_worker(threads: int) -> None:
-    """A local worker: stop signals from the terminal are for the parent (see :class:`TaskPool`)."""
+def _start_worker(threads: int, channel: Any) -> None:
+    """A local worker: stop signals from the terminal are for the parent (see :class:`TaskPool`);
+    events go to ``channel``."""
+    global _channel
     for name in ("SIGINT", "SIGHUP"):
         if hasattr(signal, name):
             signal.signal(getattr(signal, name), signal.SIG_IGN)
+    _channel = channel
     limit_threads(threads)
 
 
-def _with_threads(fn: Callable[[Any], Any], item: Any, threads: int) -> Any:
+def _with_threads(fn: Callable[[Any], Any], item: Any, threads: int, channel: Any = None) -> Any:
+    """A Ray task: its threads limited, its events sent to ``channel``."""
+    global _channel
     limit_threads(threads)
+    _channel = channel
     return fn(item)
+
+
+class _Close:
+    """The marker that ends a local pool's event delivery."""
 
 
 def _start_ray(address: str) -> tuple[Any, bool]:

@@ -30,7 +30,6 @@ import os
 import shutil
 import signal
 import tempfile
-import threading
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -45,7 +44,8 @@ from ..errors import VideoError
 from ..io import ImageSource, check_output, file_sha256, fit, load_image, save_bytes, save_image
 from ..outcome import COMPLETED, Ending, Outcome, stopped
 from ..signals import Interrupted, check
-from ..pool import TaskPool, check_workers
+from ..events import FrameFinished
+from ..pool import TaskPool, check_workers, emit
 from .flow import flow, reliable, warp
 from .frames import VIDEO_SUFFIXES, read_clip, write_frames, write_video
 
@@ -243,6 +243,7 @@ def stylize_chunk(task: ChunkTask) -> tuple[int, list[float], Outcome]:
             return task.index, seconds, outcome
         save_image(Image.fromarray(out), path, force=True)
         seconds.append(time.perf_counter() - start)
+        emit(FrameFinished(task.first + i, str(path), seconds[-1]))
         previous = out
     return task.index, seconds, COMPLETED
 
@@ -339,9 +340,9 @@ def stylize_video(
                        str(chunk_folder(work, i))) for i, (a, b) in enumerate(chunks)]  # fmt: skip
     start = time.perf_counter()
     result = VideoResult(output, len(clip.frames), 0.0, work=work, notices=notices)
-    watcher = _Watcher(work, sum(b - a for a, b in chunks), progress)
+    watcher = _FrameBar(work, sum(b - a for a, b in chunks), progress)
     try:
-        with TaskPool(len(tasks) if ray is None else workers, ray) as pool:
+        with TaskPool(len(tasks) if ray is None else workers, ray, on_event=watcher) as pool:
             for _, (_, seconds, outcome) in pool.map_unordered(stylize_chunk, tasks):
                 result.frame_seconds += seconds
                 if outcome.halts:
@@ -408,42 +409,31 @@ def _write_atomically(output: Path, write) -> None:
         raise
 
 
-class _Watcher:
-    """Frame i/N with an ETA while chunks run anywhere: counts the frames in the work folder,
-    and keeps ``preview.png`` there as the latest finished frame."""
+class _FrameBar:
+    """Frame i/N with an ETA while chunks run anywhere, from their FrameFinished events, and
+    ``preview.png`` in the work folder kept as the latest finished frame."""
 
     def __init__(self, work: Path, total: int, progress: bool):
-        self.work, self.total = work, total
+        self.work = work
         self.bar = None
         if progress:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, desc="frames", unit="frame", dynamic_ncols=True)
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._watch, daemon=True)
-        self._thread.start()
+            done = len(list(work.glob("chunk*/frame_*.png")))  # left by an earlier run of the same command
+            self.bar = tqdm(total=total, initial=done, desc="frames", unit="frame", dynamic_ncols=True)
 
-    def _watch(self) -> None:
-        latest = None
-        while not self._done.wait(1.0):
-            self.update()
-            files = sorted(self.work.glob("chunk*/frame_*.png"), key=lambda p: p.stat().st_mtime)
-            if files and files[-1] != latest:
-                latest = files[-1]
-                try:
-                    shutil.copyfile(latest, self.work / ".preview.png")
-                    os.replace(self.work / ".preview.png", self.work / "preview.png")
-                except OSError:
-                    pass
-
-    def update(self) -> None:
+    def __call__(self, event: object) -> None:
+        if not isinstance(event, FrameFinished):
+            return
         if self.bar is not None:
-            self.bar.update(len(list(self.work.glob("chunk*/frame_*.png"))) - self.bar.n)
+            self.bar.update(1)
+        try:
+            shutil.copyfile(event.path, self.work / ".preview.png")
+            os.replace(self.work / ".preview.png", self.work / "preview.png")
+        except OSError:
+            pass
 
     def stop(self, outcome: Outcome) -> None:
-        self._done.set()
-        self._thread.join()
-        self.update()
         if self.bar is not None:
             if outcome.early:
                 self.bar.set_description(f"frames ({outcome.describe()})", refresh=False)
