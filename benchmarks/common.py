@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nstyle.api import objective
+from nstyle.losses import objective
 from nstyle.backbones import FeatureExtractor, get_backbone, load_model
 from nstyle.config import Config
 from nstyle.io import fit, load_image

@@ -34,7 +34,7 @@ def test_swag_terms_are_relative_to_the_start():
     """With SWAG each style layer's term is over its value for the content photo, each content
     layer's over its value for a blank map: the photo scores style 1 and content 0, and a
     style weight means the same at every temperature (whose raw terms span ~10 orders)."""
-    from nstyle.api import objective
+    from nstyle.losses import objective
     from nstyle.backbones import feature_extractor, get_backbone, load_model
     from nstyle.io import fit, load_image
 
@@ -158,7 +158,7 @@ def test_cli_several_styles(tmp_path, capsys):
 
 
 def test_recolored_start_has_the_paintings_colours_and_the_photos_structure():
-    from nstyle.api import initial_image
+    from nstyle.engine import initial_image
 
     content = Image.open(CONTENT).convert("RGB").resize((96, 64))
     style = Image.open(STYLE).convert("RGB").resize((96, 64))

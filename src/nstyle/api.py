@@ -12,24 +12,25 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, NoReturn, Sequence
+from typing import Any, NoReturn, Sequence
 
 import numpy as np
 from PIL import Image
 
 from . import color
 from ._version import __version__
-from .checkpoints import Checkpoint, CheckpointPlan, CheckpointWriter
+from .checkpoints import Checkpoint, CheckpointPlan
 from .backbones import FeatureExtractor, feature_extractor, get_backbone, load_model, precision
-from .config import MIN_SIZE, Config, resolve
+from .config import MIN_SIZE, Config, configure
+from .engine import Engine, Run, RunResult
 from .errors import ConfigError, RunError
-from .io import ImageSource, file_sha256, fit, fitted, load_image
+from .io import ImageSource, file_sha256, fitted, load_image
 from ._tf import threads
-from .losses import StyleTransferLoss, network_input, objective, tf
-from .optimize import Callback, Optimizer, OptimizerState
-from .outcome import COMPLETED, Outcome, stopped
-from .plan import GB, MIN_OVERLAP, MemoryModel, Plan, Step, check_budget, make_plan
-from .tiles import TileProgress, layer_names, run_tiled, settings_of
+from .losses import tf
+from .optimize import Callback
+from .outcome import COMPLETED, Outcome
+from .plan import GB, MIN_OVERLAP, MemoryModel, Plan, check_budget, make_plan
+from .tiles import layer_names
 from .signals import Interrupted, stop_on_signals
 
 
@@ -119,115 +120,80 @@ def stylize(
     """
     if resume is not None:
         config, options = Config.from_dict({**resume.config, "precision": resume.precision}), {}
-    cfg = _configure(preset, config, options)
+    styles = list(style) if isinstance(style, (list, tuple)) else [style]
+    run, choice = _prepare(content, styles, configure(preset, config, options), callbacks, checkpoint, resume)
+    run.workers, run.ray, run.bits = workers, ray, bits
+    sizes = [fitted(*run.content.size, s)[::-1] for s in scale_sizes(run.cfg)]
+    per_scale = list(run.cfg.scale_iterations) or [run.cfg.iterations] * run.cfg.scales
+    plan = plan_run(run.cfg, run.extractor, choice.name, sizes, per_scale, workers)
+    device = f"{precision.device_line(choice, threads())}; memory budget {plan.budget / GB:.1f} GB"
+    if choice.notice:
+        warnings.warn(choice.notice, RuntimeWarning, stacklevel=2)
+    bar = _progress_bar(run, plan, device) if progress else None
+    start = time.perf_counter()
+    done = RunResult(None, None, [])
+    try:
+        done = Engine(run).run(plan)
+    finally:
+        if bar is not None:
+            bar.finish(done.outcome)
+    if done.outcome.halts and not done.worked:
+        raise Interrupted(done.outcome.signum) if done.outcome.signum else _nothing_done(done.outcome)
+    if checkpoint is not None and not done.outcome.halts:
+        checkpoint.path.unlink(missing_ok=True)  # done: nothing left to resume
+    image, high = _final_image(run, done)
+    return StylizeResult(image, done.history, run.cfg, done.best_loss, done.best_iteration,
+                         time.perf_counter() - start, done.outcome, run.sources, choice.name, device,
+                         _memory_record(plan), high)  # fmt: skip
+
+
+def _prepare(content: ImageSource, styles: list[ImageSource], cfg: Config, callbacks: Sequence[Callback],
+             checkpoint: CheckpointPlan | None, resume: Checkpoint | None) -> tuple[Run, precision.Choice]:  # fmt: skip
+    """The run's images loaded, its seed drawn when none was given, and its feature network built."""
     if cfg.seed is None:
         cfg = dataclasses.replace(cfg, seed=int(np.random.SeedSequence().entropy % 2**32))
-    styles = list(style) if isinstance(style, (list, tuple)) else [style]
     cfg.check_styles(len(styles))
     content_src = load_image(content, "content image")
     style_srcs = [load_image(s, "style image") for s in styles]
     if cfg.preserve_color == "histogram":
         style_srcs = [color.match_histogram(s, content_src) for s in style_srcs]
-
-    backbone = get_backbone(cfg.backbone)
     choice = precision.resolve(cfg.precision, cfg.optimizer)
-    extractor = feature_extractor(backbone, load_model(cfg.backbone, cfg.weights), layer_names(cfg), choice.name)
-    sizes = scale_sizes(cfg)
-    per_scale = list(cfg.scale_iterations) or [cfg.iterations] * cfg.scales
-    plan = plan_run(cfg, extractor, choice.name, [fitted(*content_src.size, s)[::-1] for s in sizes], per_scale, workers)
-
-    device = f"{precision.device_line(choice, threads())}; memory budget {plan.budget / GB:.1f} GB"
-    callbacks = list(callbacks)
-    bar = None
-    if choice.notice:
-        warnings.warn(choice.notice, RuntimeWarning, stacklevel=2)
-    if progress:
-        print(device, file=sys.stderr)
-        if plan.tiled:
-            print("\n".join(plan.describe()), file=sys.stderr)
-        from .callbacks import ProgressBar
-
-        bar = ProgressBar(cfg.total_iterations)
-        callbacks.insert(0, bar)
-    start = time.perf_counter()
-    history: list[dict[str, float]] = list(resume.earlier_history) if resume else []
-    pixels: np.ndarray | None = None  # the previous scale's result, RGB uint8
-    high: np.ndarray | None = None  # the last scale's result in 16 bits, when asked for
-    outcome, best_loss, best_iteration = COMPLETED, math.inf, 0
-    worked = resume is not None  # whether any pixel has been optimised: else a stop leaves nothing to keep
+    extractor = feature_extractor(get_backbone(cfg.backbone), load_model(cfg.backbone, cfg.weights), layer_names(cfg),
+                                  choice.name)  # fmt: skip
     sources = {"content": _describe_source(content), "styles": [_describe_source(s) for s in styles]}
-    whole = _WholeScales(cfg, extractor, choice.name)
-    try:
-        for step in plan.steps:
-            if resume is not None and step.scale - 1 < resume.scale:
-                continue  # finished before the checkpoint: its result is in the saved image
-            where = f"scale {step.scale} of {len(plan.steps)}" if len(plan.steps) > 1 else ""
-            try:
-                scale_outcome = _run_step(step, cfg, extractor, whole, choice.name, content_src, style_srcs, pixels,
-                                          callbacks, history, checkpoint, sources, resume, workers, ray, bits)  # fmt: skip
-            except KeyboardInterrupt as e:  # between two scales' optimisations: the coarser result stands
-                if pixels is None:
-                    raise
-                outcome = stopped(e).at(where)
-                break
-            if scale_outcome.history:  # else the previous scale's best stands
-                best_iteration, best_loss = len(history) + scale_outcome.best_iteration, scale_outcome.best_loss
-            history += scale_outcome.history
-            worked = worked or scale_outcome.worked
-            pixels, high = scale_outcome.pixels, scale_outcome.high
-            if not outcome.early:
-                outcome = scale_outcome.outcome.at(where)
-            if scale_outcome.outcome.halts:
-                break
-    finally:
-        if bar is not None:
-            bar.finish(outcome)
-    if outcome.halts and not worked:
-        raise Interrupted(outcome.signum) if outcome.signum else _nothing_done(outcome)
-    if checkpoint is not None and not outcome.halts:
-        checkpoint.path.unlink(missing_ok=True)  # done: nothing left to resume
-    image = Image.fromarray(pixels)
-    if cfg.preserve_color == "luminance":
-        image = color.restore_chroma(image, content_src)
+    run = Run(cfg, extractor, choice.name, content_src, style_srcs, sources, list(callbacks), checkpoint, resume)
+    return run, choice
+
+
+def _progress_bar(run: Run, plan: Plan, device: str) -> Any:
+    """The first line (where it runs), the tile plan when there is one, and a bar that hears every iteration."""
+    from .callbacks import ProgressBar
+
+    print(device, file=sys.stderr)
+    if plan.tiled:
+        print("\n".join(plan.describe()), file=sys.stderr)
+    bar = ProgressBar(run.cfg.total_iterations)
+    run.callbacks.insert(0, bar)
+    return bar
+
+
+def _final_image(run: Run, done: RunResult) -> tuple[Image.Image, np.ndarray | None]:
+    """The last step's pixels as the result, with the photo's colours back when only luminance was styled."""
+    image, high = Image.fromarray(done.pixels), done.high
+    if run.cfg.preserve_color == "luminance":
+        image = color.restore_chroma(image, run.content)
         if high is not None:
-            rgb = color.restore_chroma_array(high.astype(np.float64) * (255 / 65535), content_src)
+            rgb = color.restore_chroma_array(high.astype(np.float64) * (255 / 65535), run.content)
             high = np.clip(np.rint(rgb * (65535 / 255)), 0, 65535).astype(np.uint16)
-    return StylizeResult(
-        image=image,
-        history=history,
-        config=cfg,
-        best_loss=best_loss,
-        best_iteration=best_iteration,
-        seconds=time.perf_counter() - start,
-        outcome=outcome,
-        sources=sources,
-        precision=choice.name,
-        device=device,
-        memory={"budget_gb": round(plan.budget / GB, 3), "estimated_peak_gb": round(plan.peak / GB, 3),
-                "measured_peak_gb": round(peak_resident_bytes() / GB, 3), "plan": plan.describe(),
-                "steps": [{"height": s.height, "width": s.width, "iterations": s.iterations, "tile": s.tile,
-                           "overlap": s.overlap} for s in plan.steps]},  # fmt: skip
-        high=high,
-    )
+    return image, high
 
 
-def _run_step(step: Step, cfg: Config, extractor: FeatureExtractor, whole: _WholeScales, precision_name: str,
-              content_src: Image.Image, style_srcs: list[Image.Image], pixels: np.ndarray | None,
-              callbacks: list[Callback], history: list[dict[str, float]], checkpoint: CheckpointPlan | None,
-              sources: dict[str, Any], resume: Checkpoint | None, workers: int, ray: str | None,
-              bits: int) -> _ScaleOutcome:  # fmt: skip
-    """One scale of the plan, whole or tiled, from the coarser ``pixels`` or the run's start."""
-    content_img, style_imgs = _scale_images(cfg, max(step.height, step.width), content_src, style_srcs)
-    stage = f"scale {step.scale}/{cfg.scales}, " if cfg.scales > 1 else ""
-    state = resume.state if resume is not None and resume.scale == step.scale - 1 else None
-    if step.tiled:
-        saver = _tile_saver(checkpoint, cfg, sources, precision_name, step.scale - 1, history)
-        progress_so_far = (TileProgress(state.image[0], resume.tiles["pass"], resume.tiles["done"], state.history)
-                           if state is not None and resume is not None and resume.tiles else None)  # fmt: skip
-        return _tiled_scale(step, cfg, extractor, precision_name, content_img, style_imgs, pixels, callbacks, history,
-                            stage, workers, ray, bits, progress_so_far, saver)  # fmt: skip
-    return _whole_scale(cfg, whole, step.iterations, content_img, style_imgs, pixels, callbacks, history, stage,
-                        checkpoint, sources, step.scale - 1, state, bits)  # fmt: skip
+def _memory_record(plan: Plan) -> dict[str, Any]:
+    """Budget, estimated and measured peak, and the plan, for the run record."""
+    steps = [{"height": s.height, "width": s.width, "iterations": s.iterations, "tile": s.tile, "overlap": s.overlap}
+             for s in plan.steps]  # fmt: skip
+    return {"budget_gb": round(plan.budget / GB, 3), "estimated_peak_gb": round(plan.peak / GB, 3),
+            "measured_peak_gb": round(peak_resident_bytes() / GB, 3), "plan": plan.describe(), "steps": steps}  # fmt: skip
 
 
 def plan_run(cfg: Config, extractor: FeatureExtractor, precision_name: str, shapes: list[tuple[int, int]],
@@ -246,100 +212,6 @@ def plan_run(cfg: Config, extractor: FeatureExtractor, precision_name: str, shap
     return make_plan(shapes, iterations, model, budget, overlap, cfg.style_scale, workers, cfg.tile)
 
 
-@dataclass
-class _ScaleOutcome:
-    """What one scale leaves for the next: its result (RGB uint8, and 16-bit when asked), losses, and why it ended."""
-
-    pixels: np.ndarray
-    high: np.ndarray | None
-    history: list[dict[str, float]]
-    best_loss: float
-    best_iteration: int  # within this scale
-    outcome: Outcome = COMPLETED
-    worked: bool = True  # whether anything was optimised (an iteration, or a tile)
-
-
-def _scale_images(cfg: Config, size: int, content: Image.Image,
-                  styles: list[Image.Image]) -> tuple[Image.Image, list[Image.Image]]:  # fmt: skip
-    """The content and style images at one scale, in luminance when colour is kept that way."""
-    content_img = fit(content, size, "content image")
-    style_imgs = [fit(s, round(size * cfg.style_scale), "style image") for s in styles]
-    if cfg.preserve_color == "luminance":
-        style_imgs = [color.matched_luminance(s, content_img) for s in style_imgs]
-        content_img = color.grey(color.luminance(content_img))
-    return content_img, style_imgs
-
-
-class _WholeScales:
-    """The loss and compiled optimiser that every untiled scale of a run shares.
-
-    Each scale retargets the loss at its own images instead of building a new one, so
-    L-BFGS's evaluation, compiled for images of any size, is compiled once: on the seed preset
-    (ResNet50, 256 px, 2-core Zen 3) each later scale saved about a second of tracing and graph
-    optimisation.
-    """
-
-    def __init__(self, cfg: Config, extractor: FeatureExtractor, precision_name: str):
-        self.cfg, self.extractor, self.precision = cfg, extractor, precision_name
-        self.compiled: tuple[StyleTransferLoss, Optimizer] | None = None  # made at the first whole scale
-
-    def aim(self, content: Image.Image, styles: list[Image.Image]) -> Optimizer:
-        """The optimiser, its loss aimed at this scale's content and style images."""
-        if self.compiled is None:
-            loss = objective(self.cfg, self.extractor, content, styles)
-            prep = self.extractor.backbone.preprocessing
-            self.compiled = loss, Optimizer(loss, prep.bounds(), settings_of(self.cfg, self.precision, self.cfg.iterations))
-            return self.compiled[1]
-        loss, optimizer = self.compiled
-        loss.retarget(network_input(self.extractor, content), [network_input(self.extractor, s) for s in styles])
-        return optimizer
-
-
-def _whole_scale(cfg: Config, whole: _WholeScales, iterations: int, content: Image.Image, styles: list[Image.Image],
-                 previous: np.ndarray | None, callbacks: list[Callback], history: list[dict[str, float]], stage: str,
-                 checkpoint: CheckpointPlan | None, sources: dict[str, Any], scale: int,
-                 state: OptimizerState | None, bits: int) -> _ScaleOutcome:  # fmt: skip
-    """One scale optimised as a whole image, from the coarser ``previous`` result (RGB uint8) or the init."""
-    prep = whole.extractor.backbone.preprocessing
-    optimizer = whole.aim(content, styles)
-    if previous is None:
-        start_rgb = initial_image(cfg.init, content, styles[0], cfg.seed)
-    else:  # warm start: the coarser result, upscaled
-        start_rgb = np.asarray(Image.fromarray(previous).resize(content.size, Image.Resampling.LANCZOS), np.float32)
-    scale_callbacks = list(callbacks)
-    writer = None
-    if checkpoint is not None:
-        writer = CheckpointWriter(checkpoint, _checkpoint_maker(cfg, sources, whole.precision, scale, history, checkpoint))
-        scale_callbacks.append(writer)
-    run = optimizer.run(prep.forward(start_rgb)[None], prep.inverse,
-                        [_offset(cb, len(history), cfg.total_iterations, stage) for cb in scale_callbacks],
-                        resume=state, iterations=iterations)  # fmt: skip
-    if writer is not None and run.state is not None and (history or run.history):  # a signal: keep the state
-        writer.save(run.state)
-    return _ScaleOutcome(prep.inverse(run.image[0]), prep.inverse(run.image[0], 16) if bits == 16 else None,
-                         run.history, run.best_loss, run.best_iteration, run.outcome, bool(run.history))  # fmt: skip
-
-
-def _tiled_scale(step: Step, cfg: Config, extractor: FeatureExtractor, precision_name: str, content: Image.Image,
-                 styles: list[Image.Image], previous: np.ndarray | None, callbacks: list[Callback],
-                 history: list[dict[str, float]], stage: str, workers: int, ray: str | None, bits: int,
-                 resume: TileProgress | None, save: Callable[[TileProgress], None] | None) -> _ScaleOutcome:  # fmt: skip
-    """One scale in tiles (:mod:`nstyle.tiles`), from the coarser result upscaled, or the init,
-    or where a checkpoint of it left off (``resume``)."""
-    if resume is not None:
-        begin = None
-    elif previous is None:
-        begin = initial_image(cfg.init, content, styles[0], cfg.seed).astype(np.uint8)
-    else:
-        begin = np.asarray(Image.fromarray(previous).resize(content.size, Image.Resampling.LANCZOS))
-    del previous  # only the upscaled start is needed now
-    tiled = run_tiled(step, cfg, extractor, precision_name, content, styles, begin, callbacks, len(history),
-                      cfg.total_iterations, stage, workers, ray, bits, resume, save)  # fmt: skip
-    last = tiled.history[-1]["total"] if tiled.history else math.inf
-    return _ScaleOutcome(tiled.pixels, tiled.high, tiled.history, last, len(tiled.history), tiled.outcome,
-                         bool(tiled.history or tiled.tiles_finished))  # fmt: skip
-
-
 def resume(
     checkpoint: str | os.PathLike, *, callbacks: Sequence[Callback] = (), progress: bool = False, every: int | None = None
 ) -> StylizeResult:
@@ -354,33 +226,6 @@ def resume(
     return stylize(content, styles, callbacks=callbacks, progress=progress, checkpoint=plan, resume=saved)
 
 
-def _tile_saver(plan: CheckpointPlan | None, cfg: Config, sources: dict[str, Any], precision_name: str, scale: int,
-                earlier: list[dict[str, float]]) -> Callable[[TileProgress], None] | None:  # fmt: skip
-    """How a tiled scale checkpoints: its canvas and finished tiles, when due and when stopped."""
-    if plan is None:
-        return None
-    writer, earlier = CheckpointWriter(plan, lambda state: None), list(earlier)  # type: ignore[arg-type, return-value]
-
-    def save(progress: TileProgress) -> None:
-        if not (progress.final or writer.due()) or not (earlier or progress.history or progress.done):
-            return  # not due, or stopped before any tile finished: nothing worth resuming
-        empty = np.zeros(0, np.float32)
-        state = OptimizerState(len(progress.history), progress.canvas[None], empty, math.inf, 0, empty, [], 1.0,
-                               list(progress.history))  # fmt: skip
-        tiles = {"pass": progress.pass_index, "done": list(progress.done)}
-        Checkpoint(__version__, cfg.to_dict(), sources, precision_name, scale, earlier, state, plan.output, tiles).save(plan.path)
-        writer.last = time.monotonic()
-
-    return save
-
-
-def _checkpoint_maker(cfg: Config, sources: dict[str, Any], precision_name: str, scale: int,
-                      earlier: list[dict[str, float]], plan: CheckpointPlan) -> Callable[[OptimizerState], Checkpoint]:  # fmt: skip
-    """How this scale's checkpoints are made from the optimiser's state."""
-    earlier = list(earlier)
-    return lambda state: Checkpoint(__version__, cfg.to_dict(), sources, precision_name, scale, earlier, state, plan.output)
-
-
 def scale_sizes(cfg: Config) -> list[int]:
     """Longer sides, coarse to fine, ending at ``cfg.size``; each ``scale_factor`` times the last."""
     sizes = [round(cfg.size / cfg.scale_factor ** (cfg.scales - 1 - i)) for i in range(cfg.scales)]
@@ -390,23 +235,6 @@ def scale_sizes(cfg: Config) -> list[int]:
             f"{sizes[0]} px, under the {MIN_SIZE} px minimum (fewer scales or a larger size)"
         )
     return sizes
-
-
-def _offset(callback: Callback, done: int, total: int, stage: str = "") -> Callback:
-    """``callback`` seeing iterations counted across all scales, and which scale it is in."""
-    return lambda p: callback(dataclasses.replace(p, iteration=p.iteration + done, iterations=total, stage=stage.rstrip(", ")))
-
-
-def initial_image(init: str, content: Image.Image, style: Image.Image, seed: int) -> np.ndarray:
-    """The starting RGB pixels (float, 0..255) at the content image's size."""
-    if init == "content":
-        return np.asarray(content, np.float32)
-    if init == "recolored":  # the photo in the painting's colours: its structure, and a head start on style
-        return np.asarray(color.match_histogram(content, style), np.float32)
-    if init == "style":
-        return np.asarray(style.resize(content.size, Image.Resampling.LANCZOS), np.float32)
-    rng = np.random.default_rng(seed)
-    return rng.uniform(0, 255, (content.height, content.width, 3)).astype(np.float32)
 
 
 def peak_resident_bytes() -> int:
@@ -430,12 +258,6 @@ def peak_resident_bytes() -> int:
 def _nothing_done(outcome: Outcome) -> NoReturn:
     """A callback's Stop before the first iteration finished: there is no image to return."""
     raise RunError(f"{outcome.describe()} before the first iteration finished: no image was computed")
-
-
-def _configure(preset: str, config: Config | str | os.PathLike | None, options: dict[str, Any]) -> Config:
-    if isinstance(config, Config):
-        return Config.from_dict({**config.to_dict(), **{k: v for k, v in options.items() if v is not None}})
-    return resolve(preset, config, options)
 
 
 def _describe_source(source: ImageSource) -> dict[str, Any] | None:

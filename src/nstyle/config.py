@@ -251,6 +251,13 @@ def resolve(
     return Config.from_dict(values)
 
 
+def configure(preset: str, config: "Config | str | Path | None", options: Mapping[str, Any]) -> Config:
+    """The settings of an API call: a :class:`Config` with ``options`` over it, or ``preset`` < TOML file < ``options``."""
+    if isinstance(config, Config):
+        return Config.from_dict({**config.to_dict(), **{k: v for k, v in options.items() if v is not None}})
+    return resolve(preset, config, options)
+
+
 def _backbone_names() -> tuple[str, ...]:
     from .backbones import REGISTRY
 

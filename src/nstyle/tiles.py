@@ -34,7 +34,7 @@ from .losses import STYLE_LOSSES, network_input, objective, style_targets, tf
 from .optimize import Callback, Optimizer, OptimizerSettings, OptimizeResult, Progress, _notify
 from .outcome import COMPLETED, Ending, Outcome, Stop, stopped
 from .signals import Interrupted, check
-from .plan import Step, blend, feather
+from .plan import Step, Tile, blend, feather
 from .pool import TaskPool
 
 Targets = list[dict[str, tuple[Any, ...]]]
@@ -150,101 +150,124 @@ def to_rgb(canvas: np.ndarray, prep: Preprocessing, bits: int = 8) -> np.ndarray
     return out
 
 
-def run_tiled(
-    step: Step,
-    cfg: Config,
-    extractor: FeatureExtractor,
-    precision: str,
-    content: Image.Image,
-    styles: Sequence[Image.Image],
-    start: np.ndarray,
-    callbacks: Sequence[Callback] = (),
-    done: int = 0,
-    total: int = 0,
-    stage: str = "",
-    workers: int = 1,
-    ray: str | None = None,
-    bits: int = 8,
-    resume: TileProgress | None = None,
-    save: Callable[[TileProgress], None] | None = None,
-) -> TiledResult:
-    """Optimise ``step``'s scale tile by tile from ``start`` (RGB uint8 at the scale's size).
+@dataclass(frozen=True)
+class TileJob:
+    """A tiled scale's fixed part: the step, what it optimises, with what, and where."""
 
-    ``callbacks`` hear after every tile, with the assembled image; ``done`` and ``total``
-    place this scale's iterations in the whole run's count. Ctrl-C, SIGTERM or a callback's
-    Stop end it after the tile in progress, with every finished tile in the image. ``save``
-    gets the progress after each tile (a checkpoint writer decides whether it is due) and when
-    stopped; ``resume`` continues such a progress (``start`` is then unused).
+    step: Step
+    cfg: Config
+    extractor: FeatureExtractor
+    precision: str
+    content: Image.Image  # the photo at the step's size
+    styles: Sequence[Image.Image]
+    workers: int = 1
+    ray: str | None = None
+    bits: int = 8
+
+
+def run_tiled(job: TileJob, start: np.ndarray | None, callbacks: Sequence[Callback] = (),
+              place: tuple[int, int, str] = (0, 0, ""), resume: TileProgress | None = None,
+              save: Callable[[TileProgress], None] | None = None) -> TiledResult:  # fmt: skip
+    """Optimise ``job``'s scale tile by tile from ``start`` (RGB uint8 at the scale's size).
+
+    ``callbacks`` hear after every tile, with the assembled image; ``place`` is (iterations
+    before this scale, the run's total, the stage label) in the whole run's count. Ctrl-C,
+    SIGTERM or a callback's Stop end it after the tile in progress, with every finished tile in
+    the image. ``save`` gets the progress after each tile (a checkpoint writer decides whether
+    it is due) and when stopped; ``resume`` continues such a progress (``start`` is then unused).
     """
-    assert step.tile is not None
-    prep = extractor.backbone.preprocessing
-    targets = shared_style_targets(cfg, extractor, styles, max(256, -(-step.tile // 32) * 32))
-    canvas = resume.canvas if resume is not None else to_network(start, prep)
-    del start
-    pixels = np.asarray(content)
-    result = TiledResult(pixels=np.empty(0, np.uint8), history=list(resume.history) if resume else [])
-    progress = TileProgress(canvas, 0, [], result.history)
-    key = (os.getpid(), id(canvas), step.scale)
-    in_process = workers == 1 and ray is None  # else TaskPool's workers, each on its share of the threads
-    runner = None
-    position = float(done)
-    try:
-        with TaskPool(workers, ray) as pool:
-            for pass_index, iterations in enumerate(step.passes):
-                if resume is not None and pass_index < resume.pass_index:
-                    continue
-                tiles = step.tiles(pass_index)
-                losses: list[list[dict[str, float]]] = []
-                areas: list[int] = []
-                kept = set(resume.done) if resume is not None and pass_index == resume.pass_index else set()
-                progress.pass_index, progress.done = pass_index, sorted(kept)
-                finished = len(kept)
-                for group in sorted({t.group for t in tiles}):
-                    members = [t for t in tiles if t.group == group and tiles.index(t) not in kept]
-                    earlier = [t for t in tiles if t.group < group]
-                    if not members:
+    return _TiledScale(job, callbacks, place, save).run(start, resume)
+
+
+class _TiledScale:
+    """One run of :func:`run_tiled`: the canvas, the progress so far, and how each finished tile lands."""
+
+    def __init__(self, job: TileJob, callbacks: Sequence[Callback], place: tuple[int, int, str],
+                 save: Callable[[TileProgress], None] | None):  # fmt: skip
+        assert job.step.tile is not None
+        self.job, self.callbacks, self.save = job, callbacks, save
+        self.done, self.total, self.stage = place
+        self.prep = job.extractor.backbone.preprocessing
+        self.targets = shared_style_targets(job.cfg, job.extractor, job.styles, max(256, -(-job.step.tile // 32) * 32))
+        self.pixels = np.asarray(job.content)
+        self.runner: TileOptimizer | None = None  # in this process: one compiled optimiser for the tiles
+        self.position = float(self.done)
+
+    def run(self, start: np.ndarray | None, resume: TileProgress | None) -> TiledResult:
+        job, step = self.job, self.job.step
+        self.canvas = resume.canvas if resume is not None else to_network(start, self.prep)  # type: ignore[arg-type]
+        del start
+        self.result = TiledResult(pixels=np.empty(0, np.uint8), history=list(resume.history) if resume else [])
+        self.progress = TileProgress(self.canvas, 0, [], self.result.history)
+        self.key = (os.getpid(), id(self.canvas), step.scale)
+        try:
+            with TaskPool(job.workers, job.ray) as pool:
+                for pass_index, iterations in enumerate(step.passes):
+                    if resume is not None and pass_index < resume.pass_index:
                         continue
-                    tasks = [TileTask(key, cfg.to_dict(), precision, targets, pixels[t.box], canvas[t.box].copy(),
-                                      iterations) for t in members]  # fmt: skip
-                    if in_process:
-                        if runner is None:
-                            shape = (members[0].height, members[0].width)
-                            runner = TileOptimizer(cfg, extractor, targets, shape, settings_of(cfg, precision, iterations))
-                        outcomes = ((i, _run_local(runner, task)) for i, task in enumerate(tasks))
-                    else:
-                        outcomes = pool.map_unordered(optimize_tile, tasks)
-                    for i, (tile_pixels, history, tile_outcome) in outcomes:
-                        check()
-                        if tile_outcome.ending is Ending.SIGNAL:  # stopped half-way: not kept, a resume runs it again
-                            raise Interrupted(tile_outcome.signum or signal.SIGINT)
-                        tile = members[i]
-                        blend(canvas, tile_pixels, tile, feather(tile, earlier, step.overlap))
-                        progress.done.append(tiles.index(tile))
-                        losses.append(history)
-                        areas.append(tile.height * tile.width)
-                        finished += 1
-                        result.tiles_finished += 1
-                        position += iterations / len(tiles)
-                        last = history[-1] if history else {}
-                        _notify(callbacks, Progress(
-                            done + sum(step.passes[:pass_index]) + (iterations if finished == len(tiles) else 0),
-                            total, last, lambda: to_rgb(canvas, prep), None, position,
-                            f"{stage}tile {finished}/{len(tiles)}" + (f", pass {pass_index + 1}/{len(step.passes)}" if len(step.passes) > 1 else ""),
-                        ))  # fmt: skip
-                        if save is not None:
-                            save(progress)
-                result.history += _mean_history(losses, areas, iterations)
-                progress.history = result.history
-    except KeyboardInterrupt as e:
-        result.outcome = stopped(e).at(_place(step, progress))
-        if save is not None:
-            save(dataclasses.replace(progress, final=True))
-    except Stop as e:
-        result.outcome = stopped(e).at(_place(step, progress))
-    result.pixels = to_rgb(canvas, prep)
-    if bits == 16:
-        result.high = to_rgb(canvas, prep, 16)
-    return result
+                    kept = set(resume.done) if resume is not None and pass_index == resume.pass_index else set()
+                    self._pass(pool, pass_index, iterations, kept)
+        except KeyboardInterrupt as e:
+            self.result.outcome = stopped(e).at(_place(step, self.progress))
+            if self.save is not None:
+                self.save(dataclasses.replace(self.progress, final=True))
+        except Stop as e:
+            self.result.outcome = stopped(e).at(_place(step, self.progress))
+        self.result.pixels = to_rgb(self.canvas, self.prep)
+        if job.bits == 16:
+            self.result.high = to_rgb(self.canvas, self.prep, 16)
+        return self.result
+
+    def _pass(self, pool: TaskPool, pass_index: int, iterations: int, kept: set[int]) -> None:
+        """One pass over the grid, group by group (a group's tiles never overlap), skipping ``kept`` tiles."""
+        tiles = self.job.step.tiles(pass_index)
+        self.progress.pass_index, self.progress.done = pass_index, sorted(kept)
+        losses: list[list[dict[str, float]]] = []
+        areas: list[int] = []
+        for group in sorted({t.group for t in tiles}):
+            members = [t for t in tiles if t.group == group and tiles.index(t) not in kept]
+            if not members:
+                continue
+            earlier = [t for t in tiles if t.group < group]
+            for tile, (tile_pixels, history, outcome) in self._optimise(pool, members, iterations):
+                check()
+                if outcome.ending is Ending.SIGNAL:  # stopped half-way: not kept, a resume runs it again
+                    raise Interrupted(outcome.signum or signal.SIGINT)
+                blend(self.canvas, tile_pixels, tile, feather(tile, earlier, self.job.step.overlap))
+                self.progress.done.append(tiles.index(tile))
+                losses.append(history)
+                areas.append(tile.height * tile.width)
+                self._tile_finished(tiles, pass_index, iterations, history)
+        self.result.history += _mean_history(losses, areas, iterations)
+        self.progress.history = self.result.history
+
+    def _optimise(self, pool: TaskPool, members: list[Tile], iterations: int):  # type: ignore[no-untyped-def]
+        """``(tile, (pixels, history, outcome))`` for each of ``members``, as each finishes."""
+        job = self.job
+        tasks = [TileTask(self.key, job.cfg.to_dict(), job.precision, self.targets, self.pixels[t.box],
+                          self.canvas[t.box].copy(), iterations) for t in members]  # fmt: skip
+        if job.workers == 1 and job.ray is None:  # here; else the pool's workers, each on its share of the threads
+            if self.runner is None:
+                shape = (members[0].height, members[0].width)
+                settings = settings_of(job.cfg, job.precision, iterations)
+                self.runner = TileOptimizer(job.cfg, job.extractor, self.targets, shape, settings)
+            return ((members[i], _run_local(self.runner, task)) for i, task in enumerate(tasks))
+        return ((members[i], outcome) for i, outcome in pool.map_unordered(optimize_tile, tasks))
+
+    def _tile_finished(self, tiles: list[Tile], pass_index: int, iterations: int, history: list[dict[str, float]]) -> None:
+        """Tell the callbacks (the assembled image, the count moved by a tile's share) and offer a checkpoint."""
+        step = self.job.step
+        finished = len(self.progress.done)
+        self.result.tiles_finished += 1
+        self.position += iterations / len(tiles)
+        passes = f", pass {pass_index + 1}/{len(step.passes)}" if len(step.passes) > 1 else ""
+        iteration = self.done + sum(step.passes[:pass_index]) + (iterations if finished == len(tiles) else 0)
+        canvas, prep = self.canvas, self.prep
+        _notify(self.callbacks, Progress(iteration, self.total, history[-1] if history else {},
+                                         lambda: to_rgb(canvas, prep), None, self.position,
+                                         f"{self.stage}tile {finished}/{len(tiles)}{passes}"))  # fmt: skip
+        if self.save is not None:
+            self.save(self.progress)
 
 
 def _place(step: Step, progress: TileProgress) -> str:

@@ -39,7 +39,7 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image
 
-from ..config import Config
+from ..config import Config, configure
 from ..errors import VideoError
 from ..io import ImageSource, check_output, file_sha256, fit, load_image, save_bytes, save_image
 from ..outcome import COMPLETED, Ending, Outcome, stopped
@@ -117,7 +117,7 @@ class FrameOptimizer:
     def first(self, frame: np.ndarray) -> tuple[np.ndarray, list[dict[str, float]], Outcome]:
         """A chunk's first frame, from ``cfg.init`` with every iteration and no temporal term
         (single-scale runs: the same compiled step as the later frames)."""
-        from ..api import initial_image
+        from ..engine import initial_image
         from ..losses import network_input
 
         photo = self._working(frame.astype(np.float32))
@@ -292,14 +292,12 @@ def stylize_video(
     gets ``iterations``, later frames ``frame_iterations`` (default a fifth of them) and the
     temporal term at ``temporal_weight``. An existing output is replaced only with ``force``.
     """
-    from ..api import _configure
-
     check_workers(workers)
     if not (isinstance(temporal_weight, (int, float)) and math.isfinite(temporal_weight) and temporal_weight >= 0):
         raise VideoError(f"temporal weight: {temporal_weight} must be a finite number >= 0")
     if max_frames is not None and max_frames < 1:
         raise VideoError(f"--max-frames: {max_frames} must be >= 1")
-    cfg = _configure(preset, config, options)
+    cfg = configure(preset, config, options)
     chosen_seed = cfg.seed is not None
     if not chosen_seed:
         cfg = dataclasses.replace(cfg, seed=int(np.random.SeedSequence().entropy % 2**32))
@@ -307,21 +305,11 @@ def stylize_video(
     if iterations < 1:
         raise VideoError(f"--frame-iterations: {iterations} must be >= 1")
     output = Path(output)
-    as_folder = output.suffix.lower() not in VIDEO_SUFFIXES
-    if as_folder and output.suffix:
-        raise VideoError(f"output: unsupported video type '{output.suffix}' (use {', '.join(VIDEO_SUFFIXES)} or a folder)")
-    if as_folder and output.is_dir() and any(output.iterdir()) and not force:
-        raise VideoError(f"output folder {output} is not empty, not overwriting without --force")
-    if not as_folder:
-        check_output(output, force, "output")
+    as_folder = _check_video_output(output, force)
     styles = [np.asarray(load_image(s, "style image")) for s in (style if isinstance(style, (list, tuple)) else [style])]
     cfg.check_styles(len(styles))
     clip = read_clip(video, cfg.size, max_frames)
-    notices = []
-    if clip.variable_rate:
-        notices.append(f"{clip.source} has a variable frame rate: written at its average, {float(clip.rate):.3g} fps")
-    if len(clip.frames) == 1:
-        notices.append(f"{clip.source} has one frame: stylized as an image")
+    notices = _notices(clip)
     if cfg.preserve_color == "histogram":
         from .. import color
 
@@ -338,20 +326,8 @@ def stylize_video(
     chunks = [tuple(c) for c in saved["chunks"]]
     tasks = [ChunkTask(i, a, clip.frames[a:b], styles, cfg.to_dict(), iterations, temporal_weight,
                        str(chunk_folder(work, i))) for i, (a, b) in enumerate(chunks)]  # fmt: skip
-    start = time.perf_counter()
     result = VideoResult(output, len(clip.frames), 0.0, work=work, notices=notices)
-    watcher = _FrameBar(work, sum(b - a for a, b in chunks), progress)
-    try:
-        with TaskPool(len(tasks) if ray is None else workers, ray, on_event=watcher) as pool:
-            for _, (_, seconds, outcome) in pool.map_unordered(stylize_chunk, tasks):
-                result.frame_seconds += seconds
-                if outcome.halts:
-                    raise Interrupted(outcome.signum or signal.SIGINT)
-    except KeyboardInterrupt as e:
-        result.outcome = stopped(e)
-    finally:
-        watcher.stop(result.outcome)
-    result.seconds = time.perf_counter() - start
+    _run_chunks(tasks, workers, ray, result, _FrameBar(work, sum(b - a for a, b in chunks), progress))
     if result.outcome.halts:
         return result
     frames = assemble(work, chunks, len(clip.frames))
@@ -363,6 +339,44 @@ def stylize_video(
     shutil.rmtree(work, ignore_errors=True)
     result.work = None
     return result
+
+
+def _check_video_output(output: Path, force: bool) -> bool:
+    """Whether ``output`` is a folder of frames (else a video file), after checking it may be written."""
+    as_folder = output.suffix.lower() not in VIDEO_SUFFIXES
+    if as_folder and output.suffix:
+        raise VideoError(f"output: unsupported video type '{output.suffix}' (use {', '.join(VIDEO_SUFFIXES)} or a folder)")
+    if as_folder and output.is_dir() and any(output.iterdir()) and not force:
+        raise VideoError(f"output folder {output} is not empty, not overwriting without --force")
+    if not as_folder:
+        check_output(output, force, "output")
+    return as_folder
+
+
+def _notices(clip: Any) -> list[str]:
+    """What the user should know about the clip before its frames are stylized."""
+    notices = []
+    if clip.variable_rate:
+        notices.append(f"{clip.source} has a variable frame rate: written at its average, {float(clip.rate):.3g} fps")
+    if len(clip.frames) == 1:
+        notices.append(f"{clip.source} has one frame: stylized as an image")
+    return notices
+
+
+def _run_chunks(tasks: list[ChunkTask], workers: int, ray: str | None, result: VideoResult, bar: _FrameBar) -> None:
+    """Every chunk, at once where there are workers; a stop signal keeps the frames finished so far."""
+    start = time.perf_counter()
+    try:
+        with TaskPool(len(tasks) if ray is None else workers, ray, on_event=bar) as pool:
+            for _, (_, seconds, outcome) in pool.map_unordered(stylize_chunk, tasks):
+                result.frame_seconds += seconds
+                if outcome.halts:
+                    raise Interrupted(outcome.signum or signal.SIGINT)
+    except KeyboardInterrupt as e:
+        result.outcome = stopped(e)
+    finally:
+        bar.stop(result.outcome)
+    result.seconds = time.perf_counter() - start
 
 
 def _fingerprint(path: Path) -> str:

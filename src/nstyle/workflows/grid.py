@@ -22,6 +22,7 @@ def grid(
     styles: Sequence[str | Path],
     config: Config,
     out_dir: str | Path,
+    *,
     workers: int = 1,
     ray: str | None = None,
     force: bool = False,

@@ -25,6 +25,7 @@ def probe(
     style: str | Path,
     config: Config,
     out_dir: str | Path,
+    *,
     layers: Sequence[str] = (),
     blocks: bool = False,
     kind: str = "style",
