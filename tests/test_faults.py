@@ -183,7 +183,7 @@ def test_checkpoint_from_another_version_or_truncated_is_refused(tmp_path, monke
 def test_signals_at_random_moments_leave_only_whole_files(tmp_path):
     """Each stop signal at a seeded random moment after the first checkpoint: every file left is a
     whole image, record or checkpoint; SIGINT/TERM/HUP always leave the best image; after SIGKILL
-    the checkpoint resumes. (Four runs: each costs a process start, and CI time is counted; 200
+    the checkpoint resumes. (Four runs: each costs a process start, and CI time is counted; 120
     iterations, so that the signal comes while the run is still optimising.)"""
     import json
     import random
@@ -197,7 +197,7 @@ def test_signals_at_random_moments_leave_only_whole_files(tmp_path):
         out = tmp_path / f"run{n}" / "out.png"
         out.parent.mkdir()
         proc = nstyle(str(CONTENT), str(STYLE), "-o", str(out), "--preset", "seed", "--weights", "random:0", "--size", "64",
-                      "--iterations", "200", "--checkpoint-every", "3", "--seed", "1", "--quiet")  # fmt: skip
+                      "--iterations", "120", "--checkpoint-every", "3", "--seed", "1", "--quiet")  # fmt: skip
         wait_for((out.parent / "out.ckpt.npz").exists)
         time.sleep(rng.uniform(0.0, 1.0))
         proc.send_signal(signum)
@@ -223,7 +223,7 @@ def test_signals_at_random_moments_leave_only_whole_files(tmp_path):
                                      capture_output=True, text=True)  # fmt: skip
             assert resumed.returncode == 0, resumed.stderr
             record = read_metadata(out)["result"]
-            assert record["iterations_run"] == 200 and checkpoint.state.iteration % 3 == 0
+            assert record["iterations_run"] == 120 and checkpoint.state.iteration % 3 == 0
             assert np.isfinite(record["best_loss"]) and not (out.parent / ".out.png.lock").exists()
 
 
