@@ -230,3 +230,24 @@ def test_ui_video_tab_streams_frames_then_the_clip(tmp_path):
     assert status.startswith("Done") and video.endswith(".mp4") and files == [video]
     assert any(e[0] and e[0].endswith(".png") for e in events[:-1])  # frames shown as they finished
     assert len(_frames(Path(video))) == 3
+
+
+def test_ui_video_stop_keeps_the_finished_frames(tmp_path):
+    """Stop in the Video tab ends the run at the next iteration; the frames finished so far stay, and
+    the frame in progress is not among them."""
+    from types import SimpleNamespace
+
+    pytest.importorskip("gradio")
+    from nstyle import ui
+
+    request = SimpleNamespace(session_hash="stop")
+    events = ui._video_events(str(CLIP), str(STYLE), "lite0", 64, 12, 30, 0.3, 8, request)
+    seen = []
+    for latest, video, status, files in events:
+        seen.append(status)
+        if latest:  # the first frame is done: press Stop
+            ui._video_stop(request)
+    assert seen[-1].startswith("Stopped: 1 frame kept in "), seen
+    work = Path(seen[-1].split(" kept in ")[1].rstrip("."))
+    assert len(list(work.glob("chunk*/frame_*.png"))) == 1
+    assert video is None and files is None

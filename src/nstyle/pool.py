@@ -20,7 +20,7 @@ RAY_LOCAL = "local"  # --ray with no address: start a Ray instance on this machi
 
 Subscriber = Callable[[Any], None]
 _channel: Any = None  # in a worker process or Ray task: the queue its events go to
-_subscriber: Subscriber | None = None  # in the process that opened the pool: who hears events
+_here = threading.local()  # .subscriber: who hears events sent in this thread, by the pool it opened
 
 
 def emit(event: Any) -> None:
@@ -29,10 +29,11 @@ def emit(event: Any) -> None:
     In a worker the event goes through the pool's queue; in the process that opened the pool it
     reaches the subscriber at once; with no pool open it goes nowhere.
     """
+    subscriber = getattr(_here, "subscriber", None)
     if _channel is not None:
         _channel.put(event)
-    elif _subscriber is not None:
-        _subscriber(event)
+    elif subscriber is not None:
+        subscriber(event)
 
 _threads_limited = False
 
@@ -84,8 +85,7 @@ class TaskPool:
         self._previous: Subscriber | None = None
 
     def __enter__(self) -> "TaskPool":
-        global _subscriber
-        self._previous, _subscriber = _subscriber, self.on_event
+        self._previous, _here.subscriber = getattr(_here, "subscriber", None), self.on_event
         if self.ray is not None:
             self._ray, self._started_ray = _start_ray(self.ray)
             if self.on_event is not None:
@@ -126,8 +126,7 @@ class TaskPool:
                 pass
 
     def __exit__(self, *exc: object) -> None:
-        global _subscriber
-        _subscriber = self._previous
+        _here.subscriber = self._previous
         self._close_events()
         if self._pool is not None:
             if exc[0] is not None:  # stopped or failed: the workers' current tasks go too, not on in the background

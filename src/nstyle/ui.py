@@ -176,61 +176,69 @@ def _probe_events(content: str | None, style: str | None, layers: str, blocks: b
     return str(sheet), [str(sheet), str(folder / "summary.csv")]
 
 
-_videos: dict[str, Any] = {}  # session -> its running `nstyle video` process
-
-
 def _video_events(video: Any, style: Any, preset: str, size: float, iterations: float, frame_iterations: float,
                   temporal_weight: float, max_frames: float, request: gr.Request) -> Iterator[tuple[Any, Any, str, Any]]:  # fmt: skip
-    """Stream (latest frame, video, status, downloads) while ``nstyle video`` runs in its own process.
+    """Stream (latest frame, video, status, downloads) while :func:`nstyle.video.stylize_video` runs in a thread.
 
-    A process, not a thread: Stop sends it SIGTERM, which keeps its finished frames as the
-    command line does, and a closed tab ends it the same way.
+    Each finished frame arrives as an event and is shown; Stop ends the run through a callback's
+    Stop, keeping the finished frames (as Ctrl-C does on the command line), and a closed tab
+    stops it the same way.
     """
-    import subprocess
-    import sys
-    import time
-
     video, style = _path(video), _path(style)
     if not video or not style:
         raise gr.Error("Upload a short clip and a style image first.")
+    from .events import FrameFinished
+    from .optimize import Stop
+    from .video import stylize_video
+
     folder = Path(tempfile.mkdtemp(prefix="nstyle-video-"))
     out = folder / "nstyle.mp4"
-    command = [sys.executable, "-m", "nstyle", "video", video, style, "-o", str(out), "--preset", preset,
-               "--size", str(int(size)), "--iterations", str(int(iterations)), "--frame-iterations",
-               str(int(frame_iterations)), "--temporal-weight", str(float(temporal_weight)), "--quiet"]  # fmt: skip
-    if max_frames:
-        command += ["--max-frames", str(int(max_frames))]
-    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
-    _videos[_session(request)] = process
-    work = folder / "nstyle.mp4.frames"
+    stop = _stop_flags.setdefault(f"video-{_session(request)}", threading.Event())
+    stop.clear()
+    updates: queue.Queue = queue.Queue()
+
+    def watch(_progress: Any) -> None:
+        if stop.is_set():
+            raise Stop(STOPPED)
+
+    def work() -> None:
+        try:
+            result = stylize_video(video, style, out, preset=preset, size=int(size), iterations=int(iterations),
+                                   frame_iterations=int(frame_iterations), temporal_weight=float(temporal_weight),
+                                   max_frames=int(max_frames) or None, callbacks=[watch], on_event=updates.put)  # fmt: skip
+            updates.put(result)
+        except NStyleError as e:
+            updates.put(e)
+        except Exception as e:  # shown in the page rather than lost in a thread
+            updates.put(RuntimeError(f"{type(e).__name__}: {e}"))
+
+    threading.Thread(target=work, daemon=True).start()
     shown = 0
     try:
         yield None, None, "Reading the clip and loading the network...", None
-        while process.poll() is None:
-            time.sleep(0.25)
-            frames = sorted(work.glob("chunk*/frame_*.png"))
-            if len(frames) > shown:
-                shown = len(frames)
-                yield str(frames[-1]), None, f"{shown} frames done...", None
-        error = process.stderr.read().strip().splitlines() if process.stderr else []
-        if process.returncode != 0:
-            last = error[-1] if error else f"exit status {process.returncode}"
-            if "stopped by" in last:
-                yield None, None, f"Stopped: {shown} frames kept in {work}.", None
+        while True:
+            item = updates.get()
+            if isinstance(item, FrameFinished):
+                shown += 1
+                yield item.path, None, f"{_frames(shown)} done...", None
+            elif isinstance(item, Exception):
+                raise gr.Error(str(item))
+            elif item.outcome.halts:
+                yield None, None, f"Stopped: {_frames(shown)} kept in {item.work}.", None
                 return
-            raise gr.Error(last.removeprefix("nstyle: error: "))
-        yield None, str(out), f"Done: {out.name}, its frames stylized one after another, held steady by optical flow.", [str(out)]
+            else:
+                yield None, str(out), f"Done: {out.name}, its frames stylized one after another, held steady by optical flow.", [str(out)]
+                return
     finally:
-        if process.poll() is None:
-            process.terminate()
-            process.wait()
-        _videos.pop(_session(request), None)
+        stop.set()  # the tab went away or the run ended: nothing keeps running
+
+
+def _frames(count: int) -> str:
+    return f"{count} frame" if count == 1 else f"{count} frames"
 
 
 def _video_stop(request: gr.Request) -> None:
-    process = _videos.get(_session(request))
-    if process is not None and process.poll() is None:
-        process.terminate()
+    _stop_flags.setdefault(f"video-{_session(request)}", threading.Event()).set()
 
 
 def build_app() -> gr.Blocks:

@@ -23,18 +23,18 @@ are cross-faded with the previous chunk's, so the joins do not jump.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
 import os
 import shutil
-import signal
 import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 from PIL import Image
@@ -42,12 +42,15 @@ from PIL import Image
 from ..config import Config, configure
 from ..errors import VideoError
 from ..io import ImageSource, check_output, file_sha256, fit, load_image, save_bytes, save_image
-from ..outcome import COMPLETED, Ending, Outcome, stopped
+from ..outcome import COMPLETED, Outcome, stopped
 from ..signals import Interrupted, check
 from ..events import FrameFinished
 from ..pool import TaskPool, check_workers, emit
 from .flow import flow, reliable, warp
 from .frames import VIDEO_SUFFIXES, read_clip, write_frames, write_video
+
+if TYPE_CHECKING:
+    from ..optimize import Callback
 
 #: px: moving this far (RMS) from the warped previous frame costs ``temporal_weight`` x the previous frame's loss.
 TEMPORAL_SCALE = 10.0
@@ -114,7 +117,7 @@ class FrameOptimizer:
         self.optimizer = Optimizer(self.loss, self.prep.bounds(), settings_of(cfg, precision_name, 1))
         self.scale: float | None = None  # the loss a frame's temporal weight is relative to
 
-    def first(self, frame: np.ndarray) -> tuple[np.ndarray, list[dict[str, float]], Outcome]:
+    def first(self, frame: np.ndarray, callbacks: Sequence[Callback] = ()) -> tuple[np.ndarray, list[dict[str, float]], Outcome]:
         """A chunk's first frame, from ``cfg.init`` with every iteration and no temporal term
         (single-scale runs: the same compiled step as the later frames)."""
         from ..engine import initial_image
@@ -126,7 +129,8 @@ class FrameOptimizer:
         self.base.set_content(network_input(self.base.extractor, photo))
         self.loss.weight.assign(0.0)
         self.loss.mask.assign(np.zeros(tuple(self.loss.mask.shape), np.float32))
-        result = self.optimizer.run(self.prep.forward(start)[None], self.prep.inverse, iterations=self.cfg.iterations)
+        result = self.optimizer.run(self.prep.forward(start)[None], self.prep.inverse, callbacks,
+                                    iterations=self.cfg.iterations)  # fmt: skip
         self.scale = max(result.best_loss, 1e-30)
         return self._finish(result.image[0], frame), result.history, result.outcome
 
@@ -140,7 +144,7 @@ class FrameOptimizer:
         return out
 
     def run(self, frame: np.ndarray, previous: np.ndarray, previous_stylized: np.ndarray, iterations: int,
-            weight: float) -> tuple[np.ndarray, list[dict[str, float]], Outcome]:  # fmt: skip
+            weight: float, callbacks: Sequence[Callback] = ()) -> tuple[np.ndarray, list[dict[str, float]], Outcome]:  # fmt: skip
         """Stylize ``frame`` from ``previous_stylized`` warped along the flow; RGB uint8 out."""
         from scipy.ndimage import gaussian_filter
 
@@ -164,7 +168,7 @@ class FrameOptimizer:
         self.loss.target.assign(self.prep.forward(target)[None])
         self.loss.mask.assign(mask[None].astype(np.float32))
         self.loss.weight.assign(weight * self.scale / TEMPORAL_SCALE**2)
-        result = self.optimizer.run(x0, self.prep.inverse, iterations=iterations)
+        result = self.optimizer.run(x0, self.prep.inverse, callbacks, iterations=iterations)
         if result.history:  # this frame's own loss, without the temporal term: the next frame's scale
             last = result.history[-1]
             self.scale = max(last["total"] - float(self.loss.weight.numpy()) * last["temporal"], 1e-30)
@@ -203,9 +207,12 @@ def frame_path(folder: Path, number: int) -> Path:
     return folder / f"frame_{number + 1:05d}.png"
 
 
-def stylize_chunk(task: ChunkTask) -> tuple[int, list[float], Outcome]:
+def stylize_chunk(task: ChunkTask, callbacks: Sequence[Callback] = ()) -> tuple[int, list[float], Outcome]:
     """Stylize a chunk's frames in order, writing each as it finishes and skipping those already
-    written (a resumed run); returns (chunk, seconds per frame stylized, how it ended)."""
+    written (a resumed run); returns (chunk, seconds per frame stylized, how it ended).
+
+    ``callbacks`` see each frame's iterations (in this process only); one raising Stop ends the
+    chunk like a signal does, without the frame in progress."""
     from ..api import stylize
     from ..backbones import precision
 
@@ -233,13 +240,14 @@ def stylize_chunk(task: ChunkTask) -> tuple[int, list[float], Outcome]:
         if runner is None:
             runner = FrameOptimizer(cfg, fitted, (height, width), precision.resolve(cfg.precision, cfg.optimizer).name)
         if previous is None and (cfg.scales > 1 or cfg.tile):  # the first frame: the whole pipeline, scales and tiles
-            result = stylize(Image.fromarray(frame), styles, config=cfg)
+            result = stylize(Image.fromarray(frame), styles, config=cfg, callbacks=callbacks)
             out, outcome = np.asarray(result.image), result.outcome
         elif previous is None:  # the first frame, single scale: the same compiled step as the rest
-            out, _, outcome = runner.first(frame)
+            out, _, outcome = runner.first(frame, callbacks)
         else:
-            out, _, outcome = runner.run(frame, task.frames[i - 1], previous, task.frame_iterations, task.temporal_weight)
-        if outcome.ending is Ending.SIGNAL:  # a half-optimised frame would be the next one's start: not kept
+            out, _, outcome = runner.run(frame, task.frames[i - 1], previous, task.frame_iterations, task.temporal_weight,
+                                         callbacks)  # fmt: skip
+        if outcome.halts:  # a half-optimised frame would be the next one's start: not kept
             return task.index, seconds, outcome
         save_image(Image.fromarray(out), path, force=True)
         seconds.append(time.perf_counter() - start)
@@ -283,6 +291,8 @@ def stylize_video(
     ray: str | None = None,
     progress: bool = False,
     force: bool = False,
+    callbacks: Sequence[Callback] = (),
+    on_event: Callable[[Any], None] | None = None,
     **options: Any,
 ) -> VideoResult:
     """Stylize the clip ``video`` (a file PyAV reads, or a folder of frames) into ``output``.
@@ -291,8 +301,14 @@ def stylize_video(
     a folder for the frames. Settings are those of :func:`nstyle.stylize`; the first frame
     gets ``iterations``, later frames ``frame_iterations`` (default a fifth of them) and the
     temporal term at ``temporal_weight``. An existing output is replaced only with ``force``.
+    ``on_event`` hears each :class:`~nstyle.events.FrameFinished`, wherever the frame was made;
+    ``callbacks`` see every iteration of every frame, and so run in this process only (one
+    worker, no Ray): one raising :class:`~nstyle.outcome.Stop` ends the run, keeping the finished
+    frames for the same call to continue.
     """
     check_workers(workers)
+    if callbacks and (workers > 1 or ray is not None):
+        raise VideoError("callbacks see every iteration in this process: use one worker and no Ray")
     if not (isinstance(temporal_weight, (int, float)) and math.isfinite(temporal_weight) and temporal_weight >= 0):
         raise VideoError(f"temporal weight: {temporal_weight} must be a finite number >= 0")
     if max_frames is not None and max_frames < 1:
@@ -327,7 +343,8 @@ def stylize_video(
     tasks = [ChunkTask(i, a, clip.frames[a:b], styles, cfg.to_dict(), iterations, temporal_weight,
                        str(chunk_folder(work, i))) for i, (a, b) in enumerate(chunks)]  # fmt: skip
     result = VideoResult(output, len(clip.frames), 0.0, work=work, notices=notices)
-    _run_chunks(tasks, workers, ray, result, _FrameBar(work, sum(b - a for a, b in chunks), progress))
+    bar = _FrameBar(work, sum(b - a for a, b in chunks), progress, on_event)
+    _run_chunks(tasks, workers, ray, result, bar, callbacks)
     if result.outcome.halts:
         return result
     frames = assemble(work, chunks, len(clip.frames))
@@ -363,15 +380,20 @@ def _notices(clip: Any) -> list[str]:
     return notices
 
 
-def _run_chunks(tasks: list[ChunkTask], workers: int, ray: str | None, result: VideoResult, bar: _FrameBar) -> None:
-    """Every chunk, at once where there are workers; a stop signal keeps the frames finished so far."""
+def _run_chunks(tasks: list[ChunkTask], workers: int, ray: str | None, result: VideoResult, bar: _FrameBar,
+                callbacks: Sequence[Callback]) -> None:  # fmt: skip
+    """Every chunk, at once where there are workers; a stop keeps the frames finished so far."""
     start = time.perf_counter()
+    work = functools.partial(stylize_chunk, callbacks=tuple(callbacks)) if callbacks else stylize_chunk
     try:
         with TaskPool(len(tasks) if ray is None else workers, ray, on_event=bar) as pool:
-            for _, (_, seconds, outcome) in pool.map_unordered(stylize_chunk, tasks):
+            for _, (_, seconds, outcome) in pool.map_unordered(work, tasks):
                 result.frame_seconds += seconds
-                if outcome.halts:
-                    raise Interrupted(outcome.signum or signal.SIGINT)
+                if outcome.signum:
+                    raise Interrupted(outcome.signum)
+                if outcome.halts:  # a callback's Stop
+                    result.outcome = outcome
+                    break
     except KeyboardInterrupt as e:
         result.outcome = stopped(e)
     finally:
@@ -427,8 +449,8 @@ class _FrameBar:
     """Frame i/N with an ETA while chunks run anywhere, from their FrameFinished events, and
     ``preview.png`` in the work folder kept as the latest finished frame."""
 
-    def __init__(self, work: Path, total: int, progress: bool):
-        self.work = work
+    def __init__(self, work: Path, total: int, progress: bool, also: Callable[[Any], None] | None = None):
+        self.work, self.also = work, also  # ``also``: the caller's own subscriber
         self.bar = None
         if progress:
             from tqdm import tqdm
@@ -446,6 +468,8 @@ class _FrameBar:
             os.replace(self.work / ".preview.png", self.work / "preview.png")
         except OSError:
             pass
+        if self.also is not None:
+            self.also(event)
 
     def stop(self, outcome: Outcome) -> None:
         if self.bar is not None:
