@@ -245,9 +245,9 @@ def test_ui_video_stop_keeps_the_finished_frames(tmp_path):
     seen = []
     for latest, video, status, files in events:
         seen.append(status)
-        if latest:  # the first frame is done: press Stop
+        if latest and not seen[-1].startswith("Stopped"):  # the first frame is done: press Stop
             ui._video_stop(request)
     assert seen[-1].startswith("Stopped: 1 frame kept in "), seen
     work = Path(seen[-1].split(" kept in ")[1].rstrip("."))
     assert len(list(work.glob("chunk*/frame_*.png"))) == 1
-    assert video is None and files is None
+    assert video is None and files is None and latest.endswith("frame_00001.png")  # the last frame stays shown

@@ -213,18 +213,18 @@ def _video_events(video: Any, style: Any, preset: str, size: float, iterations: 
             updates.put(RuntimeError(f"{type(e).__name__}: {e}"))
 
     threading.Thread(target=work, daemon=True).start()
-    shown = 0
+    shown, latest = 0, None
     try:
         yield None, None, "Reading the clip and loading the network...", None
         while True:
             item = updates.get()
             if isinstance(item, FrameFinished):
-                shown += 1
-                yield item.path, None, f"{_frames(shown)} done...", None
+                shown, latest = shown + 1, item.path
+                yield latest, None, f"{_frames(shown)} done...", None
             elif isinstance(item, Exception):
                 raise gr.Error(str(item))
             elif item.outcome.halts:
-                yield None, None, f"Stopped: {_frames(shown)} kept in {item.work}.", None
+                yield latest, None, f"Stopped: {_frames(shown)} kept in {item.work}.", None  # the last one stays shown
                 return
             else:
                 yield None, str(out), f"Done: {out.name}, its frames stylized one after another, held steady by optical flow.", [str(out)]
