@@ -39,11 +39,15 @@ VIDEO_RUN = {"frame_iterations": 3, "max_frames": 3}
 
 
 def cpu_kind() -> str:
-    """The CPU's name and vector units, as a file name: the kernels TensorFlow picks follow them."""
+    """The CPU's name, family and model, and vector units, as a file name: the kernels TensorFlow
+    picks follow them (two CPUs of one name and instruction set can still round differently)."""
     from nstyle.backbones import precision
 
     cpu = precision.host_cpu()
-    words = f"{cpu.name} {cpu.vector_units} {cpu.bf16_units or 'no-bf16'}"
+    info = Path("/proc/cpuinfo").read_text(errors="replace") if Path("/proc/cpuinfo").exists() else ""
+    found = {k: re.search(rf"^{k}\s*:\s*(\S+)", info, re.M) for k in ("cpu family", "model")}
+    family, model = (m.group(1) if m else "?" for m in found.values())
+    words = f"{cpu.name} f{family} m{model} {cpu.vector_units} {cpu.bf16_units or 'no-bf16'}"
     return re.sub(r"[^a-z0-9]+", "-", words.lower()).strip("-")
 
 
