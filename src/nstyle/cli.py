@@ -544,7 +544,8 @@ def _batch(folder: str, size: int, images: int, run: Callable[[], Path], beside:
             sheet = run()
     except Interrupted as e:
         kept = sum(1 for p in Path(folder).glob("*.png") if p.name not in ("grid.png", "sheet.png"))
-        say(f"nstyle: stopped by {signal.Signals(e.signum).name}; {kept} finished images are kept in {folder}: "
+        what = "1 finished image is" if kept == 1 else f"{kept} finished images are"
+        say(f"nstyle: stopped by {signal.Signals(e.signum).name}; {what} kept in {folder}: "
             f"run the same command again to continue")  # fmt: skip
         return 128 + e.signum
     say(f"wrote {sheet}" + (f" and {sheet.with_name(beside)}" if beside else ""))
