@@ -181,7 +181,7 @@ def test_forward_kernel_input_gradients_equal_tensorflows_for_every_convolution_
 
     TensorFlow 2.21's oneDNN can abort the process or corrupt its heap computing the kernel
     gradient of a 1x1 strided convolution of a few channels (stride 3 on Intel AVX-512/AMX;
-    here on AMD Zen 4 too). Off, TensorFlow's reference kernels check the math; on, a native
+    on AMD AVX-512 CPUs too). Off, TensorFlow's reference kernels check the math; on, a native
     crash is reported as that known failure instead of ending the suite. nstyle's runs ask for
     no kernel gradient, and no backbone it ships has such a convolution (the test below).
     """
