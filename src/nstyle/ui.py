@@ -247,88 +247,103 @@ def build_app() -> gr.Blocks:
     with gr.Blocks(title="nstyle") as app:
         gr.Markdown("# nstyle\nNeural style transfer on Keras backbones. Pick a photo and a painting, press Run.")
         with gr.Tab("Stylize"):
-            with gr.Row():
-                content = gr.Image(type="filepath", label="Content", elem_id="content", sources=["upload"])
-                style = gr.Image(type="filepath", label="Style", elem_id="style", sources=["upload"])
-                output = gr.Image(label="Result (live)", elem_id="result", interactive=False)
-            if sample_pairs():
-                gr.Examples(sample_pairs(), inputs=[content, style], label="Bundled samples")
-            with gr.Row():
-                preset = gr.Dropdown(presets, value="lite0" if "lite0" in presets else "default", label="Preset")
-                backbone = gr.Dropdown([PRESETS_OWN, *REGISTRY], value=PRESETS_OWN, label="Backbone", elem_id="backbone")
-                weights = gr.Dropdown(WEIGHTS, value=PRESETS_OWN, label="Weights", elem_id="weights",
-                                      allow_custom_value=True)  # fmt: skip
-            with gr.Row():
-                size = gr.Slider(32, 4096, value=384, step=16, label="Size (longer side, px)", elem_id="size")
-                iterations = gr.Slider(1, 1000, value=150, step=1, label="Iterations", elem_id="iterations")
-                scales = gr.Slider(1, 4, value=1, step=1, label="Scales (coarse to fine)")
-            with gr.Row():
-                style_weight = gr.Number(value=0, label="Style weight (0: the preset's)")
-                content_weight = gr.Number(value=0, label="Content weight (0: the preset's)")
-                swag = gr.Number(value=0, label="SWAG temperature (0: the preset's)")
-                precision = gr.Dropdown(list(PRECISIONS), value="auto", label="Precision (auto: fastest for this machine)",
-                                        elem_id="precision")  # fmt: skip
-                max_memory = gr.Number(value=0, label="Memory budget, GB (0: 80% of free; larger sizes run in tiles)",
-                                       elem_id="max_memory")  # fmt: skip
-            with gr.Row():
-                run = gr.Button("Run", variant="primary", elem_id="run")
-                stop = gr.Button("Stop (keep best so far)", elem_id="stop")
-            status = gr.Markdown(elem_id="status")
-            plot = gr.LinePlot(x="iteration", y="loss", title="Total loss", height=220)
-            download = gr.File(label="Download result and its settings", elem_id="download")
-            run.click(
-                _stylize_events,
-                [content, style, preset, backbone, weights, size, iterations, style_weight, content_weight, swag, scales,
-                 precision, max_memory],
-                [output, plot, status, download],
-                preprocess=False,
-            )
-            stop.click(_stop, None, None, queue=False)
-            preset.change(lambda p: resolve(p).backbone, preset, backbone, queue=False)
+            _stylize_tab(presets)
         with gr.Tab("Video"):
-            gr.Markdown("A short clip, frame by frame: each frame starts from the previous one warped by optical flow "
-                        "(Ruder et al. 2016), so it does not flicker. Frames appear as they finish.")  # fmt: skip
-            with gr.Row():
-                v_clip = gr.Video(label="Clip", sources=["upload"], elem_id="v_clip")
-                v_style = gr.Image(type="filepath", label="Style", sources=["upload"], elem_id="v_style")
-                v_latest = gr.Image(label="Latest frame", interactive=False, elem_id="v_latest")
-            with gr.Row():
-                v_preset = gr.Dropdown(presets, value="lite0" if "lite0" in presets else "default", label="Preset")
-                v_size = gr.Slider(32, 768, value=256, step=16, label="Size (longer side, px)")
-                v_iterations = gr.Slider(1, 500, value=100, step=1, label="Iterations (first frame)")
-                v_frame_iterations = gr.Slider(1, 200, value=20, step=1, label="Iterations (later frames)")
-                v_temporal = gr.Number(value=0.3, label="Temporal weight (0: off)")
-                v_max = gr.Number(value=48, label="Frames (0: all, up to 1000)")
-            with gr.Row():
-                v_run = gr.Button("Run", variant="primary", elem_id="v_run")
-                v_stop = gr.Button("Stop (keep finished frames)")
-            v_status = gr.Markdown(elem_id="v_status")
-            v_result = gr.Video(label="Result", interactive=False)
-            v_files = gr.File(label="Download")
-            v_run.click(_video_events, [v_clip, v_style, v_preset, v_size, v_iterations, v_frame_iterations, v_temporal,
-                                        v_max], [v_latest, v_result, v_status, v_files], preprocess=False)  # fmt: skip
-            v_stop.click(_video_stop, None, None, queue=False)
+            _video_tab(presets)
         with gr.Tab("Probe layers"):
-            gr.Markdown("One stylization per layer, that layer alone as the style layer, on one labelled sheet.")
-            with gr.Row():
-                p_content = gr.Image(type="filepath", label="Content", sources=["upload"])
-                p_style = gr.Image(type="filepath", label="Style", sources=["upload"])
-            if sample_pairs():
-                gr.Examples(sample_pairs(), inputs=[p_content, p_style], label="Bundled samples")
-            with gr.Row():
-                p_layers = gr.Textbox(label="Layers (space separated; empty + blocks: every block output)")
-                p_blocks = gr.Checkbox(value=True, label="Every block output when no layers are given")
-            with gr.Row():
-                p_preset = gr.Dropdown(presets, value="lite0" if "lite0" in presets else "default", label="Preset")
-                p_weights = gr.Dropdown(WEIGHTS, value=PRESETS_OWN, label="Weights", allow_custom_value=True)
-                p_size = gr.Slider(32, 512, value=128, step=16, label="Size")
-                p_iterations = gr.Slider(1, 500, value=50, step=1, label="Iterations")
-            p_run = gr.Button("Probe", variant="primary")
-            p_sheet = gr.Image(label="Contact sheet", interactive=False)
-            p_files = gr.File(label="Sheet and summary.csv")
-            p_run.click(_probe_events, [p_content, p_style, p_layers, p_blocks, p_preset, p_weights, p_size, p_iterations],
-                        [p_sheet, p_files], preprocess=False)  # fmt: skip
+            _probe_tab(presets)
     return app.queue(default_concurrency_limit=1, max_size=20)
+
+
+def _stylize_tab(presets: list[str]) -> None:
+    """Photo and painting in, the image evolving live, Stop keeping the best so far."""
+    with gr.Row():
+        content = gr.Image(type="filepath", label="Content", elem_id="content", sources=["upload"])
+        style = gr.Image(type="filepath", label="Style", elem_id="style", sources=["upload"])
+        output = gr.Image(label="Result (live)", elem_id="result", interactive=False)
+    if sample_pairs():
+        gr.Examples(sample_pairs(), inputs=[content, style], label="Bundled samples")
+    with gr.Row():
+        preset = gr.Dropdown(presets, value="lite0" if "lite0" in presets else "default", label="Preset")
+        backbone = gr.Dropdown([PRESETS_OWN, *REGISTRY], value=PRESETS_OWN, label="Backbone", elem_id="backbone")
+        weights = gr.Dropdown(WEIGHTS, value=PRESETS_OWN, label="Weights", elem_id="weights",
+                              allow_custom_value=True)  # fmt: skip
+    with gr.Row():
+        size = gr.Slider(32, 4096, value=384, step=16, label="Size (longer side, px)", elem_id="size")
+        iterations = gr.Slider(1, 1000, value=150, step=1, label="Iterations", elem_id="iterations")
+        scales = gr.Slider(1, 4, value=1, step=1, label="Scales (coarse to fine)")
+    with gr.Row():
+        style_weight = gr.Number(value=0, label="Style weight (0: the preset's)")
+        content_weight = gr.Number(value=0, label="Content weight (0: the preset's)")
+        swag = gr.Number(value=0, label="SWAG temperature (0: the preset's)")
+        precision = gr.Dropdown(list(PRECISIONS), value="auto", label="Precision (auto: fastest for this machine)",
+                                elem_id="precision")  # fmt: skip
+        max_memory = gr.Number(value=0, label="Memory budget, GB (0: 80% of free; larger sizes run in tiles)",
+                               elem_id="max_memory")  # fmt: skip
+    with gr.Row():
+        run = gr.Button("Run", variant="primary", elem_id="run")
+        stop = gr.Button("Stop (keep best so far)", elem_id="stop")
+    status = gr.Markdown(elem_id="status")
+    plot = gr.LinePlot(x="iteration", y="loss", title="Total loss", height=220)
+    download = gr.File(label="Download result and its settings", elem_id="download")
+    run.click(
+        _stylize_events,
+        [content, style, preset, backbone, weights, size, iterations, style_weight, content_weight, swag, scales,
+         precision, max_memory],
+        [output, plot, status, download],
+        preprocess=False,
+    )
+    stop.click(_stop, None, None, queue=False)
+    preset.change(lambda p: resolve(p).backbone, preset, backbone, queue=False)
+
+
+def _video_tab(presets: list[str]) -> None:
+    """A clip in, frames shown as they finish, Stop keeping the finished ones."""
+    gr.Markdown("A short clip, frame by frame: each frame starts from the previous one warped by optical flow "
+                "(Ruder et al. 2016), so it does not flicker. Frames appear as they finish.")  # fmt: skip
+    with gr.Row():
+        v_clip = gr.Video(label="Clip", sources=["upload"], elem_id="v_clip")
+        v_style = gr.Image(type="filepath", label="Style", sources=["upload"], elem_id="v_style")
+        v_latest = gr.Image(label="Latest frame", interactive=False, elem_id="v_latest")
+    with gr.Row():
+        v_preset = gr.Dropdown(presets, value="lite0" if "lite0" in presets else "default", label="Preset")
+        v_size = gr.Slider(32, 768, value=256, step=16, label="Size (longer side, px)")
+        v_iterations = gr.Slider(1, 500, value=100, step=1, label="Iterations (first frame)")
+        v_frame_iterations = gr.Slider(1, 200, value=20, step=1, label="Iterations (later frames)")
+        v_temporal = gr.Number(value=0.3, label="Temporal weight (0: off)")
+        v_max = gr.Number(value=48, label="Frames (0: all, up to 1000)")
+    with gr.Row():
+        v_run = gr.Button("Run", variant="primary", elem_id="v_run")
+        v_stop = gr.Button("Stop (keep finished frames)")
+    v_status = gr.Markdown(elem_id="v_status")
+    v_result = gr.Video(label="Result", interactive=False)
+    v_files = gr.File(label="Download")
+    v_run.click(_video_events, [v_clip, v_style, v_preset, v_size, v_iterations, v_frame_iterations, v_temporal,
+                                v_max], [v_latest, v_result, v_status, v_files], preprocess=False)  # fmt: skip
+    v_stop.click(_video_stop, None, None, queue=False)
+
+
+def _probe_tab(presets: list[str]) -> None:
+    """One stylization per candidate layer, on one sheet."""
+    gr.Markdown("One stylization per layer, that layer alone as the style layer, on one labelled sheet.")
+    with gr.Row():
+        p_content = gr.Image(type="filepath", label="Content", sources=["upload"])
+        p_style = gr.Image(type="filepath", label="Style", sources=["upload"])
+    if sample_pairs():
+        gr.Examples(sample_pairs(), inputs=[p_content, p_style], label="Bundled samples")
+    with gr.Row():
+        p_layers = gr.Textbox(label="Layers (space separated; empty + blocks: every block output)")
+        p_blocks = gr.Checkbox(value=True, label="Every block output when no layers are given")
+    with gr.Row():
+        p_preset = gr.Dropdown(presets, value="lite0" if "lite0" in presets else "default", label="Preset")
+        p_weights = gr.Dropdown(WEIGHTS, value=PRESETS_OWN, label="Weights", allow_custom_value=True)
+        p_size = gr.Slider(32, 512, value=128, step=16, label="Size")
+        p_iterations = gr.Slider(1, 500, value=50, step=1, label="Iterations")
+    p_run = gr.Button("Probe", variant="primary")
+    p_sheet = gr.Image(label="Contact sheet", interactive=False)
+    p_files = gr.File(label="Sheet and summary.csv")
+    p_run.click(_probe_events, [p_content, p_style, p_layers, p_blocks, p_preset, p_weights, p_size, p_iterations],
+                [p_sheet, p_files], preprocess=False)  # fmt: skip
 
 
 def launch(host: str = "127.0.0.1", port: int = 7860, share: bool = False) -> None:
