@@ -26,13 +26,17 @@ ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 class Terminal:
     """One ``python -m nstyle ARGS`` in a 120-column terminal."""
 
-    def __init__(self, *args: str, cwd: Path | None = None):
+    def __init__(self, *args: str, cwd: Path | None = None, ignored: tuple[int, ...] = ()):
+        """``ignored``: signals the child starts with ignored, as a non-interactive shell's
+        background job (``nstyle ... &``) starts with SIGINT ignored."""
         env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
         env["TF_CPP_MIN_LOG_LEVEL"] = "3"
         self.pid, self.fd = pty.fork()
         if self.pid == 0:  # the child: exec at once (nothing else is safe after fork in a threaded process)
             if cwd is not None:
                 os.chdir(cwd)
+            for signum in ignored:
+                signal.signal(signum, signal.SIG_IGN)
             os.execve(sys.executable, [sys.executable, "-m", "nstyle", *args], env)
         # A size, as every terminal window has: with 0 columns tqdm would draw an empty bar.
         fcntl.ioctl(self.fd, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 120, 0, 0))

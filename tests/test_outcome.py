@@ -99,6 +99,46 @@ def test_an_ignored_signal_stays_ignored():
         signal.signal(signal.SIGHUP, previous)
 
 
+def test_sigint_and_sigterm_are_handled_even_when_started_ignored():
+    """Unlike SIGHUP under nohup, an inherited SIG_IGN for SIGINT or SIGTERM is no request to keep
+    running: a background job starts with SIGINT ignored, and Ctrl-C must still stop it."""
+    import os
+    import time
+
+    from nstyle.signals import received, stop_on_signals
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        previous = signal.signal(signum, signal.SIG_IGN)
+        try:
+            with stop_on_signals():
+                with pytest.raises(Interrupted):
+                    os.kill(os.getpid(), signum)
+                    time.sleep(1)
+                assert received() == signum
+            assert signal.getsignal(signum) is signal.SIG_IGN  # put back as it was
+        finally:
+            signal.signal(signum, previous)
+
+
+def test_a_pool_worker_leaves_the_terminals_signals_to_its_parent(monkeypatch):
+    import os
+    import time
+
+    from nstyle import signals
+
+    monkeypatch.setattr(signals, "_worker", True)
+    previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGHUP)}
+    try:
+        with signals.stop_on_signals():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.2)
+            assert signals.received() is None
+            assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL  # its pool's terminate still stops it
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
 def test_a_swallowed_stop_still_stops_at_the_next_check(capsys):
     """A signal's exception raised inside a weakref callback is swallowed by Python; check() raises it again."""
     import gc

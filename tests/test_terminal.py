@@ -96,6 +96,21 @@ def test_ctrl_c_keeps_the_best_picture_and_resume_finishes_it(tmp_path):
     assert_no_leftovers(tmp_path)
 
 
+def test_ctrl_c_stops_a_run_that_started_with_sigint_ignored(tmp_path):
+    """A background job of a non-interactive shell (`nstyle ... &` in a script, some launchers)
+    starts with SIGINT ignored; Ctrl-C must still stop it and keep the picture (it once did
+    nothing, and the run was killed with its work lost)."""
+    content, style = inputs(tmp_path)
+    out, total = tmp_path / "out.png", 3000
+    with Terminal(str(content), str(style), "-o", str(out), "--preset", "seed", *TINY, "--iterations", str(total),
+                  ignored=(signal.SIGINT,)) as term:  # fmt: skip
+        stop_at_random(term, random.Random(24), total, term.ctrl_c)
+        code = term.wait(timeout=60)
+    assert_clean_stop(term, code, signal.SIGINT)
+    assert_stopped_picture(out, signal.SIGINT, total)
+    assert_no_leftovers(tmp_path)
+
+
 def test_a_signal_while_tensorflow_loads_says_nothing_was_computed(tmp_path):
     content, style = inputs(tmp_path)
     out = tmp_path / "out.png"

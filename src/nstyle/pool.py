@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import concurrent.futures
 import multiprocessing
-import signal
 import threading
 from typing import Any, Callable, Iterator, Sequence
 
 from .errors import NStyleError
 from .hardware import share, usable_cores
+from .signals import leave_to_parent
 
 RAY_LOCAL = "local"  # --ray with no address: start a Ray instance on this machine
 
@@ -173,9 +173,7 @@ def _start_worker(threads: int, channel: Any) -> None:
     """A local worker: stop signals from the terminal are for the parent (see :class:`TaskPool`);
     events go to ``channel``."""
     global _channel
-    for name in ("SIGINT", "SIGHUP"):
-        if hasattr(signal, name):
-            signal.signal(getattr(signal, name), signal.SIG_IGN)
+    leave_to_parent()
     _channel = channel
     limit_threads(threads)
 

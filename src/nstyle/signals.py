@@ -22,6 +22,8 @@ from contextlib import contextmanager
 from typing import Iterator
 
 HANDLED = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+_FROM_TERMINAL = tuple(getattr(signal, name) for name in ("SIGINT", "SIGHUP") if hasattr(signal, name))
+_worker = False  # this process is a pool's worker (see leave_to_parent)
 
 _depth = 0
 _received: int | None = None
@@ -43,6 +45,22 @@ class Interrupted(KeyboardInterrupt):
 def received() -> int | None:
     """The signal that stopped the current :func:`stop_on_signals` block, if one did."""
     return _received
+
+
+def leave_to_parent() -> None:
+    """In a pool's worker: the terminal's SIGINT and SIGHUP reach the whole process group, and it is
+    the parent that stops the run and ends its workers; here they are ignored, blocks included."""
+    global _worker
+    _worker = True
+    for s in _FROM_TERMINAL:
+        signal.signal(s, signal.SIG_IGN)
+
+
+def _left_alone(signum: int) -> bool:
+    """Whether a block leaves ``signum`` as it is: in a worker, or SIGHUP under ``nohup``."""
+    if _worker and signum in _FROM_TERMINAL:
+        return True
+    return signum == getattr(signal, "SIGHUP", None) and signal.getsignal(signum) is signal.SIG_IGN
 
 
 def check() -> None:
@@ -103,8 +121,11 @@ def stop_on_signals() -> Iterator[None]:
 
     Nested blocks share the outermost one's handlers, so a stylize inside the CLI's block still
     leaves the CLI's save protected. Outside the main thread (where Python cannot install
-    handlers) the block does nothing; a signal set to be ignored when the block starts stays
-    ignored.
+    handlers) the block does nothing. SIGINT and SIGTERM are always handled, even when the
+    process started with them ignored (a background job of a non-interactive shell does:
+    Ctrl-C or ``kill -INT`` must still stop the run and keep its picture). SIGHUP ignored at the
+    start stays ignored: that is ``nohup``, asking the run to outlive its terminal. A pool's
+    worker leaves the terminal's SIGINT and SIGHUP to its parent (:func:`leave_to_parent`).
     """
     global _depth, _received
     if threading.current_thread() is not threading.main_thread():
@@ -118,9 +139,7 @@ def stop_on_signals() -> Iterator[None]:
             _depth -= 1
         return
     _received = None
-    # A signal already ignored stays ignored: `nohup nstyle ...` goes on when its terminal closes,
-    # and a pool's worker leaves the terminal's Ctrl-C to its parent.
-    previous = {s: signal.signal(s, _handle) for s in HANDLED if signal.getsignal(s) is not signal.SIG_IGN}
+    previous = {s: signal.signal(s, _handle) for s in HANDLED if not _left_alone(s)}
     hook, sys.unraisablehook = sys.unraisablehook, _unraisable(sys.unraisablehook)
     _depth = 1
     try:
