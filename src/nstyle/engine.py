@@ -85,12 +85,12 @@ class Engine:
     """
 
     def __init__(self, run: Run):
-        self.run_ = run
+        self.ctx = run
         self.compiled: tuple[StyleTransferLoss, Optimizer] | None = None  # made at the first whole step
 
     def run(self, plan: Plan) -> RunResult:
         """Every step of ``plan`` not finished before the checkpoint it resumes, until one halts the run."""
-        run = self.run_
+        run = self.ctx
         result = RunResult(None, None, list(run.resume.earlier_history) if run.resume else [], worked=run.resume is not None)
         for step in plan.steps:
             if run.resume is not None and step.scale - 1 < run.resume.scale:
@@ -110,7 +110,7 @@ class Engine:
 
     def step(self, step: Step, previous: np.ndarray | None, history: History) -> StepResult:
         """One step, whole or tiled, from the coarser ``previous`` result (RGB uint8) or the run's start."""
-        run = self.run_
+        run = self.ctx
         content, styles = step_images(run.cfg, max(step.height, step.width), run.content, run.styles)
         stage = f"scale {step.scale}/{run.cfg.scales}, " if run.cfg.scales > 1 else ""
         state = run.resume.state if run.resume is not None and run.resume.scale == step.scale - 1 else None
@@ -120,7 +120,7 @@ class Engine:
 
     def _optimizer(self, content: Image.Image, styles: list[Image.Image]) -> Optimizer:
         """The run's whole-image optimiser, its loss aimed at this step's content and style images."""
-        run = self.run_
+        run = self.ctx
         if self.compiled is None:
             loss = objective(run.cfg, run.extractor, content, styles)
             prep = run.extractor.backbone.preprocessing
@@ -132,7 +132,7 @@ class Engine:
 
     def _whole(self, step: Step, content: Image.Image, styles: list[Image.Image], previous: np.ndarray | None,
                history: History, stage: str, state: OptimizerState | None) -> StepResult:  # fmt: skip
-        run = self.run_
+        run = self.ctx
         prep = run.extractor.backbone.preprocessing
         optimizer = self._optimizer(content, styles)
         start = start_pixels(run.cfg, content, styles[0], previous)
@@ -151,7 +151,7 @@ class Engine:
 
     def _tiled(self, step: Step, content: Image.Image, styles: list[Image.Image], previous: np.ndarray | None,
                history: History, stage: str, state: OptimizerState | None) -> StepResult:  # fmt: skip
-        run = self.run_
+        run = self.ctx
         resume = run.resume
         so_far = None
         if state is not None and resume is not None and resume.tiles:
@@ -166,7 +166,7 @@ class Engine:
 
     def _checkpoint_maker(self, scale: int, earlier: History) -> Callable[[OptimizerState], Checkpoint]:
         """How a whole step's checkpoints are made from the optimiser's state."""
-        run, earlier = self.run_, list(earlier)
+        run, earlier = self.ctx, list(earlier)
         plan = run.checkpoint
         assert plan is not None
         return lambda state: Checkpoint(__version__, run.cfg.to_dict(), run.sources, run.precision, scale, earlier,
@@ -174,7 +174,7 @@ class Engine:
 
     def _tile_saver(self, scale: int, earlier: History) -> Callable[[TileProgress], None] | None:
         """How a tiled step checkpoints: its canvas and finished tiles, when due and when stopped."""
-        run, earlier = self.run_, list(earlier)
+        run, earlier = self.ctx, list(earlier)
         plan = run.checkpoint
         if plan is None:
             return None
