@@ -29,7 +29,7 @@ import numpy as np
 from nstyle._tf import use_all_cores
 from nstyle.backbones import CAFFE, REGISTRY, FeatureExtractor, load_model, precision
 from nstyle.config import resolve
-from nstyle.losses import StyleTransferLoss, WeightedLayer, tf
+from nstyle.losses import StyleTransferLoss, Terms, WeightedLayer, tf
 from nstyle.optimize import OptimizerSettings, optimize
 
 HEIGHT, WIDTH = 384, 512
@@ -94,16 +94,13 @@ def notebook_loop(model, content, style, iterations: int) -> list[float]:
 def nstyle_loop(extractor: FeatureExtractor, content, style, iterations: int) -> list[float]:
     """nstyle's own optimiser on the same loss; returns seconds per iteration (first one is the trace)."""
     cfg = resolve("seed")
-    loss = StyleTransferLoss(
-        extractor,
-        tf.constant(content),
-        [tf.constant(style)],
+    terms = Terms(
         [WeightedLayer(extractor.resolved[s.name], 1.0) for s in cfg.content_layers],
         [WeightedLayer(extractor.resolved[s.name], 1.0) for s in cfg.style_layers],
         cfg.content_weight,
         cfg.style_weight,
-        0.0,
     )
+    loss = StyleTransferLoss(extractor, terms, tf.constant(content), [tf.constant(style)])
     stamps = [time.perf_counter()]
     settings = OptimizerSettings("adam", iterations, cfg.lr, cfg.beta1, cfg.beta2, cfg.epsilon,
                                  loss_scaling=extractor.precision == "float16")  # fmt: skip

@@ -5,7 +5,8 @@ import pytest
 from PIL import Image
 
 from nstyle import color
-from nstyle.api import scale_sizes, stylize
+from nstyle.api import stylize
+from nstyle.engine import scale_sizes
 from nstyle.cli import main
 from nstyle.config import resolve
 from nstyle.errors import ConfigError

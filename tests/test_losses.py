@@ -54,14 +54,14 @@ def test_gram_gradient_matches_numpy():
 
 def test_tv_is_reported_at_weight_zero_and_differentiated_only_when_weighted():
     from nstyle.backbones import REGISTRY, FeatureExtractor, load_model
-    from nstyle.losses import StyleTransferLoss, WeightedLayer
+    from nstyle.losses import StyleTransferLoss, Terms, WeightedLayer
 
     extractor = FeatureExtractor(REGISTRY["vgg16"], load_model("vgg16", "random:0"), ["block1_conv2"])
     image = tf.constant(rng.uniform(-100, 100, (1, 16, 16, 3)).astype(np.float32))
     layer = [WeightedLayer("block1_conv2", 1.0)]
 
     def value_and_grad(tv_weight):
-        loss = StyleTransferLoss(extractor, image, [image], layer, layer, 1.0, 1.0, tv_weight)
+        loss = StyleTransferLoss(extractor, Terms(layer, layer, 1.0, 1.0, tv_weight), image, [image])
         x = tf.Variable(image + 1.0)
         with tf.GradientTape() as tape:
             losses = loss(x)

@@ -168,7 +168,7 @@ def test_a_retargeted_loss_and_one_compiled_lbfgs_serve_every_scale(swag):
     targets, and SWAG's scales, all follow); Adam, whose moments have the image's shape, traces per size.
     """
     from nstyle.backbones import REGISTRY, FeatureExtractor, load_model
-    from nstyle.losses import StyleTransferLoss, WeightedLayer
+    from nstyle.losses import StyleTransferLoss, Terms, WeightedLayer
     from nstyle.optimize import Optimizer
 
     rng = np.random.default_rng(1)
@@ -180,7 +180,7 @@ def test_a_retargeted_loss_and_one_compiled_lbfgs_serve_every_scale(swag):
 
     def build(content, style):
         layers = [WeightedLayer("block1_conv2", 1.0), WeightedLayer("block2_conv1", 2.0)]
-        return StyleTransferLoss(extractor, content, [style], layers[:1], layers, 1.0, 1e3, 0.0, swag_temperature=swag)
+        return StyleTransferLoss(extractor, Terms(layers[:1], layers, 1.0, 1e3, 0.0, swag_temperature=swag), content, [style])
 
     small, big = (image(12, 18), image(12, 18)), (image(26, 34), image(20, 30))
     loss = build(*small)

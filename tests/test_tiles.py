@@ -78,7 +78,7 @@ def test_tiled_scale_is_one_image(lite0):
     so far (loss 145, against 325 from the photo) that the ratio measured the start's head start
     rather than the seams (tiled 263, against 388 from the photo).
     """
-    from nstyle.api import plan_run
+    from nstyle.engine import plan_run
     from nstyle.io import fit, load_image
 
     untiled = _run(iterations=12, seed=0, init="content")

@@ -73,29 +73,28 @@ def test_video_holds_steadier_than_frames_stylized_apart_and_resumes(tmp_path, c
     """A stop after two frames keeps them; the same command then stylizes only the rest, and the
     clip flickers less than stylizing each frame on its own."""
     from nstyle.api import stylize
-    from nstyle.video import run as video_run
+    from nstyle.engine import Engine
     from nstyle.video.frames import read_clip
 
     out = tmp_path / "out.mp4"
     calls = []
-    real = video_run.FrameOptimizer.run
+    real = Engine.frame
 
-    def stop_at_third(self, *args, **kwargs):
+    def stop_at_third(self, frame):
         calls.append(1)
-        if len(calls) == 2:  # the third frame (the first is the full pipeline's)
+        if len(calls) == 3:
             raise KeyboardInterrupt
-        return real(self, *args, **kwargs)
+        return real(self, frame)
 
-    monkeypatch.setattr(video_run.FrameOptimizer, "run", stop_at_third)
+    monkeypatch.setattr(Engine, "frame", stop_at_third)
     code, err = run(capsys, "video", CLIP, STYLE, "-o", out, *FAST, "--max-frames", "6")
     assert code == 130 and "run the same command again to continue" in err, err
     work = tmp_path / "out.mp4.frames"
     assert sorted(p.name for p in work.glob("chunk*/frame_*.png")) == ["frame_00001.png", "frame_00002.png"]
     assert not out.exists()
 
-    monkeypatch.setattr(video_run.FrameOptimizer, "run", real)
     done = []
-    monkeypatch.setattr(video_run.FrameOptimizer, "run", lambda self, *a, **k: done.append(1) or real(self, *a, **k))
+    monkeypatch.setattr(Engine, "frame", lambda self, frame: done.append(1) or real(self, frame))
     code, err = run(capsys, "video", CLIP, STYLE, "-o", out, *FAST, "--max-frames", "6")
     assert code == 0, err
     assert len(done) == 4  # frames 3 to 6 only

@@ -20,17 +20,17 @@ from PIL import Image
 from . import color
 from ._version import __version__
 from .checkpoints import Checkpoint, CheckpointPlan
-from .backbones import FeatureExtractor, feature_extractor, get_backbone, load_model, precision
-from .config import MIN_SIZE, Config, configure
-from .engine import Engine, Run, RunResult
-from .errors import ConfigError, RunError
-from .io import ImageSource, file_sha256, fitted, load_image
+from .backbones import precision
+from .config import Config, configure
+from .engine import Engine, Run, RunResult, final_image
+from .errors import RunError
+from .io import ImageSource, file_sha256, load_image
 from ._tf import threads
 from .losses import tf
 from .optimize import Callback
 from .outcome import COMPLETED, Outcome
-from .plan import GB, MIN_OVERLAP, MemoryModel, Plan, check_budget, make_plan
-from .tiles import layer_names
+from .plan import GB, Plan
+from .solver import build_extractor
 from .signals import Interrupted, stop_on_signals
 
 
@@ -123,9 +123,8 @@ def stylize(
     styles = list(style) if isinstance(style, (list, tuple)) else [style]
     run, choice = _prepare(content, styles, configure(preset, config, options), callbacks, checkpoint, resume)
     run.workers, run.ray, run.bits = workers, ray, bits
-    sizes = [fitted(*run.content.size, s)[::-1] for s in scale_sizes(run.cfg)]
-    per_scale = list(run.cfg.scale_iterations) or [run.cfg.iterations] * run.cfg.scales
-    plan = plan_run(run.cfg, run.extractor, choice.name, sizes, per_scale, workers)
+    engine = Engine(run)
+    plan = engine.plan()
     device = f"{precision.device_line(choice, threads())}; memory budget {plan.budget / GB:.1f} GB"
     if choice.notice:
         warnings.warn(choice.notice, RuntimeWarning, stacklevel=2)
@@ -133,7 +132,7 @@ def stylize(
     start = time.perf_counter()
     done = RunResult(None, None, [])
     try:
-        done = Engine(run).run(plan)
+        done = engine.run(plan)
     finally:
         if bar is not None:
             bar.finish(done.outcome)
@@ -141,7 +140,7 @@ def stylize(
         raise Interrupted(done.outcome.signum) if done.outcome.signum else _nothing_done(done.outcome)
     if checkpoint is not None and not done.outcome.halts:
         checkpoint.path.unlink(missing_ok=True)  # done: nothing left to resume
-    image, high = _final_image(run, done)
+    image, high = final_image(run, done)
     return StylizeResult(image, done.history, run.cfg, done.best_loss, done.best_iteration,
                          time.perf_counter() - start, done.outcome, run.sources, choice.name, device,
                          _memory_record(plan), high)  # fmt: skip
@@ -158,8 +157,7 @@ def _prepare(content: ImageSource, styles: list[ImageSource], cfg: Config, callb
     if cfg.preserve_color == "histogram":
         style_srcs = [color.match_histogram(s, content_src) for s in style_srcs]
     choice = precision.resolve(cfg.precision, cfg.optimizer)
-    extractor = feature_extractor(get_backbone(cfg.backbone), load_model(cfg.backbone, cfg.weights), layer_names(cfg),
-                                  choice.name)  # fmt: skip
+    extractor = build_extractor(cfg, choice.name)
     sources = {"content": _describe_source(content), "styles": [_describe_source(s) for s in styles]}
     run = Run(cfg, extractor, choice.name, content_src, style_srcs, sources, list(callbacks), checkpoint, resume)
     return run, choice
@@ -177,39 +175,12 @@ def _progress_bar(run: Run, plan: Plan, device: str) -> Any:
     return bar
 
 
-def _final_image(run: Run, done: RunResult) -> tuple[Image.Image, np.ndarray | None]:
-    """The last step's pixels as the result, with the photo's colours back when only luminance was styled."""
-    image, high = Image.fromarray(done.pixels), done.high
-    if run.cfg.preserve_color == "luminance":
-        image = color.restore_chroma(image, run.content)
-        if high is not None:
-            rgb = color.restore_chroma_array(high.astype(np.float64) * (255 / 65535), run.content)
-            high = np.clip(np.rint(rgb * (65535 / 255)), 0, 65535).astype(np.uint16)
-    return image, high
-
-
 def _memory_record(plan: Plan) -> dict[str, Any]:
     """Budget, estimated and measured peak, and the plan, for the run record."""
     steps = [{"height": s.height, "width": s.width, "iterations": s.iterations, "tile": s.tile, "overlap": s.overlap}
              for s in plan.steps]  # fmt: skip
     return {"budget_gb": round(plan.budget / GB, 3), "estimated_peak_gb": round(plan.peak / GB, 3),
             "measured_peak_gb": round(peak_resident_bytes() / GB, 3), "plan": plan.describe(), "steps": steps}  # fmt: skip
-
-
-def plan_run(cfg: Config, extractor: FeatureExtractor, precision_name: str, shapes: list[tuple[int, int]],
-             iterations: list[int], workers: int = 1) -> Plan:  # fmt: skip
-    """The run's (scale, tile) plan within ``cfg.max_memory`` (see :mod:`nstyle.plan`).
-
-    The tile overlap comes from the deepest layer's effective receptive field, measured only
-    when some scale has to be tiled (it costs one backward pass).
-    """
-    budget = check_budget(cfg.max_memory)
-    model = MemoryModel.for_run(cfg, extractor, precision_name)
-    plan = make_plan(shapes, iterations, model, budget, 0, cfg.style_scale, workers, cfg.tile)
-    if not plan.tiled:
-        return plan
-    overlap = max(MIN_OVERLAP, -(-extractor.receptive_radius() // 16) * 16)
-    return make_plan(shapes, iterations, model, budget, overlap, cfg.style_scale, workers, cfg.tile)
 
 
 def resume(
@@ -224,17 +195,6 @@ def resume(
     content, styles = saved.check_sources()
     plan = CheckpointPlan(Path(checkpoint), every, None if every else 300.0, saved.output)
     return stylize(content, styles, callbacks=callbacks, progress=progress, checkpoint=plan, resume=saved)
-
-
-def scale_sizes(cfg: Config) -> list[int]:
-    """Longer sides, coarse to fine, ending at ``cfg.size``; each ``scale_factor`` times the last."""
-    sizes = [round(cfg.size / cfg.scale_factor ** (cfg.scales - 1 - i)) for i in range(cfg.scales)]
-    if sizes[0] < MIN_SIZE:
-        raise ConfigError(
-            f"scales: {cfg.scales} scales of factor {cfg.scale_factor:.3g} below size {cfg.size} start at "
-            f"{sizes[0]} px, under the {MIN_SIZE} px minimum (fewer scales or a larger size)"
-        )
-    return sizes
 
 
 def peak_resident_bytes() -> int:

@@ -1,10 +1,13 @@
-"""The engine: a run's plan of steps (one per scale, each whole or in tiles), executed in order.
+"""The engine: a run's plan of steps (scale x tile x frame), each run on the one :class:`~nstyle.solver.Solver`.
 
 :func:`nstyle.stylize` prepares a :class:`Run` (the validated config, the images, the feature
-network, where progress and checkpoints go) and a :class:`~nstyle.plan.Plan`, and
-:meth:`Engine.run` does the optimisation: each step starts from the coarser step's result
-upscaled (or the configured start image), optimises as a whole image or tile by tile
-(:mod:`nstyle.tiles`), checkpoints as it goes, and reports one :class:`~nstyle.outcome.Outcome`.
+network, where progress and checkpoints go) and :meth:`Engine.plan` its
+:class:`~nstyle.plan.Plan`; :meth:`Engine.run` does the optimisation: each step starts from the
+coarser step's result upscaled (or the configured start image), optimises as a whole image or
+tile by tile (:mod:`nstyle.tiles`), checkpoints as it goes, and reports one
+:class:`~nstyle.outcome.Outcome`. A video frame (:class:`Frame`, :meth:`Engine.frame`) is one more
+kind of step: it starts from the previous frame warped along the flow and holds to it through
+the loss's temporal term (:mod:`nstyle.video`).
 """
 
 from __future__ import annotations
@@ -22,15 +25,18 @@ from . import color
 from ._version import __version__
 from .backbones import FeatureExtractor
 from .checkpoints import Checkpoint, CheckpointPlan, CheckpointWriter
-from .config import Config
-from .io import fit
-from .losses import StyleTransferLoss, network_input, objective
-from .optimize import Callback, Optimizer, OptimizerState
+from .config import MIN_SIZE, Config
+from .errors import ConfigError
+from .io import fit, fitted
+from .optimize import Callback, OptimizerState, OptimizeResult
 from .outcome import COMPLETED, Outcome, stopped
-from .plan import Plan, Step
-from .tiles import TileJob, TileProgress, run_tiled, settings_of
+from .plan import MIN_OVERLAP, MemoryModel, Plan, Step, check_budget, make_plan
+from .solver import Solver
+from .tiles import TileJob, TileProgress, run_tiled
 
 History = list[dict[str, float]]
+#: px: a frame moving this far (RMS) from the warped previous frame costs its temporal weight x the previous frame's loss.
+TEMPORAL_SCALE = 10.0
 
 
 @dataclass
@@ -77,16 +83,43 @@ class RunResult:
     worked: bool = False
 
 
-class Engine:
-    """Runs a plan's steps for one :class:`Run`; whole-image steps share one compiled optimiser.
+@dataclass
+class Frame:
+    """A video frame as a step: its photo, where it starts, and the previous result it holds to.
 
-    Each whole-image step retargets that optimiser's loss at its own images instead of building
-    a new one, so L-BFGS's evaluation, compiled for images of any size, is compiled once per run.
+    The temporal weight is relative: moving :data:`TEMPORAL_SCALE` px (RMS) from ``held`` costs
+    ``weight`` times the previous frame's own loss, so one setting means the same for every
+    backbone and preset (Ruder et al. use a fixed weight in their loss's units).
+    """
+
+    photo: np.ndarray  # the frame, RGB uint8
+    iterations: int
+    start: np.ndarray | None = None  # RGB float 0..255; None: the clip's first frame, from the run's start image
+    held: np.ndarray | None = None  # the previous stylized frame warped onto this one (RGB float)
+    mask: np.ndarray | None = None  # HxWx1, 1 where the flow is trusted
+    weight: float = 0.0
+
+
+class Engine:
+    """Runs a plan's steps for one :class:`Run`; whole-image steps share one compiled solver, frames another.
+
+    Each whole-image step aims that solver's loss at its own images instead of building a new
+    one, so L-BFGS's evaluation, compiled for images of any size, is compiled once per run.
     """
 
     def __init__(self, run: Run):
         self.ctx = run
-        self.compiled: tuple[StyleTransferLoss, Optimizer] | None = None  # made at the first whole step
+        self.solver: Solver | None = None  # made at the first whole step
+        self.frames: Solver | None = None  # made at the first video frame
+        self.frame_scale: float | None = None  # the loss a frame's temporal weight is relative to
+        self._frame_styles: list[Image.Image] = []  # the style images at the frames' size
+
+    def plan(self) -> Plan:
+        """The run's (scale, tile) plan: its scales' sizes within ``cfg.max_memory`` (:mod:`nstyle.plan`)."""
+        run = self.ctx
+        sizes = [fitted(*run.content.size, s)[::-1] for s in scale_sizes(run.cfg)]
+        per_scale = list(run.cfg.scale_iterations) or [run.cfg.iterations] * run.cfg.scales
+        return plan_run(run.cfg, run.extractor, run.precision, sizes, per_scale, run.workers)
 
     def run(self, plan: Plan) -> RunResult:
         """Every step of ``plan`` not finished before the checkpoint it resumes, until one halts the run."""
@@ -118,23 +151,19 @@ class Engine:
             return self._tiled(step, content, styles, previous, history, stage, state)
         return self._whole(step, content, styles, previous, history, stage, state)
 
-    def _optimizer(self, content: Image.Image, styles: list[Image.Image]) -> Optimizer:
-        """The run's whole-image optimiser, its loss aimed at this step's content and style images."""
+    def _solver(self, content: Image.Image, styles: list[Image.Image]) -> Solver:
+        """The run's whole-image solver, aimed at this step's content and style images."""
         run = self.ctx
-        if self.compiled is None:
-            loss = objective(run.cfg, run.extractor, content, styles)
-            prep = run.extractor.backbone.preprocessing
-            self.compiled = loss, Optimizer(loss, prep.bounds(), settings_of(run.cfg, run.precision, run.cfg.iterations))
-            return self.compiled[1]
-        loss, optimizer = self.compiled
-        loss.retarget(network_input(run.extractor, content), [network_input(run.extractor, s) for s in styles])
-        return optimizer
+        if self.solver is None:
+            self.solver = Solver(run.cfg, run.extractor, run.precision, content, styles)
+        else:
+            self.solver.aim(content, styles)
+        return self.solver
 
     def _whole(self, step: Step, content: Image.Image, styles: list[Image.Image], previous: np.ndarray | None,
                history: History, stage: str, state: OptimizerState | None) -> StepResult:  # fmt: skip
         run = self.ctx
-        prep = run.extractor.backbone.preprocessing
-        optimizer = self._optimizer(content, styles)
+        solver = self._solver(content, styles)
         start = start_pixels(run.cfg, content, styles[0], previous)
         callbacks = list(run.callbacks)
         writer = None
@@ -142,12 +171,57 @@ class Engine:
             writer = CheckpointWriter(run.checkpoint, self._checkpoint_maker(step.scale - 1, history))
             callbacks.append(writer)
         counted = [_offset(cb, len(history), run.cfg.total_iterations, stage) for cb in callbacks]
-        done = optimizer.run(prep.forward(start)[None], prep.inverse, counted, resume=state, iterations=step.iterations)
+        done = solver.solve(solver.start(start), step.iterations, counted, state)
         if writer is not None and done.state is not None and (history or done.history):  # a signal: keep the state
             writer.save(done.state)
-        high = prep.inverse(done.image[0], 16) if run.bits == 16 else None
+        return self._step_result(done)
+
+    def _step_result(self, done: OptimizeResult) -> StepResult:
+        prep = self.ctx.extractor.backbone.preprocessing
+        high = prep.inverse(done.image[0], 16) if self.ctx.bits == 16 else None
         return StepResult(prep.inverse(done.image[0]), high, done.history, done.best_loss, done.best_iteration,
                           done.outcome, bool(done.history))  # fmt: skip
+
+    def frame(self, frame: Frame) -> StepResult:
+        """A video frame on the clip's one compiled solver (every frame of a chunk shares its size).
+
+        The first frame (no ``held``) starts from the run's start image with no temporal term;
+        later ones from ``frame.start`` holding to ``frame.held``. Pixels come back as RGB uint8,
+        with the frame's own colour when only luminance was styled.
+        """
+        run = self.ctx
+        solver = self._frame_solver(frame.photo.shape[:2])
+        photo = working(run.cfg, frame.photo)
+        solver.aim(photo)
+        if frame.held is None:
+            content = Image.fromarray(np.clip(np.rint(photo), 0, 255).astype(np.uint8))
+            solver.hold(None)
+            start = solver.start(initial_image(run.cfg.init, content, self._frame_styles[0], run.cfg.seed))
+            done = solver.solve(start, frame.iterations, run.callbacks)
+            self.frame_scale = max(done.best_loss, 1e-30)
+        else:
+            assert frame.start is not None
+            start = solver.start(working(run.cfg, frame.start))
+            if self.frame_scale is None:  # the chunk's first later frame: its starting loss (later ones reuse the last)
+                solver.hold(None)
+                self.frame_scale = solver.loss_at(start)
+            solver.hold(working(run.cfg, frame.held), frame.mask, frame.weight * self.frame_scale / TEMPORAL_SCALE**2)
+            done = solver.solve(start, frame.iterations, run.callbacks)
+            if done.history:  # this frame's own loss, without the temporal term: the next frame's scale
+                last, weight = done.history[-1], float(solver.loss.temporal.weight.numpy())  # type: ignore[union-attr]
+                self.frame_scale = max(last["total"] - weight * last["temporal"], 1e-30)
+        result = self._step_result(done)
+        result.pixels = restore_colour(run.cfg, result.pixels, frame.photo)
+        return result
+
+    def _frame_solver(self, shape: tuple[int, int]) -> Solver:
+        """The clip's solver with the temporal term, its style images fitted to the frames' size."""
+        run = self.ctx
+        if self.frames is None:
+            _, self._frame_styles = step_images(run.cfg, max(shape), run.content, run.styles)
+            blank = np.zeros((*shape, 3), np.uint8)
+            self.frames = Solver(run.cfg, run.extractor, run.precision, blank, self._frame_styles, temporal=True)
+        return self.frames
 
     def _tiled(self, step: Step, content: Image.Image, styles: list[Image.Image], previous: np.ndarray | None,
                history: History, stage: str, state: OptimizerState | None) -> StepResult:  # fmt: skip
@@ -233,6 +307,58 @@ def initial_image(init: str, content: Image.Image, style: Image.Image, seed: int
         return np.asarray(style.resize(content.size, Image.Resampling.LANCZOS), np.float32)
     rng = np.random.default_rng(seed)
     return rng.uniform(0, 255, (content.height, content.width, 3)).astype(np.float32)
+
+
+def working(cfg: Config, rgb: np.ndarray) -> np.ndarray:
+    """What a frame's loss sees (RGB float): the frame itself, or its luminance when colour is kept that way."""
+    if cfg.preserve_color != "luminance":
+        return rgb.astype(np.float32)
+    image = Image.fromarray(np.clip(np.rint(rgb), 0, 255).astype(np.uint8))
+    return np.asarray(color.grey(color.luminance(image)), np.float32)
+
+
+def restore_colour(cfg: Config, pixels: np.ndarray, photo: np.ndarray | Image.Image) -> np.ndarray:
+    """The result (RGB uint8) with the photo's colour back when only luminance was styled."""
+    if cfg.preserve_color != "luminance":
+        return pixels
+    picture = photo if isinstance(photo, Image.Image) else Image.fromarray(photo)
+    return np.asarray(color.restore_chroma(Image.fromarray(pixels), picture))
+
+
+def final_image(run: Run, done: RunResult) -> tuple[Image.Image, np.ndarray | None]:
+    """The last step's pixels as the result, with the photo's colours back when only luminance was styled."""
+    image, high = Image.fromarray(restore_colour(run.cfg, done.pixels, run.content)), done.high  # type: ignore[arg-type]
+    if run.cfg.preserve_color == "luminance" and high is not None:
+        rgb = color.restore_chroma_array(high.astype(np.float64) * (255 / 65535), run.content)
+        high = np.clip(np.rint(rgb * (65535 / 255)), 0, 65535).astype(np.uint16)
+    return image, high
+
+
+def plan_run(cfg: Config, extractor: FeatureExtractor, precision_name: str, shapes: list[tuple[int, int]],
+             iterations: list[int], workers: int = 1) -> Plan:  # fmt: skip
+    """The run's (scale, tile) plan within ``cfg.max_memory`` (see :mod:`nstyle.plan`).
+
+    The tile overlap comes from the deepest layer's effective receptive field, measured only
+    when some scale has to be tiled (it costs one backward pass).
+    """
+    budget = check_budget(cfg.max_memory)
+    model = MemoryModel.for_run(cfg, extractor, precision_name)
+    plan = make_plan(shapes, iterations, model, budget, 0, cfg.style_scale, workers, cfg.tile)
+    if not plan.tiled:
+        return plan
+    overlap = max(MIN_OVERLAP, -(-extractor.receptive_radius() // 16) * 16)
+    return make_plan(shapes, iterations, model, budget, overlap, cfg.style_scale, workers, cfg.tile)
+
+
+def scale_sizes(cfg: Config) -> list[int]:
+    """Longer sides, coarse to fine, ending at ``cfg.size``; each ``scale_factor`` times the last."""
+    sizes = [round(cfg.size / cfg.scale_factor ** (cfg.scales - 1 - i)) for i in range(cfg.scales)]
+    if sizes[0] < MIN_SIZE:
+        raise ConfigError(
+            f"scales: {cfg.scales} scales of factor {cfg.scale_factor:.3g} below size {cfg.size} start at "
+            f"{sizes[0]} px, under the {MIN_SIZE} px minimum (fewer scales or a larger size)"
+        )
+    return sizes
 
 
 def _offset(callback: Callback, done: int, total: int, stage: str = "") -> Callback:

@@ -241,8 +241,67 @@ class WeightedLayer:
     weight: float
 
 
+Targets = Sequence[dict[str, tuple[tf.Tensor, ...]]]
+
+
+@dataclass(frozen=True)
+class Terms:
+    """What a loss adds up: its layers, the weights of its terms, and how style is compared.
+
+    ``temporal`` adds the video term (:class:`TemporalTerm`); ``pixel_scale`` is the network
+    input's units per pixel level, so that term is in pixel units whatever the preprocessing.
+    """
+
+    content_layers: Sequence[WeightedLayer]
+    style_layers: Sequence[WeightedLayer]
+    content_weight: float = 1.0
+    style_weight: float = 1.0
+    tv_weight: float = 0.0
+    style_loss: str = "gram"
+    swag_temperature: float = 0.0
+    style_blend: Sequence[float] = ()
+    temporal: bool = False
+    pixel_scale: float = 1.0
+
+    @classmethod
+    def of(cls, cfg: "Config", extractor: FeatureExtractor, temporal: bool = False) -> "Terms":
+        """``cfg``'s terms, its layers named as ``extractor`` resolved them."""
+        return cls(
+            [WeightedLayer(extractor.resolved[s.name], s.weight) for s in cfg.content_layers],
+            [WeightedLayer(extractor.resolved[s.name], s.weight) for s in cfg.style_layers],
+            cfg.content_weight, cfg.style_weight, cfg.tv_weight, cfg.style_loss, cfg.swag, cfg.style_blend,
+            temporal, float(np.mean(extractor.backbone.preprocessing.std)),
+        )  # fmt: skip
+
+
+class TemporalTerm:
+    """Ruder et al.'s temporal term: the squared difference, in pixel units, from the previous
+    stylized frame warped to this one, on the pixels where the flow is trusted (``mask``).
+
+    Its target, mask and weight are variables: every frame of a clip shares one compiled step.
+    """
+
+    def __init__(self, shape: Sequence[int], pixel_scale: float):
+        self.pixel_scale = pixel_scale
+        self.target = tf.Variable(tf.zeros((1, *shape, 3)), trainable=False)
+        self.mask = tf.Variable(tf.zeros((1, *shape, 1)), trainable=False)
+        self.weight = tf.Variable(0.0, trainable=False)
+
+    def hold(self, target: np.ndarray | None, mask: np.ndarray | None = None, weight: float = 0.0) -> None:
+        """Aim at ``target`` (network space, HxWx3) on ``mask`` (HxWx1) with ``weight``; None: off."""
+        self.weight.assign(weight if target is not None else 0.0)
+        self.mask.assign(np.zeros(tuple(self.mask.shape), np.float32) if mask is None else mask[None].astype(np.float32))
+        if target is not None:
+            self.target.assign(target[None])
+
+    def __call__(self, image: tf.Tensor) -> tf.Tensor:
+        difference = (image - self.target) * self.pixel_scale
+        return tf.reduce_sum(self.mask * tf.square(difference)) / (3 * tf.reduce_sum(self.mask) + 1e-6)
+
+
 class StyleTransferLoss:
-    """content_weight * content + style_weight * style + tv_weight * TV for one content image.
+    """content_weight * content + style_weight * style + tv_weight * TV for one content image
+    (+ the temporal term's weight x temporal, for a video frame).
 
     Targets (content activations, style statistics) are computed once here, never per step.
     Within a term, layers are averaged with their relative weights: ``sum(w L) / sum(w)``,
@@ -262,37 +321,25 @@ class StyleTransferLoss:
     relative to a blank map, whose Gram is 0, left almost nothing to optimise.)
     """
 
-    def __init__(
-        self,
-        extractor: FeatureExtractor,
-        content_image: tf.Tensor,
-        style_images: Sequence[tf.Tensor],
-        content_layers: Sequence[WeightedLayer],
-        style_layers: Sequence[WeightedLayer],
-        content_weight: float,
-        style_weight: float,
-        tv_weight: float,
-        style_loss: str = "gram",
-        swag_temperature: float = 0.0,
-        style_blend: Sequence[float] = (),
-        targets: Sequence[dict[str, tuple[tf.Tensor, ...]]] | None = None,
-    ):
+    def __init__(self, extractor: FeatureExtractor, terms: Terms, content_image: tf.Tensor,
+                 style_images: Sequence[tf.Tensor] = (), targets: Targets | None = None):  # fmt: skip
         self.extractor = extractor
-        self.content_layers = list(content_layers)
-        self.style_layers = list(style_layers)
-        self.weights = (float(content_weight), float(style_weight), float(tv_weight))
-        self.statistic = STYLE_LOSSES[style_loss]
-        self.swag_temperature = float(swag_temperature)
+        self.content_layers = list(terms.content_layers)
+        self.style_layers = list(terms.style_layers)
+        self.weights = (float(terms.content_weight), float(terms.style_weight), float(terms.tv_weight))
+        self.statistic = STYLE_LOSSES[terms.style_loss]
+        self.swag_temperature = float(terms.swag_temperature)
         self.style_targets: list[dict[str, tuple[tf.Variable, ...]]] = []
         self.content_targets: dict[str, tf.Variable] = {}
         self.content_scales: dict[str, tf.Variable] = {}
         self.style_scales: list[dict[str, tf.Variable]] = []
         self.retarget(content_image, style_images, targets)
-        blend = list(style_blend) or [1.0] * len(self.style_targets)
+        blend = list(terms.style_blend) or [1.0] * len(self.style_targets)
         self.blend = [w / sum(blend) for w in blend]
+        self.temporal = TemporalTerm(content_image.shape[1:3], terms.pixel_scale) if terms.temporal else None
 
     def retarget(self, content_image: tf.Tensor, style_images: Sequence[tf.Tensor] = (),
-                 targets: Sequence[dict[str, tuple[tf.Tensor, ...]]] | None = None) -> None:  # fmt: skip
+                 targets: Targets | None = None) -> None:  # fmt: skip
         """Aim at a content image of any size and new style images (or their ready-made ``targets``).
 
         The next scale of a multi-scale run: the targets live in variables the compiled step
@@ -366,7 +413,11 @@ class StyleTransferLoss:
         # Reported either way; differentiated only when it counts: TV's gradient (strided-slice
         # gradients over the whole image) measured 5% of a 384x512 step.
         tv = total_variation(image if tw > 0 else tf.stop_gradient(image))
-        return {"total": cw * content + sw * style + tw * tv, "content": content, "style": style, "tv": tv}
+        losses = {"total": cw * content + sw * style + tw * tv, "content": content, "style": style, "tv": tv}
+        if self.temporal is not None:
+            losses["temporal"] = self.temporal(image)
+            losses["total"] = losses["total"] + self.temporal.weight * losses["temporal"]
+        return losses
 
 
 def style_targets(
@@ -411,29 +462,13 @@ def _weighted_mean(terms: list[tuple[float, tf.Tensor]]) -> tf.Tensor:
     return tf.add_n([w * t for w, t in terms]) / sum(w for w, _ in terms)
 
 
-def objective(
-    cfg: "Config",
-    extractor: FeatureExtractor,
-    content: "Image.Image",
-    styles: Sequence["Image.Image"],
-    targets: Sequence[dict[str, tuple[tf.Tensor, ...]]] | None = None,
-) -> StyleTransferLoss:
+def objective(cfg: "Config", extractor: FeatureExtractor, content: "Image.Image", styles: Sequence["Image.Image"],
+              targets: Targets | None = None, temporal: bool = False) -> StyleTransferLoss:  # fmt: skip
     """``cfg``'s loss for one content image and its style images, all already at their sizes
     (or, with ``targets``, style statistics computed beforehand: a tiled scale's)."""
-    return StyleTransferLoss(
-        extractor,
-        network_input(extractor, content),
-        [network_input(extractor, s) for s in styles],
-        [WeightedLayer(extractor.resolved[s.name], s.weight) for s in cfg.content_layers],
-        [WeightedLayer(extractor.resolved[s.name], s.weight) for s in cfg.style_layers],
-        cfg.content_weight,
-        cfg.style_weight,
-        cfg.tv_weight,
-        style_loss=cfg.style_loss,
-        swag_temperature=cfg.swag,
-        style_blend=cfg.style_blend,
-        targets=targets,
-    )
+    styles_in = [network_input(extractor, s) for s in styles]
+    return StyleTransferLoss(extractor, Terms.of(cfg, extractor, temporal), network_input(extractor, content),
+                             styles_in, targets)  # fmt: skip
 
 
 def network_input(extractor: FeatureExtractor, image: "Image.Image | np.ndarray") -> tf.Tensor:

@@ -30,14 +30,14 @@ from PIL import Image
 
 from .backbones import FeatureExtractor, Preprocessing
 from .config import Config
-from .losses import STYLE_LOSSES, network_input, objective, style_targets, tf
-from .optimize import Callback, Optimizer, OptimizerSettings, OptimizeResult, Progress, _notify
+from .losses import STYLE_LOSSES, Targets, style_targets, tf
+from .optimize import Callback, Progress, _notify
 from .outcome import COMPLETED, Ending, Outcome, Stop, stopped
 from .signals import Interrupted, check
 from .plan import Step, Tile, blend, feather
 from .pool import TaskPool
+from .solver import Solver, build_extractor
 
-Targets = list[dict[str, tuple[Any, ...]]]
 BAND_ROWS = 256  # rows converted at a time between 8-bit RGB and network space: no whole-image temporaries
 
 
@@ -76,50 +76,32 @@ class TileTask:
     iterations: int
 
 
-class TileOptimizer:
-    """The loss and compiled optimiser for tiles of one size, reused across tiles."""
-
-    def __init__(self, cfg: Config, extractor: FeatureExtractor, targets: Targets, shape: tuple[int, int],
-                 settings: OptimizerSettings):  # fmt: skip
-        self.prep: Preprocessing = extractor.backbone.preprocessing
-        blank = np.zeros((*shape, 3), np.uint8)
-        self.loss = objective(cfg, extractor, Image.fromarray(blank), [], targets=targets)
-        self.optimizer = Optimizer(self.loss, self.prep.bounds(), settings)
-
-    def run(self, content: np.ndarray, start: np.ndarray, iterations: int,
-            callbacks: Sequence[Callback] = ()) -> OptimizeResult:  # fmt: skip
-        self.loss.set_content(network_input(self.loss.extractor, content))
-        return self.optimizer.run(start[None], self.prep.inverse, callbacks, iterations=iterations)
-
-
-_worker: dict[str, Any] = {}  # this process's TileOptimizer, and the key and shape it was built for
+_worker: dict[str, Any] = {}  # this process's Solver for tiles, and the key and shape it was built for
 _worker_lock = threading.Lock()
 
 
 def optimize_tile(task: TileTask) -> tuple[np.ndarray, list[dict[str, float]], Outcome]:
     """Run one tile in whichever process this is; returns (tile in network space, history, outcome)."""
-    from .backbones import feature_extractor, get_backbone, load_model
     with _worker_lock:
         shape = task.content.shape[:2]
         if _worker.get("key") != (task.key, shape):
-            _worker.clear()  # the previous scale's optimiser: free it before building the next
+            _worker.clear()  # the previous scale's solver: free it before building the next
             cfg = Config.from_dict(task.config)
-            extractor = feature_extractor(get_backbone(cfg.backbone), load_model(cfg.backbone, cfg.weights),
-                                          layer_names(cfg), task.precision)  # fmt: skip
-            _worker.update(key=(task.key, shape), runner=TileOptimizer(cfg, extractor, task.targets, shape, settings_of(cfg, task.precision, task.iterations)))  # fmt: skip
-        result = _worker["runner"].run(task.content, task.start, task.iterations)
+            extractor = build_extractor(cfg, task.precision)
+            _worker.update(key=(task.key, shape), solver=tile_solver(cfg, extractor, task.precision, task.targets, shape))
+        return _solve_tile(_worker["solver"], task)
+
+
+def tile_solver(cfg: Config, extractor: FeatureExtractor, precision: str, targets: Targets,
+                shape: tuple[int, int]) -> Solver:  # fmt: skip
+    """One compiled solver for tiles of ``shape``, every tile aiming at the scale's shared style ``targets``."""
+    return Solver(cfg, extractor, precision, np.zeros((*shape, 3), np.uint8), targets=targets)
+
+
+def _solve_tile(solver: Solver, task: TileTask) -> tuple[np.ndarray, list[dict[str, float]], Outcome]:
+    solver.aim(task.content)
+    result = solver.solve(task.start, task.iterations)
     return result.image[0], result.history, result.outcome
-
-
-def layer_names(cfg: Config) -> tuple[str, ...]:
-    """The layers ``cfg`` reads, as the extractor is asked for them."""
-    return tuple(s.name for s in (*cfg.content_layers, *cfg.style_layers))
-
-
-def settings_of(cfg: Config, precision: str, iterations: int) -> OptimizerSettings:
-    """``cfg``'s optimiser settings for a run of ``iterations``."""
-    return OptimizerSettings(cfg.optimizer, iterations, cfg.lr, cfg.beta1, cfg.beta2, cfg.epsilon, cfg.ema,
-                             loss_scaling=precision == "float16")  # fmt: skip
 
 
 def shared_style_targets(cfg: Config, extractor: FeatureExtractor, styles: Sequence[Image.Image], tile: int) -> Targets:
@@ -190,7 +172,7 @@ class _TiledScale:
         self.prep = job.extractor.backbone.preprocessing
         self.targets = shared_style_targets(job.cfg, job.extractor, job.styles, max(256, -(-job.step.tile // 32) * 32))
         self.pixels = np.asarray(job.content)
-        self.runner: TileOptimizer | None = None  # in this process: one compiled optimiser for the tiles
+        self.solver: Solver | None = None  # in this process: one compiled solver for the tiles
         self.position = float(self.done)
 
     def run(self, start: np.ndarray | None, resume: TileProgress | None) -> TiledResult:
@@ -247,11 +229,10 @@ class _TiledScale:
         tasks = [TileTask(self.key, job.cfg.to_dict(), job.precision, self.targets, self.pixels[t.box],
                           self.canvas[t.box].copy(), iterations) for t in members]  # fmt: skip
         if job.workers == 1 and job.ray is None:  # here; else the pool's workers, each on its share of the threads
-            if self.runner is None:
+            if self.solver is None:
                 shape = (members[0].height, members[0].width)
-                settings = settings_of(job.cfg, job.precision, iterations)
-                self.runner = TileOptimizer(job.cfg, job.extractor, self.targets, shape, settings)
-            return ((members[i], _run_local(self.runner, task)) for i, task in enumerate(tasks))
+                self.solver = tile_solver(job.cfg, job.extractor, job.precision, self.targets, shape)
+            return ((members[i], _solve_tile(self.solver, task)) for i, task in enumerate(tasks))
         return ((members[i], outcome) for i, outcome in pool.map_unordered(optimize_tile, tasks))
 
     def _tile_finished(self, tiles: list[Tile], pass_index: int, iterations: int, history: list[dict[str, float]]) -> None:
@@ -274,11 +255,6 @@ def _place(step: Step, progress: TileProgress) -> str:
     """Where a stopped tiled scale was: "pass 1 of 2, 3 of 8 tiles done"."""
     passes = f"pass {progress.pass_index + 1} of {len(step.passes)}, " if len(step.passes) > 1 else ""
     return f"{passes}{len(progress.done)} of {len(step.tiles(progress.pass_index))} tiles done"
-
-
-def _run_local(runner: TileOptimizer, task: TileTask) -> tuple[np.ndarray, list[dict[str, float]], Outcome]:
-    result = runner.run(task.content, task.start, task.iterations)
-    return result.image[0], result.history, result.outcome
 
 
 def _mean_history(losses: list[list[dict[str, float]]], areas: list[int], iterations: int) -> list[dict[str, float]]:

@@ -5,9 +5,10 @@ frame after the first starts from the previous stylized frame warped along the o
 (where the flow is not trusted, newly visible parts and moving edges, the photo in the previous
 result's colours), and its loss gains a temporal term, the squared difference from that warped
 frame on the trusted pixels. The first frame of a run gets the preset's full iterations (a
-multi-scale or tiled run goes through :func:`nstyle.stylize`; a single-scale one shares the later
-frames' compiled step, which saves a graph trace of seconds); later frames a few iterations,
-since they start close to their optimum.
+multi-scale or tiled run, the engine's whole plan; a single-scale one, the later frames'
+compiled step, which saves a graph trace); later frames a few iterations, since they start
+close to their optimum. Every frame is a step of :mod:`nstyle.engine` (:class:`~nstyle.engine.Frame`),
+its temporal term the loss's own (:class:`~nstyle.losses.TemporalTerm`).
 
 Variant, named here: the paper weights its temporal term with a fixed λ in its own loss
 units; ``temporal_weight`` is relative instead: a frame whose pixels move 10 px (RMS) from the
@@ -34,26 +35,28 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from PIL import Image
 
+from scipy.ndimage import gaussian_filter
+
+from .. import color
+from ..backbones import precision
 from ..config import Config, configure
+from ..engine import Engine, Frame, Run, final_image, working
 from ..errors import VideoError
-from ..io import ImageSource, check_output, file_sha256, fit, load_image, save_bytes, save_image
-from ..outcome import COMPLETED, Outcome, stopped
-from ..signals import Interrupted, check
 from ..events import FrameFinished
+from ..io import ImageSource, check_output, file_sha256, load_image, save_bytes, save_image
+from ..optimize import Callback
+from ..outcome import COMPLETED, Outcome, stopped
 from ..pool import TaskPool, check_workers, emit
+from ..signals import Interrupted, check
+from ..solver import build_extractor
 from .flow import flow, reliable, warp
 from .frames import VIDEO_SUFFIXES, read_clip, write_frames, write_video
 
-if TYPE_CHECKING:
-    from ..optimize import Callback
-
-#: px: moving this far (RMS) from the warped previous frame costs ``temporal_weight`` x the previous frame's loss.
-TEMPORAL_SCALE = 10.0
 #: Later frames get this share of the first frame's iterations, and the temporal term this weight
 #: (benchmarks/video.py measured both: the table in the README).
 FRAME_SHARE = 0.2
@@ -73,115 +76,6 @@ class VideoResult:
     outcome: Outcome = COMPLETED  # a signal's stop keeps the finished frames in ``work``
     work: Path | None = None  # where the finished frames are kept while a run is unfinished
     notices: list[str] = field(default_factory=list)
-
-
-class TemporalLoss:
-    """A frame's style-transfer loss plus the temporal term, with targets swapped per frame."""
-
-    def __init__(self, base: Any, shape: tuple[int, int], pixel_scale: float):
-        from ..losses import tf
-
-        self.base, self.pixel_scale = base, pixel_scale
-        self.target = tf.Variable(tf.zeros((1, *shape, 3)), trainable=False)
-        self.mask = tf.Variable(tf.zeros((1, *shape, 1)), trainable=False)
-        self.weight = tf.Variable(0.0, trainable=False)
-
-    def __call__(self, image):
-        from ..losses import tf
-
-        losses = dict(self.base(image))
-        difference = (image - self.target) * self.pixel_scale  # in pixel units, whatever the network's input scale
-        temporal = tf.reduce_sum(self.mask * tf.square(difference)) / (3 * tf.reduce_sum(self.mask) + 1e-6)
-        losses["temporal"] = temporal
-        losses["total"] = losses["total"] + self.weight * temporal
-        return losses
-
-
-class FrameOptimizer:
-    """One compiled optimiser for every later frame of a chunk (they share a size)."""
-
-    def __init__(self, cfg: Config, styles: Sequence[Image.Image], shape: tuple[int, int], precision_name: str):
-        from ..backbones import feature_extractor, get_backbone, load_model
-        from ..losses import objective
-        from ..optimize import Optimizer
-        from ..tiles import layer_names, settings_of
-
-        self.cfg = cfg
-        extractor = feature_extractor(get_backbone(cfg.backbone), load_model(cfg.backbone, cfg.weights),
-                                      layer_names(cfg), precision_name)  # fmt: skip
-        self.prep = extractor.backbone.preprocessing
-        blank = Image.new("RGB", (shape[1], shape[0]))
-        self.styles = list(styles)
-        self.base = objective(cfg, extractor, blank, self.styles)
-        self.loss = TemporalLoss(self.base, shape, float(np.mean(self.prep.std)))
-        self.optimizer = Optimizer(self.loss, self.prep.bounds(), settings_of(cfg, precision_name, 1))
-        self.scale: float | None = None  # the loss a frame's temporal weight is relative to
-
-    def first(self, frame: np.ndarray, callbacks: Sequence[Callback] = ()) -> tuple[np.ndarray, list[dict[str, float]], Outcome]:
-        """A chunk's first frame, from ``cfg.init`` with every iteration and no temporal term
-        (single-scale runs: the same compiled step as the later frames)."""
-        from ..engine import initial_image
-        from ..losses import network_input
-
-        photo = self._working(frame.astype(np.float32))
-        content = Image.fromarray(np.clip(np.rint(photo), 0, 255).astype(np.uint8))
-        start = initial_image(self.cfg.init, content, self.styles[0], self.cfg.seed)
-        self.base.set_content(network_input(self.base.extractor, photo))
-        self.loss.weight.assign(0.0)
-        self.loss.mask.assign(np.zeros(tuple(self.loss.mask.shape), np.float32))
-        result = self.optimizer.run(self.prep.forward(start)[None], self.prep.inverse, callbacks,
-                                    iterations=self.cfg.iterations)  # fmt: skip
-        self.scale = max(result.best_loss, 1e-30)
-        return self._finish(result.image[0], frame), result.history, result.outcome
-
-    def _finish(self, x: np.ndarray, frame: np.ndarray) -> np.ndarray:
-        """The optimised image as RGB uint8, with the frame's colour back when only luminance was styled."""
-        from .. import color
-
-        out = self.prep.inverse(x)
-        if self.cfg.preserve_color == "luminance":
-            out = np.asarray(color.restore_chroma(Image.fromarray(out), Image.fromarray(frame)))
-        return out
-
-    def run(self, frame: np.ndarray, previous: np.ndarray, previous_stylized: np.ndarray, iterations: int,
-            weight: float, callbacks: Sequence[Callback] = ()) -> tuple[np.ndarray, list[dict[str, float]], Outcome]:  # fmt: skip
-        """Stylize ``frame`` from ``previous_stylized`` warped along the flow; RGB uint8 out."""
-        from scipy.ndimage import gaussian_filter
-
-        from .. import color
-        from ..losses import network_input, tf
-
-        backward, forward = flow(frame, previous), flow(previous, frame)
-        mask = reliable(backward, forward)[..., None]
-        target = self._working(warp(previous_stylized, backward, sharp=True))
-        photo = self._working(frame.astype(np.float32))
-        # Where the flow is not trusted (newly visible, or a moving edge), the start is the photo
-        # in the previous result's colours: its structure, for the content loss to keep, and the
-        # painting's palette, so the few iterations a later frame gets go to brush strokes.
-        recoloured = np.asarray(color.match_histogram(Image.fromarray(frame), Image.fromarray(previous_stylized)), np.float32)
-        soft = gaussian_filter(mask, (2, 2, 0))
-        start = soft * target + (1 - soft) * self._working(recoloured)
-        self.base.set_content(network_input(self.base.extractor, photo))
-        x0 = self.prep.forward(start)[None]
-        if self.scale is None:  # the chunk's first later frame: its starting loss (later ones reuse the last frame's)
-            self.scale = float(self.base(tf.constant(x0))["total"])
-        self.loss.target.assign(self.prep.forward(target)[None])
-        self.loss.mask.assign(mask[None].astype(np.float32))
-        self.loss.weight.assign(weight * self.scale / TEMPORAL_SCALE**2)
-        result = self.optimizer.run(x0, self.prep.inverse, callbacks, iterations=iterations)
-        if result.history:  # this frame's own loss, without the temporal term: the next frame's scale
-            last = result.history[-1]
-            self.scale = max(last["total"] - float(self.loss.weight.numpy()) * last["temporal"], 1e-30)
-        return self._finish(result.image[0], frame), result.history, result.outcome
-
-    def _working(self, rgb: np.ndarray) -> np.ndarray:
-        """What the loss sees: the frame itself, or its luminance when colour is preserved that way."""
-        from .. import color
-
-        if self.cfg.preserve_color != "luminance":
-            return rgb.astype(np.float32)
-        image = Image.fromarray(np.clip(np.rint(rgb), 0, 255).astype(np.uint8))
-        return np.asarray(color.grey(color.luminance(image)), np.float32)
 
 
 @dataclass(frozen=True)
@@ -213,21 +107,9 @@ def stylize_chunk(task: ChunkTask, callbacks: Sequence[Callback] = ()) -> tuple[
 
     ``callbacks`` see each frame's iterations (in this process only); one raising Stop ends the
     chunk like a signal does, without the frame in progress."""
-    from ..api import stylize
-    from ..backbones import precision
-
-    cfg = Config.from_dict(task.config)
     folder = Path(task.folder)
     folder.mkdir(parents=True, exist_ok=True)
-    styles = [Image.fromarray(s) for s in task.styles]
-    height, width = task.frames[0].shape[:2]
-    side = max(height, width)
-    fitted = [fit(s, round(side * cfg.style_scale), "style image") for s in styles]
-    if cfg.preserve_color == "luminance":
-        from .. import color
-
-        fitted = [color.matched_luminance(s, Image.fromarray(task.frames[0])) for s in fitted]
-    runner: FrameOptimizer | None = None  # built at the first frame to stylize, with the chunk's one compiled step
+    engine = _chunk_engine(task, callbacks)
     previous: np.ndarray | None = None
     seconds: list[float] = []
     for i, frame in enumerate(task.frames):
@@ -237,16 +119,7 @@ def stylize_chunk(task: ChunkTask, callbacks: Sequence[Callback] = ()) -> tuple[
             previous = np.asarray(Image.open(path).convert("RGB"))
             continue
         start = time.perf_counter()
-        if runner is None:
-            runner = FrameOptimizer(cfg, fitted, (height, width), precision.resolve(cfg.precision, cfg.optimizer).name)
-        if previous is None and (cfg.scales > 1 or cfg.tile):  # the first frame: the whole pipeline, scales and tiles
-            result = stylize(Image.fromarray(frame), styles, config=cfg, callbacks=callbacks)
-            out, outcome = np.asarray(result.image), result.outcome
-        elif previous is None:  # the first frame, single scale: the same compiled step as the rest
-            out, _, outcome = runner.first(frame, callbacks)
-        else:
-            out, _, outcome = runner.run(frame, task.frames[i - 1], previous, task.frame_iterations, task.temporal_weight,
-                                         callbacks)  # fmt: skip
+        out, outcome = _frame(engine, task, i, previous)
         if outcome.halts:  # a half-optimised frame would be the next one's start: not kept
             return task.index, seconds, outcome
         save_image(Image.fromarray(out), path, force=True)
@@ -254,6 +127,48 @@ def stylize_chunk(task: ChunkTask, callbacks: Sequence[Callback] = ()) -> tuple[
         emit(FrameFinished(task.first + i, str(path), seconds[-1]))
         previous = out
     return task.index, seconds, COMPLETED
+
+
+def _chunk_engine(task: ChunkTask, callbacks: Sequence[Callback]) -> Engine:
+    """The engine for a chunk: its config, its feature network, its first frame as the run's photo."""
+    cfg = Config.from_dict(task.config)
+    choice = precision.resolve(cfg.precision, cfg.optimizer)
+    styles = [Image.fromarray(s) for s in task.styles]
+    run = Run(cfg, build_extractor(cfg, choice.name), choice.name, Image.fromarray(task.frames[0]), styles, {},
+              list(callbacks))  # fmt: skip
+    return Engine(run)
+
+
+def _frame(engine: Engine, task: ChunkTask, i: int, previous: np.ndarray | None) -> tuple[np.ndarray, Outcome]:
+    """Frame ``i`` of the chunk as RGB uint8, and how its optimisation ended.
+
+    The chunk's first frame gets the preset's whole plan (scales, tiles) unless it is one
+    whole scale, which shares the later frames' compiled step. A later frame starts from the
+    previous result warped along the flow, where the flow is trusted, and holds to it there.
+    """
+    frame, cfg = task.frames[i], engine.ctx.cfg
+    if previous is None and (cfg.scales > 1 or cfg.tile):
+        done = engine.run(engine.plan())
+        return np.asarray(final_image(engine.ctx, done)[0]), done.outcome
+    if previous is None:
+        step = engine.frame(Frame(frame, cfg.iterations))
+        return step.pixels, step.outcome
+    return _later_frame(engine, task, frame, task.frames[i - 1], previous)
+
+
+def _later_frame(engine: Engine, task: ChunkTask, frame: np.ndarray, before: np.ndarray,
+                 previous_stylized: np.ndarray) -> tuple[np.ndarray, Outcome]:  # fmt: skip
+    backward, forward = flow(frame, before), flow(before, frame)
+    mask = reliable(backward, forward)[..., None]
+    held = warp(previous_stylized, backward, sharp=True)
+    # Where the flow is not trusted (newly visible, or a moving edge), the start is the photo
+    # in the previous result's colours: its structure, for the content loss to keep, and the
+    # painting's palette, so the few iterations a later frame gets go to brush strokes.
+    recoloured = np.asarray(color.match_histogram(Image.fromarray(frame), Image.fromarray(previous_stylized)), np.float32)
+    soft = gaussian_filter(mask, (2, 2, 0))
+    start = soft * working(engine.ctx.cfg, held) + (1 - soft) * working(engine.ctx.cfg, recoloured)
+    step = engine.frame(Frame(frame, task.frame_iterations, start, held, mask, task.temporal_weight))
+    return step.pixels, step.outcome
 
 
 def plan_chunks(count: int, workers: int) -> list[tuple[int, int]]:
@@ -327,8 +242,6 @@ def stylize_video(
     clip = read_clip(video, cfg.size, max_frames)
     notices = _notices(clip)
     if cfg.preserve_color == "histogram":
-        from .. import color
-
         styles = [np.asarray(color.match_histogram(Image.fromarray(s), Image.fromarray(clip.frames[0]))) for s in styles]
     for notice in notices:
         warnings.warn(notice, RuntimeWarning, stacklevel=2)
