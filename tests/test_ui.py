@@ -133,8 +133,9 @@ def test_closing_the_tab_stops_its_run():
     from nstyle import ui
 
     before = threading.active_count()
-    events = ui._stylize_events(str(CONTENT), str(STYLE), "lite0", ui.PRESETS_OWN, ui.PRESETS_OWN, 64, 1000, 0, 0, 0, 1,
-                                "auto", 0, SimpleNamespace(session_hash="closed-tab"))  # fmt: skip
+    values = ("lite0", ui.PRESETS_OWN, ui.PRESETS_OWN, 64, 1000, 0, 0, 0, 1, "auto", 0)
+    settings = dict(zip(ui.IMAGE_SETTINGS, values))
+    events = ui._stylize_events(str(CONTENT), str(STYLE), settings, SimpleNamespace(session_hash="closed-tab"))
     next(events)  # "Loading the network ..."
     _, _, status, _ = next(events)  # the first progress update
     assert status.startswith("Iteration 1/1000")

@@ -30,6 +30,7 @@ from .losses import tf
 from .optimize import Callback
 from .outcome import COMPLETED, Outcome
 from .plan import GB, Plan
+from .pool import subscribe
 from .solver import build_extractor
 from .signals import Interrupted, stop_on_signals
 
@@ -132,7 +133,8 @@ def stylize(
     start = time.perf_counter()
     done = RunResult(None, None, [])
     try:
-        done = engine.run(plan)
+        with subscribe(bar):
+            done = engine.run(plan)
     finally:
         if bar is not None:
             bar.finish(done.outcome)
@@ -164,15 +166,13 @@ def _prepare(content: ImageSource, styles: list[ImageSource], cfg: Config, callb
 
 
 def _progress_bar(run: Run, plan: Plan, device: str) -> Any:
-    """The first line (where it runs), the tile plan when there is one, and a bar that hears every iteration."""
+    """The first line (where it runs), the tile plan when there is one, and a bar to hear every iteration."""
     from .callbacks import ProgressBar
 
     print(device, file=sys.stderr)
     if plan.tiled:
         print("\n".join(plan.describe()), file=sys.stderr)
-    bar = ProgressBar(run.cfg.total_iterations)
-    run.callbacks.insert(0, bar)
-    return bar
+    return ProgressBar(run.cfg.total_iterations)
 
 
 def _memory_record(plan: Plan) -> dict[str, Any]:

@@ -1,11 +1,13 @@
-"""Things that watch a run: a progress bar, numbered snapshots, the notebook's strip.
+"""Things that watch a run: the progress bars, numbered snapshots, the notebook's strip.
 
-Each is a callable taking :class:`~nstyle.optimize.Progress`, so the API, the CLI and
-the UI compose the ones they want.
+The bars subscribe to the run's events (:mod:`nstyle.events`, through :func:`nstyle.pool.subscribe`),
+wherever the work runs; snapshots and the strip are callbacks taking
+:class:`~nstyle.optimize.Progress` in this process, since they need the image.
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +20,10 @@ from .outcome import Outcome
 from .sheets import contact_sheet
 
 
+#: tqdm's default layout, the count whole: tiles under way move it by fractions of an iteration.
+BAR = "{l_bar}{bar}| {n:.0f}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}{postfix}]"
+
+
 class ProgressBar:
     """A tqdm bar on stderr: iteration, it/s, ETA, and total/style/content loss.
 
@@ -27,9 +33,11 @@ class ProgressBar:
 
     def __init__(self, iterations: int, description: str = "stylizing"):
         self.description = description
-        self.bar = tqdm(total=iterations, desc=description, unit="it", dynamic_ncols=True, leave=True)
+        self.bar = tqdm(total=iterations, desc=description, unit="it", dynamic_ncols=True, leave=True, bar_format=BAR)
 
-    def __call__(self, p: Progress) -> None:
+    def __call__(self, p: object) -> None:
+        if not isinstance(p, Progress):
+            return
         if p.losses:
             self.bar.set_postfix(
                 total=f"{p.losses['total']:.4g}", style=f"{p.losses['style']:.4g}", content=f"{p.losses['content']:.4g}",
@@ -38,6 +46,32 @@ class ProgressBar:
         if p.stage:
             self.bar.set_description(f"{self.description} ({p.stage})", refresh=False)
         self.bar.update((p.position if p.position is not None else p.iteration) - self.bar.n)
+
+    def finish(self, outcome: Outcome) -> None:
+        """Close the bar, its description saying how the run ended when it ended early."""
+        if outcome.early:
+            self.bar.set_description(f"{self.description} ({outcome.describe()})", refresh=False)
+        self.bar.close()
+
+
+class CountBar:
+    """A tqdm bar counting finished items, frames or trials, from their events; the current
+    item's iteration (from its :class:`~nstyle.optimize.Progress` events) beside the count."""
+
+    def __init__(self, kind: type, total: int, done: int = 0, unit: str = "item", enabled: bool = True):
+        self.kind, self.description = kind, f"{unit}s"
+        self.bar = tqdm(total=total, initial=done, desc=self.description, unit=unit, dynamic_ncols=True, disable=not enabled)
+        self.shown = 0.0  # when the current item's iteration was last drawn
+
+    def __call__(self, event: object) -> None:
+        if isinstance(event, self.kind):
+            label = getattr(event, "key", None)
+            if label is not None:
+                self.bar.set_postfix_str(f"{label}: {getattr(event, 'status', '')}", refresh=False)
+            self.bar.update(1)
+        elif isinstance(event, Progress) and time.monotonic() - self.shown >= 0.5:  # a redraw per iteration would flood
+            self.shown = time.monotonic()
+            self.bar.set_postfix_str(f"iteration {event.iteration}/{event.iterations}")
 
     def finish(self, outcome: Outcome) -> None:
         """Close the bar, its description saying how the run ended when it ended early."""

@@ -27,10 +27,12 @@ from .backbones import FeatureExtractor
 from .checkpoints import Checkpoint, CheckpointPlan, CheckpointWriter
 from .config import MIN_SIZE, Config
 from .errors import ConfigError
+from .events import RunFinished, StepFinished
 from .io import fit, fitted
 from .optimize import Callback, OptimizerState, OptimizeResult
 from .outcome import COMPLETED, Outcome, stopped
 from .plan import MIN_OVERLAP, MemoryModel, Plan, Step, check_budget, make_plan
+from .pool import emit
 from .solver import Solver
 from .tiles import TileJob, TileProgress, run_tiled
 
@@ -137,8 +139,10 @@ class Engine:
                 result.outcome = stopped(e).at(where)
                 break
             _add(result, done, where)
+            emit(StepFinished("tiled" if step.tiled else "whole", where, len(done.history), done.best_loss, done.outcome))
             if done.outcome.halts:
                 break
+        emit(RunFinished(result.outcome, len(result.history), result.best_loss))
         return result
 
     def step(self, step: Step, previous: np.ndarray | None, history: History) -> StepResult:
@@ -165,7 +169,7 @@ class Engine:
         run = self.ctx
         solver = self._solver(content, styles)
         start = start_pixels(run.cfg, content, styles[0], previous)
-        callbacks = list(run.callbacks)
+        callbacks = [emit, *run.callbacks]  # the bars and the UI hear first: a callback's Stop ends the iteration
         writer = None
         if run.checkpoint is not None:
             writer = CheckpointWriter(run.checkpoint, self._checkpoint_maker(step.scale - 1, history))
@@ -197,7 +201,7 @@ class Engine:
             content = Image.fromarray(np.clip(np.rint(photo), 0, 255).astype(np.uint8))
             solver.hold(None)
             start = solver.start(initial_image(run.cfg.init, content, self._frame_styles[0], run.cfg.seed))
-            done = solver.solve(start, frame.iterations, run.callbacks)
+            done = solver.solve(start, frame.iterations, [emit, *run.callbacks])
             self.frame_scale = max(done.best_loss, 1e-30)
         else:
             assert frame.start is not None
@@ -206,12 +210,13 @@ class Engine:
                 solver.hold(None)
                 self.frame_scale = solver.loss_at(start)
             solver.hold(working(run.cfg, frame.held), frame.mask, frame.weight * self.frame_scale / TEMPORAL_SCALE**2)
-            done = solver.solve(start, frame.iterations, run.callbacks)
+            done = solver.solve(start, frame.iterations, [emit, *run.callbacks])
             if done.history:  # this frame's own loss, without the temporal term: the next frame's scale
                 last, weight = done.history[-1], float(solver.loss.temporal.weight.numpy())  # type: ignore[union-attr]
                 self.frame_scale = max(last["total"] - weight * last["temporal"], 1e-30)
         result = self._step_result(done)
         result.pixels = restore_colour(run.cfg, result.pixels, frame.photo)
+        emit(StepFinished("frame", "", len(done.history), done.best_loss, done.outcome))
         return result
 
     def _frame_solver(self, shape: tuple[int, int]) -> Solver:

@@ -20,6 +20,7 @@ from scipy.linalg import blas
 from threadpoolctl import threadpool_limits
 
 from ._tf import quiet_tensorflow
+from .events import Progress
 from .outcome import COMPLETED, Ending, Outcome, Stop, stopped
 from .signals import check, deferred
 
@@ -46,19 +47,6 @@ class OptimizerState:
     slots: list[np.ndarray]
     loss_scale: float
     history: list[dict[str, float]]
-
-
-@dataclass
-class Progress:
-    """What a callback sees after each iteration."""
-
-    iteration: int  # 1-based
-    iterations: int
-    losses: dict[str, float]
-    image: Callable[[], np.ndarray]  # the current image as RGB uint8, made only when asked
-    state: Callable[[], OptimizerState] | None = None  # the optimiser's state, made only when asked
-    position: float | None = None  # iterations done, with fractions while a tiled scale is under way
-    stage: str = ""  # where a multi-scale or tiled run is: "scale 3/4, tile 5/24"
 
 
 Callback = Callable[[Progress], None]

@@ -8,12 +8,15 @@ through :class:`TaskPool`. Each worker limits TensorFlow to its share of the usa
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
+import dataclasses
 import multiprocessing
 import threading
 from typing import Any, Callable, Iterator, Sequence
 
 from .errors import NStyleError
 from .hardware import share, usable_cores
+from .events import Progress
 from .signals import leave_to_parent
 
 RAY_LOCAL = "local"  # --ray with no address: start a Ray instance on this machine
@@ -24,16 +27,56 @@ _here = threading.local()  # .subscriber: who hears events sent in this thread, 
 
 
 def emit(event: Any) -> None:
-    """Tell the pool's subscriber ``event`` (see :mod:`nstyle.events`), from wherever this runs.
+    """Tell the subscriber ``event`` (see :mod:`nstyle.events`), from wherever this runs.
 
-    In a worker the event goes through the pool's queue; in the process that opened the pool it
-    reaches the subscriber at once; with no pool open it goes nowhere.
+    In a worker the event goes through the pool's queue; in the process that subscribed it
+    reaches the subscriber at once; with no one subscribed it goes nowhere.
     """
-    subscriber = getattr(_here, "subscriber", None)
+    sender()(event)
+
+
+def sender() -> Subscriber:
+    """Where :func:`emit` sends from this thread now, as a function another thread can call."""
     if _channel is not None:
-        _channel.put(event)
-    elif subscriber is not None:
-        subscriber(event)
+        return _send_on(_channel)
+    subscriber = getattr(_here, "subscriber", None)
+    return subscriber if subscriber is not None else _nowhere
+
+
+def _nowhere(event: Any) -> None:
+    """No one subscribed."""
+
+
+def _send_on(channel: Any) -> Subscriber:
+    def send(event: Any) -> None:
+        if isinstance(event, Progress):  # its image and state are made on request, here: not sent
+            event = dataclasses.replace(event, image=None, state=None)
+        channel.put(event)
+
+    return send
+
+
+@contextlib.contextmanager
+def subscribe(subscriber: Subscriber | None) -> Iterator[None]:
+    """``subscriber`` hears what is emitted in this thread (and by pools it opens) until the block ends;
+    whoever subscribed before hears it too."""
+    if subscriber is None:
+        yield
+        return
+    previous = getattr(_here, "subscriber", None)
+    _here.subscriber = subscriber if previous is None else _both(subscriber, previous)
+    try:
+        yield
+    finally:
+        _here.subscriber = previous
+
+
+def _both(first: Subscriber, then: Subscriber) -> Subscriber:
+    def hear(event: Any) -> None:
+        first(event)
+        then(event)
+
+    return hear
 
 _threads_limited = False
 
@@ -75,7 +118,9 @@ class TaskPool:
 
     def __init__(self, workers: int = 1, ray: str | None = None, on_event: Subscriber | None = None):
         check_workers(workers)
-        self.workers, self.ray, self.on_event = workers, ray, on_event
+        self.workers, self.ray = workers, ray
+        self.own = on_event  # None: the workers' events go to whoever subscribed around the pool
+        self.on_event: Subscriber | None = None
         self.threads = share(workers)
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
         self._ray: Any = None
@@ -85,6 +130,8 @@ class TaskPool:
         self._previous: Subscriber | None = None
 
     def __enter__(self) -> "TaskPool":
+        outer = sender()
+        self.on_event = self.own or (None if outer is _nowhere else outer)
         self._previous, _here.subscriber = getattr(_here, "subscriber", None), self.on_event
         if self.ray is not None:
             self._ray, self._started_ray = _start_ray(self.ray)

@@ -35,7 +35,7 @@ from .optimize import Callback, Progress, _notify
 from .outcome import COMPLETED, Ending, Outcome, Stop, stopped
 from .signals import Interrupted, check
 from .plan import Step, Tile, blend, feather
-from .pool import TaskPool
+from .pool import TaskPool, emit, sender
 from .solver import Solver, build_extractor
 
 BAND_ROWS = 256  # rows converted at a time between 8-bit RGB and network space: no whole-image temporaries
@@ -89,7 +89,7 @@ def optimize_tile(task: TileTask) -> tuple[np.ndarray, list[dict[str, float]], O
             cfg = Config.from_dict(task.config)
             extractor = build_extractor(cfg, task.precision)
             _worker.update(key=(task.key, shape), solver=tile_solver(cfg, extractor, task.precision, task.targets, shape))
-        return _solve_tile(_worker["solver"], task)
+        return _solve_tile(_worker["solver"], task, emit)
 
 
 def tile_solver(cfg: Config, extractor: FeatureExtractor, precision: str, targets: Targets,
@@ -98,9 +98,11 @@ def tile_solver(cfg: Config, extractor: FeatureExtractor, precision: str, target
     return Solver(cfg, extractor, precision, np.zeros((*shape, 3), np.uint8), targets=targets)
 
 
-def _solve_tile(solver: Solver, task: TileTask) -> tuple[np.ndarray, list[dict[str, float]], Outcome]:
+def _solve_tile(solver: Solver, task: TileTask,
+                hear: Callback) -> tuple[np.ndarray, list[dict[str, float]], Outcome]:  # fmt: skip
+    """One tile on ``solver``; ``hear`` gets its iterations (in a worker: sent to the parent's pool)."""
     solver.aim(task.content)
-    result = solver.solve(task.start, task.iterations)
+    result = solver.solve(task.start, task.iterations, [hear])
     return result.image[0], result.history, result.outcome
 
 
@@ -173,7 +175,10 @@ class _TiledScale:
         self.targets = shared_style_targets(job.cfg, job.extractor, job.styles, max(256, -(-job.step.tile // 32) * 32))
         self.pixels = np.asarray(job.content)
         self.solver: Solver | None = None  # in this process: one compiled solver for the tiles
-        self.position = float(self.done)
+        self.position = float(self.done)  # iterations done, a finished tile counting its share of its pass
+        self.heard = 0  # iterations heard from tiles under way (their share moves the bar before they finish)
+        self.outer = sender()  # the run's subscribers, wherever the tiles' events arrive
+        self.place: tuple[int, int, str] = (0, 1, "")  # iteration count, tiles in the pass, and the stage label
 
     def run(self, start: np.ndarray | None, resume: TileProgress | None) -> TiledResult:
         job, step = self.job, self.job.step
@@ -183,7 +188,7 @@ class _TiledScale:
         self.progress = TileProgress(self.canvas, 0, [], self.result.history)
         self.key = (os.getpid(), id(self.canvas), step.scale)
         try:
-            with TaskPool(job.workers, job.ray) as pool:
+            with TaskPool(job.workers, job.ray, on_event=self._heard) as pool:
                 for pass_index, iterations in enumerate(step.passes):
                     if resume is not None and pass_index < resume.pass_index:
                         continue
@@ -204,6 +209,7 @@ class _TiledScale:
         """One pass over the grid, group by group (a group's tiles never overlap), skipping ``kept`` tiles."""
         tiles = self.job.step.tiles(pass_index)
         self.progress.pass_index, self.progress.done = pass_index, sorted(kept)
+        self._locate(tiles, pass_index, iterations)
         losses: list[list[dict[str, float]]] = []
         areas: list[int] = []
         for group in sorted({t.group for t in tiles}):
@@ -232,21 +238,39 @@ class _TiledScale:
             if self.solver is None:
                 shape = (members[0].height, members[0].width)
                 self.solver = tile_solver(job.cfg, job.extractor, job.precision, self.targets, shape)
-            return ((members[i], _solve_tile(self.solver, task)) for i, task in enumerate(tasks))
+            return ((members[i], _solve_tile(self.solver, task, self._heard)) for i, task in enumerate(tasks))
         return ((members[i], outcome) for i, outcome in pool.map_unordered(optimize_tile, tasks))
 
-    def _tile_finished(self, tiles: list[Tile], pass_index: int, iterations: int, history: list[dict[str, float]]) -> None:
-        """Tell the callbacks (the assembled image, the count moved by a tile's share) and offer a checkpoint."""
-        step = self.job.step
-        finished = len(self.progress.done)
-        self.result.tiles_finished += 1
-        self.position += iterations / len(tiles)
+    def _locate(self, tiles: list[Tile], pass_index: int, iterations: int) -> None:
+        """Where the run's count and stage stand now, in this pass."""
+        step, finished = self.job.step, len(self.progress.done)
         passes = f", pass {pass_index + 1}/{len(step.passes)}" if len(step.passes) > 1 else ""
         iteration = self.done + sum(step.passes[:pass_index]) + (iterations if finished == len(tiles) else 0)
+        self.place = (iteration, len(tiles), f"{self.stage}tile {finished}/{len(tiles)}{passes}")
+
+    def _heard(self, event: object) -> None:
+        """A tile's iteration (here, or from a worker): the run's subscribers hear the count move by its share."""
+        if not isinstance(event, Progress):
+            self.outer(event)
+            return
+        self.heard += 1
+        iteration, count, stage = self.place
         canvas, prep = self.canvas, self.prep
-        _notify(self.callbacks, Progress(iteration, self.total, history[-1] if history else {},
-                                         lambda: to_rgb(canvas, prep), None, self.position,
-                                         f"{self.stage}tile {finished}/{len(tiles)}{passes}"))  # fmt: skip
+        self.outer(Progress(iteration, self.total, event.losses, lambda: to_rgb(canvas, prep), None,
+                            self.position + self.heard / count, stage))  # fmt: skip
+
+    def _tile_finished(self, tiles: list[Tile], pass_index: int, iterations: int, history: list[dict[str, float]]) -> None:
+        """Tell the callbacks and subscribers (the assembled image, the count moved by a tile's share) and offer a checkpoint."""
+        self.result.tiles_finished += 1
+        self.position += iterations / len(tiles)
+        self.heard = max(0, self.heard - iterations)
+        self._locate(tiles, pass_index, iterations)
+        iteration, _, stage = self.place
+        canvas, prep = self.canvas, self.prep
+        progress = Progress(iteration, self.total, history[-1] if history else {}, lambda: to_rgb(canvas, prep), None,
+                            self.position + self.heard / len(tiles), stage)  # fmt: skip
+        self.outer(progress)
+        _notify(self.callbacks, progress)
         if self.save is not None:
             self.save(self.progress)
 

@@ -62,23 +62,14 @@ def _chosen(value: str | None) -> str | None:
     return None if value in (None, "", PRESETS_OWN) else value
 
 
-def _stylize_events(
-    content: str | None,
-    style: str | None,
-    preset: str,
-    backbone: str,
-    weights: str,
-    size: float,
-    iterations: float,
-    style_weight: float | None,
-    content_weight: float | None,
-    swag: float,
-    scales: float,
-    precision: str,
-    max_memory: float | None,
-    request: gr.Request,
-) -> Iterator[tuple[Any, Any, str, Any]]:
-    """Stream (image, loss table, status, download) while a stylization runs in a thread."""
+IMAGE_SETTINGS = ("preset", "backbone", "weights", "size", "iterations", "style_weight", "content_weight", "swag",
+                  "scales", "precision", "max_memory")  # fmt: skip
+
+
+def _stylize_events(content: str | None, style: str | None, page: dict[str, Any],
+                    request: gr.Request) -> Iterator[tuple[Any, Any, str, Any]]:  # fmt: skip
+    """Stream (image, loss table, status, download) while a stylization runs in a thread; ``page`` holds
+    the page's settings by :data:`IMAGE_SETTINGS` name."""
     content, style = _path(content), _path(style)
     if not content or not style:
         raise gr.Error("Upload or pick a content image and a style image first.")
@@ -86,11 +77,12 @@ def _stylize_events(
     from .io import load_image
     from .optimize import Stop
 
-    overrides = {"backbone": _chosen(backbone), "weights": _chosen(weights), "size": int(size), "iterations": int(iterations),
-                 "style_weight": style_weight or None, "content_weight": content_weight or None, "swag": swag or None,
-                 "scales": int(scales), "precision": precision, "max_memory": max_memory or None}  # fmt: skip
+    overrides = {"backbone": _chosen(page["backbone"]), "weights": _chosen(page["weights"]), "size": int(page["size"]),
+                 "iterations": int(page["iterations"]), "style_weight": page["style_weight"] or None,
+                 "content_weight": page["content_weight"] or None, "swag": page["swag"] or None, "scales": int(page["scales"]),
+                 "precision": page["precision"], "max_memory": page["max_memory"] or None}  # fmt: skip
     try:
-        cfg = resolve(preset, overrides={k: v for k, v in overrides.items() if v is not None})
+        cfg = resolve(page["preset"], overrides={k: v for k, v in overrides.items() if v is not None})
         load_image(content, "content image")
         load_image(style, "style image")
     except NStyleError as e:
@@ -189,7 +181,7 @@ def _video_events(video: Any, style: Any, preset: str, size: float, iterations: 
         raise gr.Error("Upload a short clip and a style image first.")
     from .events import FrameFinished
     from .optimize import Stop
-    from .video import stylize_video
+    from .video import VideoResult, stylize_video
 
     folder = Path(tempfile.mkdtemp(prefix="nstyle-video-"))
     out = folder / "nstyle.mp4"
@@ -223,6 +215,8 @@ def _video_events(video: Any, style: Any, preset: str, size: float, iterations: 
                 yield latest, None, f"{_frames(shown)} done...", None
             elif isinstance(item, Exception):
                 raise gr.Error(str(item))
+            elif not isinstance(item, VideoResult):  # the frames' iterations and steps: the frame count says enough
+                continue
             elif item.outcome.halts:
                 yield latest, None, f"Stopped: {_frames(shown)} kept in {item.work}.", None  # the last one stays shown
                 return
@@ -286,13 +280,14 @@ def _stylize_tab(presets: list[str]) -> None:
     status = gr.Markdown(elem_id="status")
     plot = gr.LinePlot(x="iteration", y="loss", title="Total loss", height=220)
     download = gr.File(label="Download result and its settings", elem_id="download")
-    run.click(
-        _stylize_events,
-        [content, style, preset, backbone, weights, size, iterations, style_weight, content_weight, swag, scales,
-         precision, max_memory],
-        [output, plot, status, download],
-        preprocess=False,
-    )
+    fields = dict(zip(IMAGE_SETTINGS, (preset, backbone, weights, size, iterations, style_weight, content_weight, swag,
+                                       scales, precision, max_memory)))  # fmt: skip
+
+    def start(values: dict[Any, Any], request: gr.Request) -> Iterator[tuple[Any, Any, str, Any]]:
+        """Gradio's values by component (a set of inputs), passed on by name."""
+        yield from _stylize_events(values[content], values[style], {k: values[c] for k, c in fields.items()}, request)
+
+    run.click(start, {content, style, *fields.values()}, [output, plot, status, download], preprocess=False)
     stop.click(_stop, None, None, queue=False)
     preset.change(lambda p: resolve(p).backbone, preset, backbone, queue=False)
 

@@ -44,6 +44,7 @@ from scipy.ndimage import gaussian_filter
 
 from .. import color
 from ..backbones import precision
+from ..callbacks import CountBar
 from ..config import Config, configure
 from ..engine import Engine, Frame, Run, final_image, working
 from ..errors import VideoError
@@ -364,28 +365,19 @@ class _FrameBar:
 
     def __init__(self, work: Path, total: int, progress: bool, also: Callable[[Any], None] | None = None):
         self.work, self.also = work, also  # ``also``: the caller's own subscriber
-        self.bar = None
-        if progress:
-            from tqdm import tqdm
-
-            done = len(list(work.glob("chunk*/frame_*.png")))  # left by an earlier run of the same command
-            self.bar = tqdm(total=total, initial=done, desc="frames", unit="frame", dynamic_ncols=True)
+        done = len(list(work.glob("chunk*/frame_*.png")))  # left by an earlier run of the same command
+        self.bar = CountBar(FrameFinished, total, done, "frame", progress)
 
     def __call__(self, event: object) -> None:
-        if not isinstance(event, FrameFinished):
-            return
-        if self.bar is not None:
-            self.bar.update(1)
-        try:
-            shutil.copyfile(event.path, self.work / ".preview.png")
-            os.replace(self.work / ".preview.png", self.work / "preview.png")
-        except OSError:
-            pass
+        self.bar(event)
+        if isinstance(event, FrameFinished):
+            try:
+                shutil.copyfile(event.path, self.work / ".preview.png")
+                os.replace(self.work / ".preview.png", self.work / "preview.png")
+            except OSError:
+                pass
         if self.also is not None:
             self.also(event)
 
     def stop(self, outcome: Outcome) -> None:
-        if self.bar is not None:
-            if outcome.early:
-                self.bar.set_description(f"frames ({outcome.describe()})", refresh=False)
-            self.bar.close()
+        self.bar.finish(outcome)

@@ -9,11 +9,13 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from PIL import Image
-from tqdm import tqdm
 
+from ..callbacks import CountBar
 from ..errors import NStyleError
+from ..events import TrialFinished
 from ..io import check_output, file_sha256, read_metadata, save_bytes
-from ..outcome import Ending, Outcome
+from ..outcome import COMPLETED, Ending, Outcome, stopped
+from ..pool import emit, subscribe
 from ..signals import Interrupted, check
 from .runner import Trial, TrialResult, run_trials
 
@@ -110,20 +112,26 @@ def run_batch(
     results: dict[str, TrialResult] = {}
     if not trials:  # everything reused: start no workers, no Ray
         return results
-    finished = run_trials(trials, workers, ray)
-    with tqdm(total=len(trials), desc="trials", unit="trial", disable=not progress, dynamic_ncols=True) as bar:
-        for result in finished:
-            check()
-            if result.status == "stopped":
-                bar.set_description(f"trials ({result.outcome.describe()})", refresh=False)
-                raise Interrupted(result.outcome.signum or signal.SIGINT)
-            if result.png is not None:
-                save_bytes(result.png, out_dir / f"{result.key}.png", force=force)
-            results[result.key] = result
-            if on_result is not None:
-                on_result(result)
-            bar.set_postfix_str(f"{result.key}: {result.status}", refresh=False)
-            bar.update(1)
+    bar = CountBar(TrialFinished, len(trials), unit="trial", enabled=progress)
+    outcome = COMPLETED
+    try:
+        with subscribe(bar):
+            for result in run_trials(trials, workers, ray):
+                check()
+                if result.status == "stopped":
+                    outcome = result.outcome
+                    raise Interrupted(result.outcome.signum or signal.SIGINT)
+                if result.png is not None:
+                    save_bytes(result.png, out_dir / f"{result.key}.png", force=force)
+                results[result.key] = result
+                if on_result is not None:
+                    on_result(result)
+                emit(TrialFinished(result.key, result.status, result.seconds))
+    except KeyboardInterrupt as e:
+        outcome = outcome if outcome.early else stopped(e)
+        raise
+    finally:
+        bar.finish(outcome)
     return results
 
 
