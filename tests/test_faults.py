@@ -277,3 +277,70 @@ def test_a_failed_final_save_goes_to_a_named_fallback(tmp_path):
     assert saved != out and saved.parent == tmp_path and saved.name.startswith("out-")
     assert out.read_bytes() == b"appeared during the run"
     assert PILImage.open(saved).getpixel((0, 0)) == (255, 0, 0) and read_metadata(saved) == {"nstyle": "test"}
+
+
+def test_image_checkpoints_from_before_jobs_still_load(tmp_path):
+    """The record gained ``kind`` and ``job``; a checkpoint written without them is an image's."""
+    import io
+    import json
+    import zipfile
+
+    import numpy as np
+
+    from nstyle.api import stylize
+    from nstyle.checkpoints import Checkpoint, CheckpointPlan
+
+    plan = CheckpointPlan(tmp_path / "run.ckpt.npz", every=2)
+    stylize(CONTENT, STYLE, preset="seed", iterations=6, callbacks=[interrupt_at(3)], checkpoint=plan, **RUN)
+    with np.load(plan.path) as data:
+        arrays = {name: data[name] for name in data.files}
+    record = json.loads(arrays.pop("record").tobytes())
+    del record["kind"], record["job"]
+    buffer = io.BytesIO()
+    np.savez(buffer, record=np.frombuffer(json.dumps(record).encode(), np.uint8), **arrays)
+    plan.path.write_bytes(buffer.getvalue())
+    assert zipfile.is_zipfile(plan.path)
+    old = Checkpoint.load(plan.path)
+    assert old.kind == "image" and old.job is None and old.state is not None and old.state.iteration == 3
+
+
+def test_a_stopped_grid_continues_through_nstyle_resume_and_refuses_changed_inputs(tmp_path, monkeypatch, capsys):
+    import shutil
+
+    from nstyle.checkpoints import Checkpoint
+    from nstyle.cli import main
+    from nstyle.signals import Interrupted
+    from nstyle.workflows import runner
+
+    photo = tmp_path / "photo.jpg"
+    shutil.copy(CONTENT, photo)
+    out = tmp_path / "grid"
+    args = ["grid", "--content", str(photo), str(ROCKET), *GRID[4:], "-o", str(out)]
+    real, calls = runner.execute, []
+
+    def stop_second(trial, threads=None):  # noqa: ANN001
+        calls.append(trial.key)
+        if len(calls) == 2:
+            raise Interrupted(signal.SIGINT)  # what Ctrl-C raises in a run
+        return real(trial, threads)
+
+    monkeypatch.setattr(runner, "execute", stop_second)
+    assert main(args) == 130
+    ckpt = out / "run.ckpt.npz"
+    saved = Checkpoint.load(ckpt)
+    assert saved.kind == "batch" and saved.job["call"] == "grid" and saved.state is None
+    assert f"`nstyle resume {ckpt}`" in capsys.readouterr().err
+    (kept,) = out.glob("*__*.png")
+    stamp = kept.stat().st_mtime_ns
+    monkeypatch.setattr(runner, "execute", real)
+    assert main(["resume", str(ckpt), "-o", str(tmp_path / "x.png")]) == 2  # -o is an image's
+    assert main(["resume", str(ckpt), "--quiet"]) == 0
+    assert (out / "grid.png").is_file() and len(list(out.glob("*__*.png"))) == 2 and not ckpt.exists()
+    assert kept.stat().st_mtime_ns == stamp  # the finished cell was reused, not run again
+    capsys.readouterr()
+
+    saved.save(ckpt)  # as if stopped again, then the photo edited
+    photo.write_bytes(ROCKET.read_bytes())
+    assert main(["resume", str(ckpt)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{photo.resolve()} is missing or has changed" in err

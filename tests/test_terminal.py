@@ -221,7 +221,8 @@ def batch_stop(tmp_path: Path, args: list[str], folder: Path, pattern: str, seed
         term.ctrl_c()
         code = term.wait()
     assert_clean_stop(term, code, signal.SIGINT)
-    assert "run the same command again to continue" in term.lines()[-1]
+    assert f"`nstyle resume {folder / 'run.ckpt.npz'}`, or the same command again, continues it" in term.lines()[-1]
+    assert (folder / "run.ckpt.npz").is_file()
     assert_no_leftovers(folder)
     return sorted(folder.glob(pattern))
 
@@ -252,10 +253,11 @@ def test_ctrl_c_in_a_grid_keeps_finished_cells_and_the_same_command_finishes(tmp
         record = read_metadata(cell)["result"]
         assert record["iterations_run"] == 150 and not Outcome.from_record(record).early
     stamps = {p: p.stat().st_mtime_ns for p in kept}
-    term = run_to_the_end(args)
+    term = run_to_the_end(["resume", str(out / "run.ckpt.npz")])  # the one resume path; the sweep's test runs the same command
     assert f"reusing {len(kept)} of 4 finished cells" in term.screen
     assert {p: p.stat().st_mtime_ns for p in kept} == stamps
     assert len(list(out.glob("*__*.png"))) == 4 and Image.open(out / "grid.png").width > 200
+    assert not (out / "run.ckpt.npz").exists()  # done: nothing left to resume
 
 
 @pytest.mark.slow

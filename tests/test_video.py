@@ -88,14 +88,14 @@ def test_video_holds_steadier_than_frames_stylized_apart_and_resumes(tmp_path, c
 
     monkeypatch.setattr(Engine, "frame", stop_at_third)
     code, err = run(capsys, "video", CLIP, STYLE, "-o", out, *FAST, "--max-frames", "6")
-    assert code == 130 and "run the same command again to continue" in err, err
     work = tmp_path / "out.mp4.frames"
+    assert code == 130 and f"`nstyle resume {work / 'run.ckpt.npz'}`, or the same command again, continues it" in err, err
     assert sorted(p.name for p in work.glob("chunk*/frame_*.png")) == ["frame_00001.png", "frame_00002.png"]
     assert not out.exists()
 
     done = []
     monkeypatch.setattr(Engine, "frame", lambda self, frame: done.append(1) or real(self, frame))
-    code, err = run(capsys, "video", CLIP, STYLE, "-o", out, *FAST, "--max-frames", "6")
+    code, err = run(capsys, "resume", work / "run.ckpt.npz", "--quiet")  # the one resume path (the terminal test: the same command)
     assert code == 0, err
     assert len(done) == 4  # frames 3 to 6 only
     assert not work.exists()

@@ -19,8 +19,12 @@ __all__ = ["Config", "Ending", "LayerSpec", "NStyleError", "Outcome", "Stop", "S
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("stylize", "resume", "StylizeResult"):
+    if name in ("stylize", "StylizeResult"):
         from . import api
 
         return getattr(api, name)
+    if name == "resume":  # any checkpoint: an image's, a video's, a batch's
+        from . import jobs
+
+        return jobs.resume
     raise AttributeError(f"module 'nstyle' has no attribute {name!r}")

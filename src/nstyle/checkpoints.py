@@ -1,5 +1,14 @@
 """Checkpoints: a run's whole state on disk, so that a stopped run continues where it was.
 
+Every kind of run writes the same format, and ``nstyle resume CHECKPOINT`` (:func:`nstyle.jobs.resume`)
+continues any of them:
+
+- an image (``kind="image"``, whole or tiled): ``OUT.ckpt.npz`` beside the output, as below;
+- a video (``"video"``) and a batch of trials (``"batch"``: probe, grid, sweep): a checkpoint
+  holding the call and its arguments (the job), in the video's ``OUT.frames/`` or the batch's
+  folder, beside the finished frames or cells it continues from. Those are written whole as they
+  finish, so the job needs no optimiser state: the resumed run does what is missing.
+
 A checkpoint holds the optimiser's state (current and best image, Adam's step count and
 moments, the moving average, the loss scale), the loss history, which scale of a multi-scale
 run it was in, the validated config with its seed, the input files' hashes and the nstyle
@@ -26,7 +35,7 @@ import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -36,6 +45,7 @@ from .io import file_sha256, save_bytes
 from .optimize import OptimizerState, Progress
 
 FORMAT = 1
+JOB_CHECKPOINT = "run.ckpt.npz"  # a video's or a batch's, in its folder
 
 
 class CheckpointError(NStyleError):
@@ -62,22 +72,37 @@ class Checkpoint:
     precision: str
     scale: int  # 0-based index of the scale it was in
     earlier_history: list[dict[str, float]]  # losses of the scales before it
-    state: OptimizerState
+    state: OptimizerState | None  # None for a job: its finished frames or cells are files of their own
     output: str | None = None  # where the CLI writes the result, for `nstyle resume`
     tiles: dict[str, Any] | None = None  # in a tiled scale: {"pass": p, "done": [tile indices]}; state.image is the canvas
+    kind: str = "image"  # "image", "video" or "batch"
+    job: dict[str, Any] | None = None  # a video or batch: {"call": name, "arguments": {...}} (see nstyle.jobs)
+
+    @classmethod
+    def of_job(cls, kind: str, call: str, arguments: dict[str, Any] | None, config: dict[str, Any],
+               files: Sequence[str | Path], identity: dict[str, Any] | None = None) -> "Checkpoint":  # fmt: skip
+        """A video's or batch's checkpoint: the call that continues it (None: in-memory inputs, only the
+        same call from Python can), its input files' hashes, and what a continuing run must match."""
+        sources = {"files": [{"path": str(Path(f).resolve()), "sha256": file_sha256(f) if Path(f).is_file() else None}
+                             for f in files]}  # fmt: skip
+        job = {"call": call, "arguments": arguments, "identity": identity}
+        return cls(_version.__version__, config, sources, "", 0, [], None, kind=kind, job=job)
 
     def save(self, path: str | Path) -> Path:
         """Write atomically (temp file, then rename): a stop during the write keeps the old one."""
-        arrays = {"image": self.state.image, "best": self.state.best, "average": self.state.average}
-        arrays.update({f"slot_{i}": np.asarray(v) for i, v in enumerate(self.state.slots)})
         record = {
-            "format": FORMAT, "nstyle": self.version, "config": self.config, "sources": self.sources,
-            "precision": self.precision, "scale": self.scale, "earlier_history": self.earlier_history,
-            "output": self.output, "slots": len(self.state.slots), "iteration": self.state.iteration,
-            "best_loss": self.state.best_loss, "best_iteration": self.state.best_iteration,
-            "loss_scale": self.state.loss_scale, "history": self.state.history, "tiles": self.tiles,
+            "format": FORMAT, "nstyle": self.version, "kind": self.kind, "job": self.job, "config": self.config,
+            "sources": self.sources, "precision": self.precision, "scale": self.scale,
+            "earlier_history": self.earlier_history, "output": self.output, "tiles": self.tiles,
             "saved": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }  # fmt: skip
+        arrays: dict[str, np.ndarray] = {}
+        if self.state is not None:
+            state = self.state
+            arrays = {"image": state.image, "best": state.best, "average": state.average}
+            arrays.update({f"slot_{i}": np.asarray(v) for i, v in enumerate(state.slots)})
+            record.update(slots=len(state.slots), iteration=state.iteration, best_loss=state.best_loss,
+                          best_iteration=state.best_iteration, loss_scale=state.loss_scale, history=state.history)  # fmt: skip
         buffer = io.BytesIO()
         np.savez(buffer, record=np.frombuffer(json.dumps(record).encode(), np.uint8), **arrays)
         return save_bytes(buffer.getvalue(), path, force=True)
@@ -92,12 +117,11 @@ class Checkpoint:
             with np.load(path, allow_pickle=False) as data:
                 record = json.loads(data["record"].tobytes())
                 arrays = {name: data[name] for name in data.files if name != "record"}
-            slots = [arrays[f"slot_{i}"] for i in range(record["slots"])]
-            state = OptimizerState(record["iteration"], arrays["image"], arrays["best"], record["best_loss"],
-                                   record["best_iteration"], arrays["average"], slots, record["loss_scale"],
-                                   record["history"])  # fmt: skip
+            kind = record.get("kind", "image")  # checkpoints from before jobs had one are images
+            state = _state(record, arrays) if kind == "image" else None
             checkpoint = cls(record["nstyle"], record["config"], record["sources"], record["precision"], record["scale"],
-                             record["earlier_history"], state, record.get("output"), record.get("tiles"))  # fmt: skip
+                             record["earlier_history"], state, record.get("output"), record.get("tiles"), kind,
+                             record.get("job"))  # fmt: skip
         except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as e:
             raise CheckpointError(f"checkpoint {path} is damaged or not an nstyle checkpoint ({type(e).__name__})") from None
         if record.get("format") != FORMAT or checkpoint.version != _version.__version__:
@@ -106,6 +130,13 @@ class Checkpoint:
                 f"start the run again"
             )
         return checkpoint
+
+    def check_files(self) -> None:
+        """A job's input files are still the ones it started with (by hash)."""
+        for f in self.sources.get("files") or []:
+            path = Path(f["path"])
+            if not path.exists() or (f.get("sha256") is not None and file_sha256(path) != f["sha256"]):
+                raise CheckpointError(f"{path} is missing or has changed since the run was checkpointed")
 
     def check_sources(self) -> tuple[str, list[str]]:
         """The content and style paths, after checking the files are the ones the run started with."""
@@ -117,6 +148,12 @@ class Checkpoint:
             if not path.is_file() or file_sha256(path) != s.get("sha256"):
                 raise CheckpointError(f"{path} is missing or has changed since the run was checkpointed")
         return sources[0]["path"], [s["path"] for s in sources[1:]]
+
+
+def _state(record: dict[str, Any], arrays: dict[str, np.ndarray]) -> OptimizerState:
+    slots = [arrays[f"slot_{i}"] for i in range(record["slots"])]
+    return OptimizerState(record["iteration"], arrays["image"], arrays["best"], record["best_loss"],
+                          record["best_iteration"], arrays["average"], slots, record["loss_scale"], record["history"])  # fmt: skip
 
 
 class CheckpointWriter:

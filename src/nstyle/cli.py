@@ -357,13 +357,20 @@ def _video(argv: list[str]) -> int:
         result = stylize_video(args.input, args.style, args.output, config=cfg, frame_iterations=args.frame_iterations,
                                temporal_weight=args.temporal_weight, max_frames=args.max_frames,
                                workers=args.workers, ray=args.ray, progress=not args.quiet, force=args.force)  # fmt: skip
+    return _report_video(result, args.quiet)
+
+
+def _report_video(result: Any, quiet: bool) -> int:
+    """The video run's last line: what it wrote, or where its finished frames wait to be continued."""
+    from .checkpoints import JOB_CHECKPOINT
+
     done = len(result.frame_seconds)
     if result.outcome.signum:
         say(f"nstyle: {result.outcome.describe()}; the finished frames are kept in {result.work}: "
-            f"run the same command again to continue")  # fmt: skip
+            f"`nstyle resume {result.work / JOB_CHECKPOINT}`, or the same command again, continues it")  # fmt: skip
         return 128 + result.outcome.signum
     per_frame = sum(result.frame_seconds) / done if done else 0.0
-    say(f"wrote {result.output} ({result.frames} frames, {per_frame:.1f} s a frame, {result.seconds:.0f} s)", args.quiet)
+    say(f"wrote {result.output} ({result.frames} frames, {per_frame:.1f} s a frame, {result.seconds:.0f} s)", quiet)
     return 0
 
 
@@ -441,22 +448,43 @@ def _reproduce(argv: list[str]) -> int:
 
 
 def _resume(argv: list[str]) -> int:
-    p = Parser(prog="nstyle resume", description="Continue a stopped run from its checkpoint.")
-    p.add_argument("checkpoint", help="the OUTPUT.ckpt.npz a stopped run left beside its output")
-    p.add_argument("-o", "--output", help="where to write (default: the run's own output)")
+    p = Parser(prog="nstyle resume", description="Continue a stopped run (an image, a video, or a probe, grid or "
+               "sweep) from its checkpoint.")  # fmt: skip
+    p.add_argument("checkpoint", help="the OUTPUT.ckpt.npz a stopped image left beside its output, or the "
+                   "run.ckpt.npz in a stopped video's OUTPUT.frames/ or a stopped batch's folder")  # fmt: skip
+    p.add_argument("-o", "--output", help="where to write an image (default: the run's own output)")
     p.add_argument("--force", action="store_true", help="replace OUTPUT if it is not the run's own")
     p.add_argument("--checkpoint-every", type=int, metavar="N", help="as for a run (default: every 5 minutes)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
-    from .checkpoints import Checkpoint
+    from . import jobs
 
-    checkpoint = Checkpoint.load(args.checkpoint)
+    checkpoint = jobs.load(args.checkpoint)
+    if checkpoint.kind != "image":
+        if args.output:
+            raise NStyleError(f"a {checkpoint.kind} continues into its own output; -o is for an image's checkpoint")
+        return _resume_job(args.checkpoint, checkpoint, args.quiet)
     content, styles = checkpoint.check_sources()
     args.output = args.output or checkpoint.output
     if not args.output:
         raise NStyleError("this checkpoint records no output path: give -o OUTPUT")
     config = Config.from_dict({**checkpoint.config, "precision": checkpoint.precision})
     return _run(content, styles, config, args, resume=checkpoint)
+
+
+def _resume_job(path: str, checkpoint: Any, quiet: bool) -> int:
+    """A stopped video or batch, continued by the call it recorded, with its command's last line."""
+    from . import jobs
+
+    arguments = checkpoint.job["arguments"]
+    if checkpoint.kind == "video":
+        from ._tf import use_all_cores
+
+        use_all_cores()
+        return _report_video(jobs.resume(path, progress=not quiet), quiet)
+    folder = arguments["out_dir"]
+    size = int(checkpoint.config.get("size", 512))
+    return _batch(folder, size, 1, lambda: jobs.resume(path, progress=not quiet))  # type: ignore[arg-type, return-value]
 
 
 def _probe(argv: list[str]) -> int:
@@ -537,6 +565,7 @@ def _batch(folder: str, size: int, images: int, run: Callable[[], Path], beside:
     """Probe, grid or sweep, after the one preflight every command has (room for ``images`` results of
     ``size`` px and their sheet, and the claim on ``folder``): the sheet it wrote, or, stopped by a
     signal, what it kept for the same command to reuse."""
+    from .checkpoints import JOB_CHECKPOINT
     from .io import preflight
 
     try:
@@ -546,7 +575,7 @@ def _batch(folder: str, size: int, images: int, run: Callable[[], Path], beside:
         kept = sum(1 for p in Path(folder).glob("*.png") if p.name not in ("grid.png", "sheet.png"))
         what = "1 finished image is" if kept == 1 else f"{kept} finished images are"
         say(f"nstyle: stopped by {signal.Signals(e.signum).name}; {what} kept in {folder}: "
-            f"run the same command again to continue")  # fmt: skip
+            f"`nstyle resume {Path(folder) / JOB_CHECKPOINT}`, or the same command again, continues it")  # fmt: skip
         return 128 + e.signum
     say(f"wrote {sheet}" + (f" and {sheet.with_name(beside)}" if beside else ""))
     return 0

@@ -45,11 +45,12 @@ from scipy.ndimage import gaussian_filter
 from .. import color
 from ..backbones import precision
 from ..callbacks import CountBar
+from ..checkpoints import JOB_CHECKPOINT, Checkpoint, CheckpointError
 from ..config import Config, configure
 from ..engine import Engine, Frame, Run, final_image, working
 from ..errors import VideoError
 from ..events import FrameFinished
-from ..io import ImageSource, check_output, file_sha256, load_image, save_bytes, save_image
+from ..io import ImageSource, check_output, file_sha256, load_image, save_image
 from ..optimize import Callback
 from ..outcome import COMPLETED, Outcome, stopped
 from ..pool import TaskPool, check_workers, emit
@@ -251,7 +252,10 @@ def stylize_video(
     record = {"config": cfg.to_dict(), "input": _fingerprint(Path(video)), "styles": [hashlib.sha256(s.tobytes()).hexdigest() for s in styles],
               "frames": len(clip.frames), "frame_iterations": iterations, "temporal_weight": temporal_weight}  # fmt: skip
     record["chunks"] = plan_chunks(len(clip.frames), workers)
-    saved = _claim_work(work, record, force, chosen_seed)
+    arguments = _arguments(video, style, output, cfg, iterations, temporal_weight, max_frames, workers, ray)
+    files = [video, *(style if isinstance(style, (list, tuple)) else [style])] if arguments else []
+    job = Checkpoint.of_job("video", "video", arguments, cfg.to_dict(), files, record)
+    saved = _claim_work(work, job, force, chosen_seed)
     cfg = dataclasses.replace(cfg, seed=saved["config"]["seed"])
     chunks = [tuple(c) for c in saved["chunks"]]
     tasks = [ChunkTask(i, a, clip.frames[a:b], styles, cfg.to_dict(), iterations, temporal_weight,
@@ -270,6 +274,18 @@ def stylize_video(
     shutil.rmtree(work, ignore_errors=True)
     result.work = None
     return result
+
+
+def _arguments(video: str | os.PathLike, style: Any, output: Path, cfg: Config, frame_iterations: int,
+               temporal_weight: float, max_frames: int | None, workers: int, ray: str | None) -> dict[str, Any] | None:  # fmt: skip
+    """The call's arguments as the checkpoint keeps them, paths absolute; None when a style is an
+    image in memory (only the same call from Python can continue that run)."""
+    styles = list(style) if isinstance(style, (list, tuple)) else [style]
+    if not all(isinstance(s, (str, os.PathLike)) for s in styles):
+        return None
+    return {"video": str(Path(video).resolve()), "styles": [str(Path(s).resolve()) for s in styles],
+            "output": str(output.resolve()), "config": cfg.to_dict(), "frame_iterations": frame_iterations,
+            "temporal_weight": temporal_weight, "max_frames": max_frames, "workers": workers, "ray": ray}  # fmt: skip
 
 
 def _check_video_output(output: Path, force: bool) -> bool:
@@ -323,28 +339,41 @@ def _fingerprint(path: Path) -> str:
     return hashlib.sha256(json.dumps(entries).encode()).hexdigest()
 
 
-def _claim_work(work: Path, record: dict[str, Any], force: bool, chosen_seed: bool) -> dict[str, Any]:
+def _claim_work(work: Path, job: Checkpoint, force: bool, chosen_seed: bool) -> dict[str, Any]:
     """Create the frames folder, or take up the one an earlier, identical run left; returns its record.
 
-    A resumed run keeps the earlier run's chunks (whatever ``--workers`` says now) and, unless a
-    seed was given, its seed.
+    ``job`` is this run's checkpoint, its identity the inputs and settings a continuing run must
+    match. A resumed run keeps the earlier run's chunks (whatever ``--workers`` says now) and,
+    unless a seed was given, its seed.
     """
-    saved = work / "run.json"
+    assert job.job is not None
+    record = job.job["identity"]
     if work.exists() and force:
         shutil.rmtree(work)
-    if saved.exists():
-        try:
-            earlier = json.loads(saved.read_text())
-            if not chosen_seed:
-                record = {**record, "config": {**record["config"], "seed": earlier["config"]["seed"]}}
-        except (OSError, ValueError, KeyError, TypeError):
-            raise VideoError(f"{saved} is damaged; --force starts over") from None
+    earlier = _earlier_record(work)
+    if earlier is not None:
+        if not chosen_seed:
+            record = {**record, "config": {**record["config"], "seed": earlier["config"]["seed"]}}
         if {k: v for k, v in earlier.items() if k != "chunks"} != {k: v for k, v in record.items() if k != "chunks"}:
             raise VideoError(f"{work} holds frames of a run with other inputs or settings; --force starts over")
         return earlier
     work.mkdir(parents=True, exist_ok=True)
-    save_bytes(json.dumps(record, indent=1).encode(), saved, force=True)
+    job.save(work / JOB_CHECKPOINT)
     return record
+
+
+def _earlier_record(work: Path) -> dict[str, Any] | None:
+    """What the run that left ``work`` was: its checkpoint's identity (or an older nstyle's run.json)."""
+    saved, older = work / JOB_CHECKPOINT, work / "run.json"
+    try:
+        if saved.exists():
+            job = Checkpoint.load(saved).job or {}
+            return dict(job["identity"])
+        if older.exists():
+            return dict(json.loads(older.read_text()))
+    except (CheckpointError, OSError, ValueError, KeyError, TypeError):
+        raise VideoError(f"{saved if saved.exists() else older} is damaged; --force starts over") from None
+    return None
 
 
 def _write_atomically(output: Path, write) -> None:

@@ -11,6 +11,7 @@ from typing import Any, Callable, Sequence
 from PIL import Image
 
 from ..callbacks import CountBar
+from ..checkpoints import JOB_CHECKPOINT, Checkpoint
 from ..errors import NStyleError
 from ..events import TrialFinished
 from ..io import check_output, file_sha256, read_metadata, save_bytes
@@ -97,6 +98,7 @@ def run_batch(
     trials: Sequence[Trial],
     out_dir: Path,
     *,
+    job: Checkpoint,
     workers: int = 1,
     ray: str | None = None,
     force: bool = False,
@@ -105,13 +107,16 @@ def run_batch(
 ) -> dict[str, TrialResult]:
     """Run ``trials``, writing ``out_dir/KEY.png`` for each success as soon as it arrives.
 
-    A stop signal ends the batch with :class:`~nstyle.signals.Interrupted` once the trials
-    that finished are written; the trial it cut short writes nothing, so running the same
-    command again runs it (and every trial not yet run) and reuses the rest.
+    ``job`` (the call that makes the whole batch) is saved as ``out_dir/run.ckpt.npz`` while the
+    trials run, and removed when they are done. A stop signal ends the batch with
+    :class:`~nstyle.signals.Interrupted` once the trials that finished are written; the trial it
+    cut short writes nothing, so ``nstyle resume`` of that checkpoint, or the same command again,
+    runs it (and every trial not yet run) and reuses the rest.
     """
     results: dict[str, TrialResult] = {}
     if not trials:  # everything reused: start no workers, no Ray
         return results
+    saved = job.save(out_dir / JOB_CHECKPOINT)
     bar = CountBar(TrialFinished, len(trials), unit="trial", enabled=progress)
     outcome = COMPLETED
     try:
@@ -132,6 +137,7 @@ def run_batch(
         raise
     finally:
         bar.finish(outcome)
+    saved.unlink(missing_ok=True)  # done: nothing left to resume
     return results
 
 

@@ -7,6 +7,7 @@ from typing import Sequence
 
 from PIL import Image
 
+from ..checkpoints import Checkpoint
 from ..config import Config
 from ..io import load_image, save_image
 from ..sheets import contact_sheet
@@ -46,7 +47,10 @@ def grid(
     trials = [Trial(key, str(c), str(s), cfg) for c, s, key in pairs]
     results = finished_cells(trials, out_dir, [grid_path], force, progress)
     to_run = [t for t in trials if t.key not in results]
-    results.update(run_batch(to_run, out_dir, workers=workers, ray=ray, force=force, progress=progress))
+    arguments = {"contents": [str(c.resolve()) for c in contents], "styles": [str(s.resolve()) for s in styles],
+                 "out_dir": str(out_dir.resolve()), "workers": workers, "ray": ray}  # fmt: skip
+    job = Checkpoint.of_job("batch", "grid", arguments, cfg, [*contents, *styles])
+    results.update(run_batch(to_run, out_dir, job=job, workers=workers, ray=ray, force=force, progress=progress))
 
     style_images = [load_image(s) for s in styles]
     blank = Image.new("RGB", style_images[0].size, (255, 255, 255))  # the empty corner cell

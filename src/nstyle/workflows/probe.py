@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..backbones import describe_layers, get_backbone, resolve_layer
+from ..checkpoints import Checkpoint
 from ..config import Config, LayerSpec
 from ..errors import NStyleError
 from ..io import load_image, save_bytes, save_image
@@ -60,7 +61,11 @@ def probe(
     ]
     results = finished_cells(trials, out_dir, [sheet_path, csv_path], force, progress)
     to_run = [t for t in trials if t.key not in results]
-    results.update(run_batch(to_run, out_dir, workers=workers, ray=ray, force=force, progress=progress))
+    arguments = {"content": str(Path(content).resolve()), "style": str(Path(style).resolve()),
+                 "out_dir": str(out_dir.resolve()), "layers": list(layers), "blocks": blocks, "kind": kind,
+                 "workers": workers, "ray": ray}  # fmt: skip
+    job = Checkpoint.of_job("batch", "probe", arguments, config.to_dict(), [content, style])
+    results.update(run_batch(to_run, out_dir, job=job, workers=workers, ray=ray, force=force, progress=progress))
 
     text = _io.StringIO()
     writer = csv.writer(text)

@@ -28,11 +28,13 @@ import hashlib
 import itertools
 import json
 import math
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..checkpoints import Checkpoint
 from ..config import read_toml, resolve
 from ..errors import ConfigError, NStyleError
 from ..io import check_output, load_image, save_image
@@ -56,6 +58,20 @@ class SweepSpec:
     base: dict[str, Any]
     axes: dict[str, list[Any]]  # empty for an explicit trial list
     trials: list[dict[str, Any]]
+
+
+def spec_record(spec: SweepSpec) -> dict[str, Any]:
+    """``spec`` as JSON data, its paths absolute: what a sweep's checkpoint keeps (see :func:`spec_of`)."""
+    record = dataclasses.asdict(spec)
+    record.update(content=str(spec.content.resolve()), style=str(spec.style.resolve()),
+                  config=str(spec.config.resolve()) if spec.config else None)  # fmt: skip
+    return record
+
+
+def spec_of(record: dict[str, Any]) -> SweepSpec:
+    """The :class:`SweepSpec` a checkpoint kept."""
+    config = Path(record["config"]) if record.get("config") else None
+    return SweepSpec(**{**record, "content": Path(record["content"]), "style": Path(record["style"]), "config": config})
 
 
 def load_sweep(path: str | Path, content: str | Path | None = None, style: str | Path | None = None) -> SweepSpec:
@@ -154,7 +170,9 @@ def sweep(
         if config is None and key not in done:
             record(TrialResult(key, "error", error))
     results = dict(done)
-    results.update(run_batch(to_run, out_dir, workers=workers, ray=ray, progress=progress, on_result=record))
+    job = Checkpoint.of_job("batch", "sweep", {"spec": spec_record(spec), "out_dir": str(out_dir.resolve()),
+                            "workers": workers, "ray": ray}, {}, [spec.content, spec.style])  # fmt: skip
+    results.update(run_batch(to_run, out_dir, job=job, workers=workers, ray=ray, progress=progress, on_result=record))
     for _, key, config, error in planned:
         if config is None:
             results[key] = TrialResult(key, "error", error)
