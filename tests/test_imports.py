@@ -37,3 +37,36 @@ def test_no_import_cycles():
 
     for module in sorted(edges):
         visit(module, [])
+
+
+#: The public entry points, whose keyword-only settings are their interface, not a list to shorten.
+ENTRY_POINTS = {"stylize", "stylize_video", "probe", "grid", "sweep"}
+
+
+def _shape_faults(source: str, where: str) -> list[str]:
+    """Functions in ``source`` longer than 80 lines, or with more than 10 parameters."""
+    import ast
+
+    faults = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        a, entry = node.args, node.name in ENTRY_POINTS
+        named = [p for p in (*a.posonlyargs, *a.args, *([] if entry else a.kwonlyargs)) if p.arg not in ("self", "cls")]
+        count = len(named) + (a.vararg is not None) + (a.kwarg is not None and not entry)
+        lines = node.end_lineno - node.lineno + 1  # type: ignore[operator]
+        if lines > 80 or count > 10:
+            faults.append(f"{where}:{node.lineno} {node.name}: {lines} lines, {count} parameters")
+    return faults
+
+
+def test_no_function_is_over_80_lines_or_10_parameters():
+    faults = [f for p in sorted((ROOT / "src" / "nstyle").rglob("*.py")) for f in _shape_faults(p.read_text(), p.name)]
+    assert not faults, "\n".join(faults)
+
+
+def test_the_shape_check_finds_long_functions_and_long_argument_lists():
+    long = "def f():\n" + "    x = 1\n" * 80
+    wide = "def g(" + ", ".join(f"a{i}" for i in range(11)) + "): pass\n"
+    entry = "def stylize(a, *, " + ", ".join(f"k{i}" for i in range(20)) + ", **options): pass\n"
+    assert [f.split()[1] for f in _shape_faults(long + wide + entry, "x.py")] == ["f:", "g:"]

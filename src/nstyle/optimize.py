@@ -163,7 +163,8 @@ class Optimizer:
         return self._engines[key].run(x0, to_rgb, list(callbacks), resume, iterations)
 
 
-def _notify(callbacks: list[Callback], progress: Progress) -> None:
+def notify(callbacks: Sequence[Callback], progress: Progress) -> None:
+    """Each callback hears ``progress``, in order (a Stop from one ends the iteration there)."""
     for callback in callbacks:
         callback(progress)
 
@@ -240,7 +241,7 @@ class _Adam:
                     if losses["total"] < result.best_loss:
                         result.best_loss, best_iteration = losses["total"], i
                     result.history.append(losses)
-                    _notify(callbacks, Progress(i, iterations, losses, lambda: to_rgb(image.numpy()[0]), state))
+                    notify(callbacks, Progress(i, iterations, losses, lambda: to_rgb(image.numpy()[0]), state))
         except KeyboardInterrupt as e:
             result.outcome, result.state = stopped(e), state()
         except Stop as e:
@@ -402,7 +403,7 @@ class _LBFGS:
                         result.image = x.reshape(shape).copy()
                     if settings.ema > 0:  # no extra pass over the image when EMA is off
                         average = settings.ema * average + (1 - settings.ema) * x
-                    _notify(callbacks, Progress(len(result.history), iterations, losses,
+                    notify(callbacks, Progress(len(result.history), iterations, losses,
                                                 lambda: to_rgb(x.reshape(shape)[0]), state))  # fmt: skip
         except KeyboardInterrupt as e:
             result.outcome, result.state = stopped(e), state()

@@ -31,7 +31,7 @@ from PIL import Image
 from .backbones import FeatureExtractor, Preprocessing
 from .config import Config
 from .losses import STYLE_LOSSES, Targets, style_targets, tf
-from .optimize import Callback, Progress, _notify
+from .optimize import Callback, Progress, notify
 from .outcome import COMPLETED, Ending, Outcome, Stop, stopped
 from .signals import Interrupted, check
 from .plan import Step, Tile, blend, feather
@@ -270,7 +270,7 @@ class _TiledScale:
         progress = Progress(iteration, self.total, history[-1] if history else {}, lambda: to_rgb(canvas, prep), None,
                             self.position + self.heard / len(tiles), stage)  # fmt: skip
         self.outer(progress)
-        _notify(self.callbacks, progress)
+        notify(self.callbacks, progress)
         if self.save is not None:
             self.save(self.progress)
 
