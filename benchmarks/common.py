@@ -9,11 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
-from nstyle.losses import objective
 from nstyle.backbones import FeatureExtractor, get_backbone, load_model
 from nstyle.config import Config
 from nstyle.io import fit, load_image
-from nstyle.losses import tf
+from nstyle.losses import objective, tf
 from nstyle.optimize import Progress, Stop
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -51,8 +51,12 @@ print(json.dumps({"base": base, "peak": resource.getrusage(resource.RUSAGE_SELF)
 
 
 def measure(backbone: str, weights: str, optimizer: str, precision: str, size: int) -> dict:
-    out = subprocess.run([sys.executable, "-c", CHILD, backbone, weights, optimizer, precision, str(size)],
-                         capture_output=True, text=True, check=True)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, backbone, weights, optimizer, precision, str(size)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -69,9 +73,12 @@ def main() -> None:
         slope = (large["peak"] - small["peak"]) / (large["pixels"] - small["pixels"])
         ratios = [r["estimate"] / r["peak"] for r in (small, large)]
         worst = max(worst, *(abs(r - 1) for r in ratios))
-        print(f"| {backbone} | {optimizer} | {precision} | {small['base'] / 2**30:.2f} | "
-              f"{small['peak'] / 2**30:.2f}, {large['peak'] / 2**30:.2f} | {slope:.0f} | "
-              f"{', '.join(f'{r:.2f}' for r in ratios)} |", flush=True)  # fmt: skip
+        print(
+            f"| {backbone} | {optimizer} | {precision} | {small['base'] / 2**30:.2f} | "
+            f"{small['peak'] / 2**30:.2f}, {large['peak'] / 2**30:.2f} | {slope:.0f} | "
+            f"{', '.join(f'{r:.2f}' for r in ratios)} |",
+            flush=True,
+        )
     print(f"max_error: {worst:.3f}")
 
 

@@ -24,7 +24,6 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-
 from common import CONTENT, ROOT, STYLE, Float32Loss
 
 from nstyle import stylize
@@ -58,21 +57,28 @@ def main() -> None:
         optimizer = resolve(name).optimizer
         low = precision.resolve(args.precision, optimizer).name
         runs = {"float32": stylize(CONTENT, STYLE, preset=name, precision="float32", **options)}
-        runs[low] = runs["float32"] if low == "float32" else stylize(CONTENT, STYLE, preset=name, precision=low, **options)
+        runs[low] = (
+            runs["float32"] if low == "float32" else stylize(CONTENT, STYLE, preset=name, precision=low, **options)
+        )
         ruler = Float32Loss(runs["float32"].config)
         scores = {p: ruler(r.image)["total"] for p, r in runs.items()}
         ratio = scores[low] / scores["float32"]
         deviations.append(abs(ratio - 1))
-        print(f"| {name:7} | {optimizer:9} | {low:9} | {scores['float32']:12.5g} | {scores[low]:10.5g} | {ratio:.4f} | "
-              f"{runs['float32'].seconds:9.1f} | {runs[low].seconds:6.1f} |")  # fmt: skip
+        print(
+            f"| {name:7} | {optimizer:9} | {low:9} | {scores['float32']:12.5g} | {scores[low]:10.5g} | {ratio:.4f} | "
+            f"{runs['float32'].seconds:9.1f} | {runs[low].seconds:6.1f} |"
+        )
         for p, r in runs.items():
             tiles.append((r.image, f"{name}, {p}\nloss {scores[p]:.4g} (float32)"))
         if low != "float32":
             difference = np.abs(np.asarray(runs["float32"].image, np.float32) - np.asarray(runs[low].image, np.float32))
             print(f"  mean |pixel difference| float32 vs {low}: {difference.mean():.2f} of 255")
-    sheet = contact_sheet(tiles, columns=2, tile_size=320,
-                          title=f"float32 (left) vs --precision {args.precision} (right), {args.size} px, "
-                          f"{args.iterations} iterations")  # fmt: skip
+    sheet = contact_sheet(
+        tiles,
+        columns=2,
+        tile_size=320,
+        title=f"float32 (left) vs --precision {args.precision} (right), {args.size} px, {args.iterations} iterations",
+    )
     args.sheet.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(args.sheet)
     print(f"wrote {args.sheet}")

@@ -29,8 +29,11 @@ ROOT = Path(__file__).resolve().parents[1]
 CONTENT = ROOT / "examples" / "images" / "content" / "chelsea.jpg"
 STYLE = ROOT / "examples" / "images" / "style" / "starry_night.jpg"
 #: what each ImageNet network becomes offline
-OFFLINE = {"resnet50": {"weights": "random:0"}, "vgg19": {"backbone": "vgg16", "weights": "hed"},
-           "vgg16": {"weights": "hed"}}  # fmt: skip
+OFFLINE = {
+    "resnet50": {"weights": "random:0"},
+    "vgg19": {"backbone": "vgg16", "weights": "hed"},
+    "vgg16": {"weights": "hed"},
+}
 
 
 def border_roughness(image: Image.Image, rows: int = 3) -> float:
@@ -38,8 +41,9 @@ def border_roughness(image: Image.Image, rows: int = 3) -> float:
     a = np.asarray(image, np.float32)
     by_row = np.abs(np.diff(a, axis=1)).mean(axis=(1, 2))
     by_col = np.abs(np.diff(a, axis=0)).mean(axis=(0, 2))
-    return max(float(edge.mean() / np.median(line))
-               for line in (by_row, by_col) for edge in (line[:rows], line[-rows:]))  # fmt: skip
+    return max(
+        float(edge.mean() / np.median(line)) for line in (by_row, by_col) for edge in (line[:rows], line[-rows:])
+    )
 
 
 def main() -> None:
@@ -56,15 +60,22 @@ def main() -> None:
         extra = OFFLINE.get(cfg.backbone, {}) if args.weights == "offline" and cfg.weights == "imagenet" else {}
         if cfg.backbone == "efficientnet_lite0":
             extra = {}
-        cfg = resolve(name, overrides={**extra, "size": args.size, "iterations": min(cfg.iterations, args.iterations), "seed": 0})
+        cfg = resolve(
+            name, overrides={**extra, "size": args.size, "iterations": min(cfg.iterations, args.iterations), "seed": 0}
+        )
         start = time.perf_counter()
         result = stylize(CONTENT, STYLE, config=cfg)
         seconds = time.perf_counter() - start
         roughness = border_roughness(result.image)
         network = f"{cfg.backbone} {cfg.weights}"
-        print(f"{name:16s} {network:28s} {len(result.history):4d} it {seconds:6.1f} s  border {roughness:.2f}  {result.outcome.describe()}", flush=True)
+        print(
+            f"{name:16s} {network:28s} {len(result.history):4d} it {seconds:6.1f} s  border {roughness:.2f}  {result.outcome.describe()}",
+            flush=True,
+        )
         tiles.append((result.image, f"{name}\n{network}, {cfg.optimizer} {len(result.history)} it"))
-    contact_sheet(tiles, columns=len(tiles), tile_size=args.size, title=f"every preset at {args.size} px").save(args.output)
+    contact_sheet(tiles, columns=len(tiles), tile_size=args.size, title=f"every preset at {args.size} px").save(
+        args.output
+    )
     print(f"wrote {args.output}")
 
 

@@ -80,7 +80,9 @@ def top_step(record: dict):
     from nstyle.plan import Step
 
     s = record["result"]["memory"]["steps"][-1]
-    return Step(len(record["result"]["memory"]["steps"]), s["height"], s["width"], s["iterations"], 0, s["tile"], s["overlap"])
+    return Step(
+        len(record["result"]["memory"]["steps"]), s["height"], s["width"], s["iterations"], 0, s["tile"], s["overlap"]
+    )
 
 
 def seam_score(image: np.ndarray, step) -> float:
@@ -132,8 +134,11 @@ def sheet(path: Path, step, out: Path) -> None:
     canvas.paste(crop, (small.width + 16, 40))
     text = ImageDraw.Draw(canvas)
     text.text((4, 8), f"{image.width}x{image.height}, whole (red: the crop)", fill="black")
-    text.text((small.width + 20, 8), f"1:1 crop across tile seams (tiles of {step.tile} px, overlap {step.overlap} px; red ticks: tile edges)",
-              fill="black")  # fmt: skip
+    text.text(
+        (small.width + 20, 8),
+        f"1:1 crop across tile seams (tiles of {step.tile} px, overlap {step.overlap} px; red ticks: tile edges)",
+        fill="black",
+    )
     canvas.save(out)
 
 
@@ -142,7 +147,9 @@ def main() -> None:
     parser.add_argument("--preset", default="lite0", help="lite0: trained weights offline (default)")
     parser.add_argument("--budget", type=float, default=4.0, help="--max-memory for the tiled runs, GB")
     parser.add_argument("--sizes", type=int, nargs="+", default=[4096, 8192], choices=[4096, 8192])
-    parser.add_argument("--parts", nargs="+", default=["sizes", "compare", "workers"], choices=["sizes", "compare", "workers"])
+    parser.add_argument(
+        "--parts", nargs="+", default=["sizes", "compare", "workers"], choices=["sizes", "compare", "workers"]
+    )
     parser.add_argument("-o", "--output", default=str(ROOT / "docs/print.png"))
     args = parser.parse_args()
     print(f"CPU: {_cpu()}; preset {args.preset}; budget {args.budget:g} GB", flush=True)
@@ -177,8 +184,11 @@ def sizes(runs: dict[int, list[str]], args: argparse.Namespace, folder: Path) ->
         worst = max(worst, abs(score - 1))
         results[size] = (r, step)
         plan = r["record"]["result"]["memory"]["plan"][-1].split(": ", 1)[1]
-        print(f"| {size} | {' '.join(options[options.index('--scale-iterations') + 1:][:4])} | {plan} | "
-              f"{args.budget:g} | {r['peak'] / 2**30:.2f} | {r['seconds']:.0f} | {score:.3f} |", flush=True)  # fmt: skip
+        print(
+            f"| {size} | {' '.join(options[options.index('--scale-iterations') + 1 :][:4])} | {plan} | "
+            f"{args.budget:g} | {r['peak'] / 2**30:.2f} | {r['seconds']:.0f} | {score:.3f} |",
+            flush=True,
+        )
     biggest = max(results)
     sheet(results[biggest][0]["output"], results[biggest][1], Path(args.output))
     print(f"wrote {args.output}", flush=True)
@@ -187,17 +197,34 @@ def sizes(runs: dict[int, list[str]], args: argparse.Namespace, folder: Path) ->
 
 def compare(base: list[str], args: argparse.Namespace, folder: Path) -> None:
     """2048 px tiled against untiled: losses by one ruler."""
-    common = [*base[:2], "--seed", "0", "--size", "2048", "--scales", "3", "--scale-factor", "2",
-              "--scale-iterations", "60", "10", "4"]  # fmt: skip
+    common = [
+        *base[:2],
+        "--seed",
+        "0",
+        "--size",
+        "2048",
+        "--scales",
+        "3",
+        "--scale-factor",
+        "2",
+        "--scale-iterations",
+        "60",
+        "10",
+        "4",
+    ]
     tiled = run([*common, "--max-memory", str(args.budget)], folder / "tiled2048.png")
     whole = run(common, folder / "whole2048.png")
     a, b = losses_at(tiled["output"], tiled["record"]), losses_at(whole["output"], whole["record"])
     print("\n| 2048 px | plan of the top scale | peak RSS GB | wall s | style loss | content loss |")
     print("|---|---|---|---|---|---|")
-    for name, r, l in (("tiled", tiled, a), ("untiled", whole, b)):
+    for name, r, losses in (("tiled", tiled, a), ("untiled", whole, b)):
         plan = r["record"]["result"]["memory"]["plan"][-1].split(": ", 1)[1]
-        print(f"| {name} | {plan} | {r['peak'] / 2**30:.2f} | {r['seconds']:.0f} | {l['style']:.4g} | {l['content']:.4g} |")
-    print(f"tiled / untiled: style {a['style'] / b['style']:.3f}, content {a['content'] / b['content']:.3f}", flush=True)
+        print(
+            f"| {name} | {plan} | {r['peak'] / 2**30:.2f} | {r['seconds']:.0f} | {losses['style']:.4g} | {losses['content']:.4g} |"
+        )
+    print(
+        f"tiled / untiled: style {a['style'] / b['style']:.3f}, content {a['content'] / b['content']:.3f}", flush=True
+    )
 
 
 def workers(base: list[str], args: argparse.Namespace, folder: Path) -> None:
@@ -210,11 +237,14 @@ def workers(base: list[str], args: argparse.Namespace, folder: Path) -> None:
     step = top_step(r["record"])
     tiles = step.tiles(0)
     per_group = len(tiles) / len({t.group for t in tiles})
-    print(f"\n2048 px in {len(tiles)} tiles of 704 px, {args.preset}, 2 iterations (one pass each way): 1 worker {times[1]:.0f} s, "
-          f"2 workers {times[2]:.0f} s: speed-up {times[1] / times[2]:.2f} on {os.cpu_count()} cores "
-          f"(each worker gets half the threads). On a cluster, a pass runs its {len({t.group for t in tiles})} groups "
-          f"one after another and each group's ~{per_group:.0f} tiles at once: up to ~{per_group:.0f}x with that many "
-          f"machines, less process start-up.", flush=True)  # fmt: skip
+    print(
+        f"\n2048 px in {len(tiles)} tiles of 704 px, {args.preset}, 2 iterations (one pass each way): 1 worker {times[1]:.0f} s, "
+        f"2 workers {times[2]:.0f} s: speed-up {times[1] / times[2]:.2f} on {os.cpu_count()} cores "
+        f"(each worker gets half the threads). On a cluster, a pass runs its {len({t.group for t in tiles})} groups "
+        f"one after another and each group's ~{per_group:.0f} tiles at once: up to ~{per_group:.0f}x with that many "
+        f"machines, less process start-up.",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

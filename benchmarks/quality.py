@@ -55,11 +55,17 @@ CONFIGS = {
     "resnet50 random + swag T3": ("default", {**SWAG_PAPER, "weights": "random:0", "swag": 3.0}, "resnet50"),
     "resnet50 random + swag T30": ("default", {**SWAG_PAPER, "weights": "random:0", "swag": 30.0}, "resnet50"),
     "lite0": ("lite0", {}, "efficientnet_lite0"),
-    "lite0 gram": ("lite0", {"style_loss": "gram", "style_weight": 1e3}, "efficientnet_lite0"),  # its sweep's Gram weight
+    "lite0 gram": (
+        "lite0",
+        {"style_loss": "gram", "style_weight": 1e3},
+        "efficientnet_lite0",
+    ),  # its sweep's Gram weight
     "vgg16-hed": ("hed", {}, "vgg16"),  # the hed preset
     "tutorial (vgg16-hed)": ("tutorial-vgg19", {"backbone": "vgg16", "weights": "hed"}, "vgg16"),
 }
-DEFAULT_CONFIGS = [name for name in CONFIGS if not name.startswith(("tutorial", "lite0 gram"))]  # its 1000 Adam steps on VGG16: 15 min
+DEFAULT_CONFIGS = [
+    name for name in CONFIGS if not name.startswith(("tutorial", "lite0 gram"))
+]  # its 1000 Adam steps on VGG16: 15 min
 
 
 class Judge:
@@ -84,7 +90,9 @@ class Judge:
             target = self.w2.target(Moments.of(s[layer]))
             ratios.append(float(self.w2.loss(r[layer], target)) / float(self.w2.loss(c[layer], target)))
         layer = self.content_layer
-        content_score = float(tf.reduce_mean(tf.square(r[layer] - c[layer])) / tf.reduce_mean(tf.square(s_at_c[layer] - c[layer])))
+        content_score = float(
+            tf.reduce_mean(tf.square(r[layer] - c[layer])) / tf.reduce_mean(tf.square(s_at_c[layer] - c[layer]))
+        )
         return float(np.mean(ratios)), content_score
 
 
@@ -111,8 +119,10 @@ def main() -> None:
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     print(precision.device_line(precision.resolve("float32", "lbfgs"), threads()))
-    print(f"{args.size} px, seed {args.seed}, L-BFGS {args.iterations} iterations, Adam at most {args.adam_iterations}; "
-          f"judges: {', '.join(j.name for j in panel)}")
+    print(
+        f"{args.size} px, seed {args.seed}, L-BFGS {args.iterations} iterations, Adam at most {args.adam_iterations}; "
+        f"judges: {', '.join(j.name for j in panel)}"
+    )
 
     rows, tiles = [], []
     for content_name, style_name in PAIRS[: args.pairs]:
@@ -128,22 +138,32 @@ def main() -> None:
             start = time.perf_counter()
             result = stylize(content_path, style_path, config=cfg)
             seconds = time.perf_counter() - start
-            row: dict[str, object] = {"pair": f"{content_name} x {style_name}", "config": name, "seconds": round(seconds, 1),
-                                      "iterations": len(result.history), "outcome": result.outcome.describe()}  # fmt: skip
+            row: dict[str, object] = {
+                "pair": f"{content_name} x {style_name}",
+                "config": name,
+                "seconds": round(seconds, 1),
+                "iterations": len(result.history),
+                "outcome": result.outcome.describe(),
+            }
             caption = [name]
             for judge in panel:
                 if judge.backbone_name == maker:
                     row[f"{judge.name} style"] = row[f"{judge.name} content"] = ""
                     continue
                 style_score, content_score = judge.scores(result.image, content, style)
-                row[f"{judge.name} style"], row[f"{judge.name} content"] = round(style_score, 4), round(content_score, 4)
+                row[f"{judge.name} style"], row[f"{judge.name} content"] = (
+                    round(style_score, 4),
+                    round(content_score, 4),
+                )
                 caption.append(f"{judge.name}: style {style_score:.2f}, content {content_score:.2f}")
             rows.append(row)
             tiles.append((result.image, "\n".join(caption)))
             print(f"  {row['pair']:26s} {name:24s} {seconds:6.1f} s  " + "  ".join(caption[1:]), flush=True)
 
     title = "style and content distance by judges that did not make the image (relative to the photo: lower is closer)"
-    contact_sheet(tiles, columns=len(args.configs) + 2, tile_size=260, title=title, font_size=12).save(out / "sheet.png")
+    contact_sheet(tiles, columns=len(args.configs) + 2, tile_size=260, title=title, font_size=12).save(
+        out / "sheet.png"
+    )
     with (out / "table.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()

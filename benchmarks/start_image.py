@@ -60,8 +60,11 @@ def main() -> None:
     parser.add_argument("--presets", nargs="+", default=list(PRESETS), choices=list(PRESETS))
     parser.add_argument("--iterations", type=int, default=300, help="the photo start's iterations (the presets')")
     parser.add_argument("--out", type=Path, default=Path("/tmp/start_image"))
-    parser.add_argument("--weights", default="random:0",
-                        help="the default preset's ResNet50 weights: random:0 offline, imagenet where it downloads")
+    parser.add_argument(
+        "--weights",
+        default="random:0",
+        help="the default preset's ResNet50 weights: random:0 offline, imagenet where it downloads",
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
 
@@ -75,15 +78,19 @@ def main() -> None:
         best = min(range(len(photo.trace)), key=lambda i: photo.trace[i][1])
         seconds, target, content = photo.trace[best]
         source = weights.get("weights", "trained")
-        print(f"{preset} ({source} weights, {PRESETS[preset]} px): from the photo, best loss {target:.5g} "
-              f"(content term {content:.4g}) at iteration {best + 1}, {seconds:.1f} s")  # fmt: skip
+        print(
+            f"{preset} ({source} weights, {PRESETS[preset]} px): from the photo, best loss {target:.5g} "
+            f"(content term {content:.4g}) at iteration {best + 1}, {seconds:.1f} s"
+        )
         for name, settings in CANDIDATES.items():
             clock = run(preset, {**weights, **settings}, 4 * args.iterations, args.out, name, target)
             elapsed, total, kept = clock.trace[-1]
             ratio = elapsed / seconds if total <= target else math.inf
             mark = "" if kept <= content else " -- keeps less of the photo"
-            print(f"  {name:19} {'reached' if total <= target else 'not reached'} in {elapsed:.1f} s "
-                  f"({len(clock.trace)} final-scale iterations), ratio {ratio:.3f}; content term {kept:.4g}{mark}")  # fmt: skip
+            print(
+                f"  {name:19} {'reached' if total <= target else 'not reached'} in {elapsed:.1f} s "
+                f"({len(clock.trace)} final-scale iterations), ratio {ratio:.3f}; content term {kept:.4g}{mark}"
+            )
             if name == "recolored":
                 worst = max(worst, ratio)
     print(f"time_ratio: {worst:.3f}")

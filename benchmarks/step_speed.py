@@ -68,9 +68,9 @@ def notebook_loop(model, content, style, iterations: int) -> list[float]:
         style_score = tf.add_n(
             [get_style_loss(o[0], g) for o, g in zip(outputs[num_content:], gram_style_features)]
         ) / len(gram_style_features)
-        content_score = tf.add_n(
-            [get_content_loss(o[0], c) for o, c in zip(outputs[:num_content], content_features)]
-        ) / num_content
+        content_score = (
+            tf.add_n([get_content_loss(o[0], c) for o, c in zip(outputs[:num_content], content_features)]) / num_content
+        )
         return 1e6 * style_score + 1.0 * content_score
 
     init_image = tf.Variable(content)
@@ -102,8 +102,9 @@ def nstyle_loop(extractor: FeatureExtractor, content, style, iterations: int) ->
     )
     loss = StyleTransferLoss(extractor, terms, tf.constant(content), [tf.constant(style)])
     stamps = [time.perf_counter()]
-    settings = OptimizerSettings("adam", iterations, cfg.lr, cfg.beta1, cfg.beta2, cfg.epsilon,
-                                 loss_scaling=extractor.precision == "float16")  # fmt: skip
+    settings = OptimizerSettings(
+        "adam", iterations, cfg.lr, cfg.beta1, cfg.beta2, cfg.epsilon, loss_scaling=extractor.precision == "float16"
+    )
     optimize(loss, content, CAFFE.bounds(), settings, CAFFE.inverse, [lambda p: stamps.append(time.perf_counter())])
     return list(np.diff(stamps))
 
@@ -145,8 +146,10 @@ def main() -> None:
     style = CAFFE.forward(rng.uniform(0, 255, (1, HEIGHT, WIDTH, 3)))
 
     print(f"CPU: {precision.host_cpu().describe()}; GPUs: {[g.name for g in precision.gpus()] or 'none'}")
-    print(f"tensorflow {tf.__version__}, keras {keras.__version__}, intra-op threads {threads}; "
-          f"auto precision: {auto.name} ({auto.reason})")  # fmt: skip
+    print(
+        f"tensorflow {tf.__version__}, keras {keras.__version__}, intra-op threads {threads}; "
+        f"auto precision: {auto.name} ({auto.reason})"
+    )
     print(f"{HEIGHT}x{WIDTH}, resnet50 random weights, the seed's layers, Adam")
     times: dict[str, list[float]] = {"notebook eager loop": [], **{f"nstyle {k}": [] for k in variants}}
     for r in range(args.rounds):

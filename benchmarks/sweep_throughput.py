@@ -44,8 +44,14 @@ def main() -> None:
     images = ROOT / "examples" / "images"
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "sweep.toml"
-        path.write_text(SWEEP.format(content=images / "content" / "chelsea.jpg", style=images / "style" / "starry_night.jpg",
-                                     size=args.size, iterations=args.iterations))  # fmt: skip
+        path.write_text(
+            SWEEP.format(
+                content=images / "content" / "chelsea.jpg",
+                style=images / "style" / "starry_night.jpg",
+                size=args.size,
+                iterations=args.iterations,
+            )
+        )
         spec = load_sweep(path)
         print(f"{len(spec.trials)} trials, {args.size} px, {args.iterations} L-BFGS iterations, {os.cpu_count()} CPUs")
         rates = {}

@@ -43,10 +43,20 @@ CANDIDATES: dict[str, dict] = {
     "lbfgs-recolored": {"optimizer": "lbfgs", "init": "recolored"},
     "lbfgs-2-scales": {"optimizer": "lbfgs", "scales": 2, "scale_factor": 2.0, "scale_iterations": [60, 1000]},
     "lbfgs-3-scales": {"optimizer": "lbfgs", "scales": 3, "scale_factor": 2.0, "scale_iterations": [60, 60, 1000]},
-    "lbfgs-recolored-2-scales": {"optimizer": "lbfgs", "init": "recolored", "scales": 2, "scale_factor": 2.0,
-                                 "scale_iterations": [100, 1000]},
-    "lbfgs-recolored-3-scales": {"optimizer": "lbfgs", "init": "recolored", "scales": 3, "scale_factor": 2.0,
-                                 "scale_iterations": [60, 60, 1000]},
+    "lbfgs-recolored-2-scales": {
+        "optimizer": "lbfgs",
+        "init": "recolored",
+        "scales": 2,
+        "scale_factor": 2.0,
+        "scale_iterations": [100, 1000],
+    },
+    "lbfgs-recolored-3-scales": {
+        "optimizer": "lbfgs",
+        "init": "recolored",
+        "scales": 3,
+        "scale_factor": 2.0,
+        "scale_iterations": [60, 60, 1000],
+    },
     "lbfgs-from-style": {"optimizer": "lbfgs", "init": "style"},
 }
 
@@ -74,8 +84,9 @@ def main() -> None:
 
     threads = use_all_cores()
     auto = precision.resolve("auto")
-    print(f"CPU: {precision.host_cpu().describe()}; TensorFlow intra-op threads: {threads}; "
-          f"auto precision: {auto.name}")  # fmt: skip
+    print(
+        f"CPU: {precision.host_cpu().describe()}; TensorFlow intra-op threads: {threads}; auto precision: {auto.name}"
+    )
     print(f"objective: seed preset, resnet50 random:0, {args.size} px, cat x Starry Night")
     # The network is built, folded and compiled once per process and then cached: paid here,
     # untimed, so that neither the seed's run (first) nor any candidate's is charged for it.
@@ -85,8 +96,10 @@ def main() -> None:
     seed = run({"optimizer": "adam"}, args.size, args.seed_iterations)
     best = min(range(len(seed.trace)), key=lambda i: seed.trace[i][1])
     seed_time, target, seed_content = seed.trace[best]
-    print(f"seed recipe (Adam lr 20, {args.seed_iterations} steps, float32): best loss {target:.5g} "
-          f"(content term {seed_content:.4g}) at step {best + 1}, {seed_time:.1f} s")  # fmt: skip
+    print(
+        f"seed recipe (Adam lr 20, {args.seed_iterations} steps, float32): best loss {target:.5g} "
+        f"(content term {seed_content:.4g}) at step {best + 1}, {seed_time:.1f} s"
+    )
     rows = []
     for name in args.candidates:
         settings = CANDIDATES[name]

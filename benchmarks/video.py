@@ -49,7 +49,12 @@ def make_clip(path: Path, frames: int = 24, size: tuple[int, int] = (320, 214)) 
     from nstyle.video.frames import write_video
 
     scene = Image.open(ROOT / "examples/images/content/coffee.jpg").convert("RGB")
-    cat = Image.open(ROOT / "examples/images/content/chelsea.jpg").convert("RGB").crop((150, 20, 330, 200)).resize((90, 90))
+    cat = (
+        Image.open(ROOT / "examples/images/content/chelsea.jpg")
+        .convert("RGB")
+        .crop((150, 20, 330, 200))
+        .resize((90, 90))
+    )
     disc = Image.new("L", cat.size, 0)
     ImageDraw.Draw(disc).ellipse((0, 0, *cat.size), fill=255)
     out = []
@@ -70,8 +75,9 @@ def style_losses(frames: list[np.ndarray], content: list[np.ndarray], cfg) -> fl
     from nstyle.losses import objective, tf
 
     backbone = get_backbone(cfg.backbone)
-    extractor = FeatureExtractor(backbone, load_model(cfg.backbone, cfg.weights),
-                                 [s.name for s in (*cfg.content_layers, *cfg.style_layers)])  # fmt: skip
+    extractor = FeatureExtractor(
+        backbone, load_model(cfg.backbone, cfg.weights), [s.name for s in (*cfg.content_layers, *cfg.style_layers)]
+    )
     from nstyle.io import fit
 
     style = fit(Image.open(STYLE).convert("RGB"), max(content[0].shape[:2]))
@@ -103,24 +109,36 @@ def main() -> None:
 
     cfg = resolve(args.preset, None, {"size": args.size, "iterations": args.iterations, "seed": 0})
     content = read_clip(CLIP, args.size, args.frames).frames
-    print(f"CPU: {_cpu()}; {args.preset}, {len(content)} frames of {content[0].shape[1]}x{content[0].shape[0]}, "
-          f"first frame {args.iterations} iterations", flush=True)  # fmt: skip
+    print(
+        f"CPU: {_cpu()}; {args.preset}, {len(content)} frames of {content[0].shape[1]}x{content[0].shape[0]}, "
+        f"first frame {args.iterations} iterations",
+        flush=True,
+    )
     start = time.perf_counter()
     single = [np.asarray(stylize(Image.fromarray(f), STYLE, config=cfg).image) for f in content]
     single_seconds = (time.perf_counter() - start) / len(content)
     single_error = temporal_error(single, content)
     single_style = style_losses(single, content, cfg)
-    print("| method | later frames' iterations | temporal weight | temporal error | s / frame | style loss vs per frame |")
+    print(
+        "| method | later frames' iterations | temporal weight | temporal error | s / frame | style loss vs per frame |"
+    )
     print("|---|---|---|---|---|---|")
     print(f"| per frame | {args.iterations} | - | {single_error:.2f} | {single_seconds:.2f} | 1.00 |", flush=True)
     default = round(args.iterations * FRAME_SHARE)
     folder = Path(tempfile.mkdtemp(prefix="nstyle-video-"))
     rows = {}
-    for share, weight in ((default, TEMPORAL_WEIGHT), (default, 0.0), (default, 1.0), (round(args.iterations * 0.1), TEMPORAL_WEIGHT),
-                          (round(args.iterations * 0.3), TEMPORAL_WEIGHT)):  # fmt: skip
+    for share, weight in (
+        (default, TEMPORAL_WEIGHT),
+        (default, 0.0),
+        (default, 1.0),
+        (round(args.iterations * 0.1), TEMPORAL_WEIGHT),
+        (round(args.iterations * 0.3), TEMPORAL_WEIGHT),
+    ):
         out = folder / f"v{share}_w{round(weight * 10)}"  # a folder of PNG frames: judged without a codec's losses
         start = time.perf_counter()
-        stylize_video(CLIP, STYLE, out, config=cfg, frame_iterations=share, temporal_weight=weight, max_frames=args.frames)
+        stylize_video(
+            CLIP, STYLE, out, config=cfg, frame_iterations=share, temporal_weight=weight, max_frames=args.frames
+        )
         seconds = (time.perf_counter() - start) / len(content)
         frames = [np.asarray(Image.open(p).convert("RGB")) for p in sorted(out.glob("frame_*.png"))]
         error = temporal_error(frames, content)
@@ -128,8 +146,10 @@ def main() -> None:
         rows[(share, weight)] = (error, seconds, frames)
         print(f"| nstyle video | {share} | {weight:g} | {error:.2f} | {seconds:.2f} | {style:.2f} |", flush=True)
     error, seconds, frames = rows[(default, TEMPORAL_WEIGHT)]
-    print(f"\ndefaults ({default} iterations, weight {TEMPORAL_WEIGHT:g}): temporal error {error / single_error:.2f} x per-frame's "
-          f"(target <= 0.5), {seconds / single_seconds:.2f} x its seconds per frame (target <= 0.33)")  # fmt: skip
+    print(
+        f"\ndefaults ({default} iterations, weight {TEMPORAL_WEIGHT:g}): temporal error {error / single_error:.2f} x per-frame's "
+        f"(target <= 0.5), {seconds / single_seconds:.2f} x its seconds per frame (target <= 0.33)"
+    )
     gif = [Image.fromarray(np.concatenate([a, b], axis=0)) for a, b in zip(single, frames)]
     gif[0].save(args.output, save_all=True, append_images=gif[1:], duration=1000 // 12, loop=0)
     print(f"wrote {args.output}")

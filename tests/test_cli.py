@@ -187,10 +187,23 @@ def test_offline_imagenet_is_one_line_naming_the_way_out(tmp_path, capsys):
 def test_real_process_prints_one_clean_line(tmp_path):
     """No TensorFlow start-up chatter or traceback reaches the user."""
     proc = subprocess.run(
-        [sys.executable, "-m", "nstyle.cli", str(CONTENT), str(STYLE), "-o", str(tmp_path / "o.png"),
-         "--weights", "random", "--style-layers", "bogus_layer"],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "nstyle.cli",
+            str(CONTENT),
+            str(STYLE),
+            "-o",
+            str(tmp_path / "o.png"),
+            "--weights",
+            "random",
+            "--style-layers",
+            "bogus_layer",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "unknown layer 'bogus_layer'" in proc.stderr, proc.stderr
 

@@ -111,5 +111,7 @@ def test_a_backbone_alone_brings_its_own_layers(backbone):
 
 def test_hed_weights_only_for_vgg16():
     assert resolve("default", overrides={"backbone": "vgg16", "weights": "hed"}).weights == "hed"
-    with pytest.raises(ConfigError, match="'hed' is the HED edge detector's VGG16 body; it fits --backbone vgg16, not resnet50"):
+    with pytest.raises(
+        ConfigError, match="'hed' is the HED edge detector's VGG16 body; it fits --backbone vgg16, not resnet50"
+    ):
         resolve("default", overrides={"weights": "hed"})

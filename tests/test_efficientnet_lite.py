@@ -7,11 +7,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nstyle.backbones import efficientnet_lite
 from nstyle.api import stylize
-from nstyle.backbones import LITE, REGISTRY, describe_layers, load_model
-from nstyle.errors import WeightsError
+from nstyle.backbones import LITE, REGISTRY, describe_layers, efficientnet_lite, load_model
 from nstyle.backbones.pth import PthError, load_state_dict
+from nstyle.errors import WeightsError
 
 from .conftest import CONTENT, SAMPLES, STYLE
 

@@ -15,13 +15,29 @@ from nstyle.io import read_metadata
 from .conftest import CONTENT, SAMPLES, STYLE
 
 ROCKET = SAMPLES / "content" / "rocket.jpg"
-GRID = ["grid", "--content", str(CONTENT), str(ROCKET), "--style", str(STYLE), "--weights", "random:0",
-        "--size", "64", "--iterations", "3", "--seed", "1", "--quiet"]  # fmt: skip
+GRID = [
+    "grid",
+    "--content",
+    str(CONTENT),
+    str(ROCKET),
+    "--style",
+    str(STYLE),
+    "--weights",
+    "random:0",
+    "--size",
+    "64",
+    "--iterations",
+    "3",
+    "--seed",
+    "1",
+    "--quiet",
+]
 
 
 def nstyle(*args: str, **kwargs) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "nstyle", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, **kwargs)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-m", "nstyle", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs
+    )
 
 
 def wait_for(predicate, timeout: float = 240.0) -> None:
@@ -127,8 +143,25 @@ def test_sigterm_then_resume_gives_the_uninterrupted_image(tmp_path):
     from nstyle.api import stylize
 
     out = tmp_path / "out.png"
-    args = [str(CONTENT), str(STYLE), "-o", str(out), "--preset", "seed", "--weights", "random:0", "--size", "64",
-            "--seed", "3", "--iterations", "100", "--checkpoint-every", "2", "--quiet"]  # fmt: skip
+    args = [
+        str(CONTENT),
+        str(STYLE),
+        "-o",
+        str(out),
+        "--preset",
+        "seed",
+        "--weights",
+        "random:0",
+        "--size",
+        "64",
+        "--seed",
+        "3",
+        "--iterations",
+        "100",
+        "--checkpoint-every",
+        "2",
+        "--quiet",
+    ]
     proc = nstyle(*args)
     ckpt = tmp_path / "out.ckpt.npz"
     wait_for(ckpt.exists)
@@ -139,7 +172,9 @@ def test_sigterm_then_resume_gives_the_uninterrupted_image(tmp_path):
     record = read_metadata(out)["result"]
     assert record["outcome"] == {"ending": "signal", "detail": "SIGTERM", "where": ""}
     assert 0 < record["iterations_run"] < 100
-    resumed = subprocess.run([sys.executable, "-m", "nstyle", "resume", str(ckpt), "--quiet"], capture_output=True, text=True)
+    resumed = subprocess.run(
+        [sys.executable, "-m", "nstyle", "resume", str(ckpt), "--quiet"], capture_output=True, text=True
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert read_metadata(out)["result"]["iterations_run"] == 100 and not ckpt.exists()
     full = stylize(CONTENT, STYLE, preset="seed", iterations=100, **RUN)
@@ -153,7 +188,9 @@ def test_bad_checkpoints_are_one_line_and_touch_nothing(tmp_path):
     damaged.write_bytes(b"PK\x03\x04 not really a zip")
     before = damaged.read_bytes()
     proc = subprocess.run([sys.executable, "-m", "nstyle", "resume", str(damaged)], capture_output=True, text=True)
-    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "damaged or not an nstyle checkpoint" in proc.stderr
+    assert (
+        proc.returncode == 2 and proc.stderr.count("\n") == 1 and "damaged or not an nstyle checkpoint" in proc.stderr
+    )
     assert damaged.read_bytes() == before
     assert main(["resume", str(tmp_path / "missing.ckpt.npz")]) == 2
     assert main([str(CONTENT), str(STYLE), "-o", str(tmp_path / "x.png"), "--checkpoint-every", "0"]) == 2
@@ -196,8 +233,25 @@ def test_signals_at_random_moments_leave_only_whole_files(tmp_path):
     for n, signum in enumerate([signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGKILL]):
         out = tmp_path / f"run{n}" / "out.png"
         out.parent.mkdir()
-        proc = nstyle(str(CONTENT), str(STYLE), "-o", str(out), "--preset", "seed", "--weights", "random:0", "--size", "64",
-                      "--iterations", "120", "--checkpoint-every", "3", "--seed", "1", "--quiet")  # fmt: skip
+        proc = nstyle(
+            str(CONTENT),
+            str(STYLE),
+            "-o",
+            str(out),
+            "--preset",
+            "seed",
+            "--weights",
+            "random:0",
+            "--size",
+            "64",
+            "--iterations",
+            "120",
+            "--checkpoint-every",
+            "3",
+            "--seed",
+            "1",
+            "--quiet",
+        )
         wait_for((out.parent / "out.ckpt.npz").exists)
         time.sleep(rng.uniform(0.0, 1.0))
         proc.send_signal(signum)
@@ -219,8 +273,11 @@ def test_signals_at_random_moments_leave_only_whole_files(tmp_path):
         else:
             assert proc.returncode == -signal.SIGKILL
             checkpoint = Checkpoint.load(out.parent / "out.ckpt.npz")
-            resumed = subprocess.run([sys.executable, "-m", "nstyle", "resume", str(out.parent / "out.ckpt.npz"), "--quiet"],
-                                     capture_output=True, text=True)  # fmt: skip
+            resumed = subprocess.run(
+                [sys.executable, "-m", "nstyle", "resume", str(out.parent / "out.ckpt.npz"), "--quiet"],
+                capture_output=True,
+                text=True,
+            )
             assert resumed.returncode == 0, resumed.stderr
             record = read_metadata(out)["result"]
             assert record["iterations_run"] == 120 and checkpoint.state.iteration % 3 == 0
@@ -238,8 +295,25 @@ def test_a_second_run_on_the_same_output_refuses_and_a_stale_claim_is_taken_over
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         lock.write_text(str(sleeper.pid))
-        proc = subprocess.run([sys.executable, "-m", "nstyle", str(CONTENT), str(STYLE), "-o", str(out), "--weights",
-                               "random:0", "--size", "64", "--iterations", "1"], capture_output=True, text=True)  # fmt: skip
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "nstyle",
+                str(CONTENT),
+                str(STYLE),
+                "-o",
+                str(out),
+                "--weights",
+                "random:0",
+                "--size",
+                "64",
+                "--iterations",
+                "1",
+            ],
+            capture_output=True,
+            text=True,
+        )
         assert proc.returncode == 2 and proc.stderr.count("\n") == 1
         assert f"another nstyle run (process {sleeper.pid}) is writing {out}" in proc.stderr
         assert not out.exists()
@@ -247,8 +321,24 @@ def test_a_second_run_on_the_same_output_refuses_and_a_stale_claim_is_taken_over
         sleeper.kill()
         sleeper.wait()
     # its process is gone now: the claim is stale, and the next run takes it over
-    assert main([str(CONTENT), str(STYLE), "-o", str(out), "--weights", "random:0", "--size", "64", "--iterations", "1",
-                 "--quiet"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                str(CONTENT),
+                str(STYLE),
+                "-o",
+                str(out),
+                "--weights",
+                "random:0",
+                "--size",
+                "64",
+                "--iterations",
+                "1",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert out.exists() and not lock.exists()
 
 

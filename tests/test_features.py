@@ -6,9 +6,9 @@ from PIL import Image
 
 from nstyle import color
 from nstyle.api import stylize
-from nstyle.engine import scale_sizes
 from nstyle.cli import main
 from nstyle.config import resolve
+from nstyle.engine import scale_sizes
 from nstyle.errors import ConfigError
 from nstyle.losses import STYLE_LOSSES, Moments, swag, tf
 from nstyle.optimize import OptimizerSettings, optimize
@@ -35,9 +35,9 @@ def test_swag_terms_are_relative_to_the_start():
     """With SWAG each style layer's term is over its value for the content photo, each content
     layer's over its value for a blank map: the photo scores style 1 and content 0, and a
     style weight means the same at every temperature (whose raw terms span ~10 orders)."""
-    from nstyle.losses import objective
     from nstyle.backbones import feature_extractor, get_backbone, load_model
     from nstyle.io import fit, load_image
+    from nstyle.losses import objective
 
     backbone = get_backbone("resnet50")
     content = fit(load_image(CONTENT, "content"), 64, "content")
@@ -86,7 +86,9 @@ def test_swag_run_lowers_the_loss():
 
 def test_several_styles_blend():
     both = stylize(CONTENT, [STYLE, SCREAM], preset="default", **{**TINY, "iterations": 1, "style_blend": [0.7, 0.3]})
-    only_first = stylize(CONTENT, [STYLE, SCREAM], preset="default", **{**TINY, "iterations": 1, "style_blend": [1.0, 1e-9]})
+    only_first = stylize(
+        CONTENT, [STYLE, SCREAM], preset="default", **{**TINY, "iterations": 1, "style_blend": [1.0, 1e-9]}
+    )
     single = stylize(CONTENT, STYLE, preset="default", **{**TINY, "iterations": 1})
     assert only_first.history[0]["style"] == pytest.approx(single.history[0]["style"], rel=1e-4)
     assert both.history[0]["style"] != pytest.approx(single.history[0]["style"], rel=1e-3)
@@ -140,7 +142,9 @@ def test_ema_returns_the_bias_corrected_average_of_iterates():
     iterates = []
     settings = OptimizerSettings("adam", iterations=10, lr=0.1, ema=0.5)
     bounds = (np.full(3, -1.0, np.float32), np.full(3, 1.0, np.float32))
-    result = optimize(loss, np.zeros_like(target), bounds, settings, lambda x: x, [lambda p: iterates.append(p.image())])
+    result = optimize(
+        loss, np.zeros_like(target), bounds, settings, lambda x: x, [lambda p: iterates.append(p.image())]
+    )
     average = np.zeros_like(target[0])
     for x in iterates:
         average = 0.5 * average + 0.5 * x
@@ -165,7 +169,9 @@ def test_recolored_start_has_the_paintings_colours_and_the_photos_structure():
     style = Image.open(STYLE).convert("RGB").resize((96, 64))
     start = initial_image("recolored", content, style, seed=0)
     s = np.asarray(style, np.float64).reshape(-1, 3)
-    np.testing.assert_allclose(start.reshape(-1, 3).mean(0), s.mean(0), atol=6)  # the painting's mean colour (up to clipping)
+    np.testing.assert_allclose(
+        start.reshape(-1, 3).mean(0), s.mean(0), atol=6
+    )  # the painting's mean colour (up to clipping)
     # the affine colour map of Gatys et al. 2016, computed independently with scipy's matrix square root
     from scipy.linalg import sqrtm
 
@@ -192,8 +198,15 @@ def border_roughness(image: Image.Image, rows: int = 3) -> list[float]:
     a = np.asarray(image, np.float32)
     by_row = np.abs(np.diff(a, axis=1)).mean(axis=(1, 2))
     by_col = np.abs(np.diff(a, axis=0)).mean(axis=(0, 2))
-    return [float(x) for x in (by_row[:rows].mean() / np.median(by_row), by_row[-rows:].mean() / np.median(by_row),
-                               by_col[:rows].mean() / np.median(by_col), by_col[-rows:].mean() / np.median(by_col))]  # fmt: skip
+    return [
+        float(x)
+        for x in (
+            by_row[:rows].mean() / np.median(by_row),
+            by_row[-rows:].mean() / np.median(by_row),
+            by_col[:rows].mean() / np.median(by_col),
+            by_col[-rows:].mean() / np.median(by_col),
+        )
+    ]
 
 
 def test_no_noise_band_at_the_borders():
@@ -217,4 +230,6 @@ def test_features_of_a_padded_input_cover_exactly_the_image():
     aligned = np.concatenate([image, image[:, ::-1][:, :11]], axis=1)[:, :96]
     aligned = np.concatenate([aligned, aligned[:, :, ::-1][:, :, :10]], axis=2)[:, :, :80]
     direct = extractor(tf.constant(aligned))
-    np.testing.assert_allclose(extractor(tf.constant(image))["block1_conv1"], direct["block1_conv1"][:, :85, :70], rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(
+        extractor(tf.constant(image))["block1_conv1"], direct["block1_conv1"][:, :85, :70], rtol=1e-5, atol=1e-4
+    )

@@ -23,7 +23,9 @@ def randomise_batchnorms(model) -> None:
     for layer in model.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
             n = layer.moving_mean.shape[0]
-            layer.set_weights([rng.uniform(0.5, 2, n), rng.normal(0, 1, n), rng.normal(0, 2, n), rng.uniform(0.2, 4, n)])
+            layer.set_weights(
+                [rng.uniform(0.5, 2, n), rng.normal(0, 1, n), rng.normal(0, 2, n), rng.uniform(0.2, 4, n)]
+            )
 
 
 def relative_error(a, b) -> float:
@@ -104,6 +106,7 @@ def test_folding_keeps_every_layer_name(resnet):
     names = ["conv4_block6_out"]
     plain = FeatureExtractor(REGISTRY["resnet50"], resnet, names, fold=False)
     folded = FeatureExtractor(REGISTRY["resnet50"], resnet, names)
+
     def names(model):  # the input layer is a fresh one in the copy
         return [layer.name for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
 
@@ -116,7 +119,9 @@ def test_folding_keeps_every_layer_name(resnet):
 def test_one_compiled_network_serves_every_image_size(resnet):
     """The extractor's network is traced once and, at each size, computes what Keras's model does eagerly."""
     seed = resolve("seed")
-    extractor = FeatureExtractor(REGISTRY["resnet50"], resnet, [s.name for s in (*seed.content_layers, *seed.style_layers)])
+    extractor = FeatureExtractor(
+        REGISTRY["resnet50"], resnet, [s.name for s in (*seed.content_layers, *seed.style_layers)]
+    )
     for height, width in ((64, 96), (96, 64), (128, 128)):
         x = rng.uniform(-120, 120, (1, height, width, 3)).astype(np.float32)
         eager = extractor.model(x, training=False)
@@ -142,9 +147,15 @@ def input_and_kernel_gradients(model, x, weights):
 
 # Stride-1 'same' and 'valid' ('full' gradient), strided 1x1: the forward-kernel gradient; an even
 # kernel, a strided 3x3 and a dilated one keep TensorFlow's.
-KINDS = [dict(kernel_size=3, padding="same"), dict(kernel_size=5, padding="valid"), dict(kernel_size=1, strides=2),
-         dict(kernel_size=1, strides=3, padding="same"), dict(kernel_size=2, padding="same"),
-         dict(kernel_size=3, strides=2, padding="same"), dict(kernel_size=3, dilation_rate=2, padding="same")]  # fmt: skip
+KINDS = [
+    dict(kernel_size=3, padding="same"),
+    dict(kernel_size=5, padding="valid"),
+    dict(kernel_size=1, strides=2),
+    dict(kernel_size=1, strides=3, padding="same"),
+    dict(kernel_size=2, padding="same"),
+    dict(kernel_size=3, strides=2, padding="same"),
+    dict(kernel_size=3, dilation_rate=2, padding="same"),
+]
 TURNED = [True, True, True, True, False, False, False]
 
 
@@ -191,7 +202,9 @@ def test_forward_kernel_input_gradients_equal_tensorflows_for_every_convolution_
     script = "from tests.test_folding import check_forward_kernel_gradients; check_forward_kernel_gradients()"
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": onednn}
-    proc = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=300, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=300, env=env
+    )
     if onednn == "1" and (proc.returncode < 0 or "Fatal Python error" in proc.stderr):
         pytest.xfail(f"TensorFlow's oneDNN crashed ({proc.returncode}) on a 1x1 strided convolution's kernel gradient")
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -204,8 +217,9 @@ def test_no_backbone_has_the_convolution_that_crashes_tensorflow(name):
     import keras
 
     model = load_model(name, "random:0")
-    strided_by_3 = [layer.name for layer in model.layers
-                    if isinstance(layer, keras.layers.Conv2D) and 3 in tuple(layer.strides)]  # fmt: skip
+    strided_by_3 = [
+        layer.name for layer in model.layers if isinstance(layer, keras.layers.Conv2D) and 3 in tuple(layer.strides)
+    ]
     assert strided_by_3 == []
 
 
@@ -221,7 +235,9 @@ def test_resnet50_input_gradient_is_tensorflows(resnet):
         extractor = FeatureExtractor(REGISTRY["resnet50"], resnet, names, input_gradients=fast)
         features = extractor(x)
         draw = np.random.default_rng(7)  # the same weights both times
-        weights = {name: tf.constant(draw.normal(size=f.shape).astype(np.float32)) for name, f in sorted(features.items())}
+        weights = {
+            name: tf.constant(draw.normal(size=f.shape).astype(np.float32)) for name, f in sorted(features.items())
+        }
         with tf.GradientTape() as tape:
             tape.watch(x)
             features = extractor(x)

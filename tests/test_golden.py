@@ -32,4 +32,10 @@ def test_seeded_runs_reproduce_their_recorded_histories():
             pairs = a.items() if isinstance(a, dict) else [("mean", a)]
             for term, value in pairs:
                 reference = b[term] if isinstance(b, dict) else b
-                assert math.isclose(value, reference, rel_tol=TOLERANCE, abs_tol=1e-12), (case, i, term, value, reference)
+                assert math.isclose(value, reference, rel_tol=TOLERANCE, abs_tol=1e-12), (
+                    case,
+                    i,
+                    term,
+                    value,
+                    reference,
+                )

@@ -92,7 +92,9 @@ def _png_header(width: int, height: int) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    )
 
 
 def test_print_size_inputs_open_and_bombs_do_not(tmp_path):
@@ -107,7 +109,7 @@ def test_print_size_inputs_open_and_bombs_do_not(tmp_path):
     bomb.write_bytes(_png_header(30000, 30000))
     with pytest.raises(ImageError, match="too large to open safely .* a 16384 px square"):
         load_image(bomb)
-    assert Image.MAX_IMAGE_PIXELS == before
+    assert before == Image.MAX_IMAGE_PIXELS
 
 
 def test_images_opened_from_many_threads_leave_pillows_guard_as_it_was(tmp_path, monkeypatch):
@@ -133,7 +135,7 @@ def test_images_opened_from_many_threads_leave_pillows_guard_as_it_was(tmp_path,
         t.start()
     for t in threads:
         t.join()
-    assert Image.MAX_IMAGE_PIXELS == before
+    assert before == Image.MAX_IMAGE_PIXELS
 
 
 def test_tiny_and_thin_images(tmp_path):

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from nstyle.losses import Moments, content_loss, gram_matrix, style_loss, total_variation, tf
+from nstyle.losses import Moments, content_loss, gram_matrix, style_loss, tf, total_variation
 
 rng = np.random.default_rng(0)
 
@@ -92,7 +92,15 @@ def w2(f: np.ndarray, g: np.ndarray) -> float:
 
     stat, channels = WassersteinStyle(), f.shape[-1]
     shape = (1, f.shape[0], 1, channels)
-    return float(stat.loss(tf.constant(f.reshape(shape), tf.float32), stat.target(Moments.of(tf.constant(g.reshape(shape), tf.float32))))) * channels
+    return (
+        float(
+            stat.loss(
+                tf.constant(f.reshape(shape), tf.float32),
+                stat.target(Moments.of(tf.constant(g.reshape(shape), tf.float32))),
+            )
+        )
+        * channels
+    )
 
 
 @pytest.mark.parametrize("positions,channels", [(400, 8), (200, 32), (12, 32)], ids=["spd", "spd-32", "rank-deficient"])

@@ -48,7 +48,9 @@ def test_interrupt_keeps_best_so_far(name, signal):
     result = optimize(quadratic(target, 1e4), np.zeros_like(target), BOUNDS, settings, lambda x: x, [stop_at_3])
     assert len(result.history) == 3
     assert result.outcome.ending is (Ending.SIGNAL if signal is KeyboardInterrupt else Ending.CALLBACK)
-    assert result.outcome.describe() == ("stopped by SIGINT" if signal is KeyboardInterrupt else "stopped by a callback")
+    assert result.outcome.describe() == (
+        "stopped by SIGINT" if signal is KeyboardInterrupt else "stopped by a callback"
+    )
     assert result.best_loss <= min(h["total"] for h in result.history)
     assert np.abs(result.image - 0.5).mean() < 0.5  # moved towards the target, not the start
 
@@ -92,8 +94,14 @@ def test_lbfgs_reaches_scipys_minimum_of_a_coupled_bounded_problem():
         total = tf.reduce_mean(tf.square(tf.linalg.matvec(at, flat) - bt)) + 0.1 * tf.reduce_mean(flat**4)
         return {"total": total, "content": total, "style": total, "tv": total}
 
-    expected = scipy.optimize.minimize(reference, np.zeros(n), jac=True, method="L-BFGS-B", bounds=[(-1, 1)] * n,
-                                       options={"ftol": 1e-15, "gtol": 1e-12, "maxiter": 1000})  # fmt: skip
+    expected = scipy.optimize.minimize(
+        reference,
+        np.zeros(n),
+        jac=True,
+        method="L-BFGS-B",
+        bounds=[(-1, 1)] * n,
+        options={"ftol": 1e-15, "gtol": 1e-12, "maxiter": 1000},
+    )
     result = optimize(loss, np.zeros(shape, np.float32), BOUNDS, OptimizerSettings("lbfgs", 300), lambda x: x)
     assert result.best_loss == pytest.approx(expected.fun, rel=1e-4)
     np.testing.assert_allclose(result.image.ravel(), expected.x, atol=2e-3)
@@ -149,8 +157,23 @@ def test_an_early_end_reaches_the_record_and_the_last_line(tmp_path, capsys):
     from nstyle.io import read_metadata
 
     out = tmp_path / "same.png"
-    code = main([str(STYLE), str(STYLE), "-o", str(out), "--weights", "random:0", "--size", "64",
-                 "--iterations", "20", "--optimizer", "lbfgs", "--quiet"])  # fmt: skip
+    code = main(
+        [
+            str(STYLE),
+            str(STYLE),
+            "-o",
+            str(out),
+            "--weights",
+            "random:0",
+            "--size",
+            "64",
+            "--iterations",
+            "20",
+            "--optimizer",
+            "lbfgs",
+            "--quiet",
+        ]
+    )
     assert code == 0
     record = read_metadata(out)["result"]
     assert record["iterations_run"] < 20
@@ -180,13 +203,17 @@ def test_a_retargeted_loss_and_one_compiled_lbfgs_serve_every_scale(swag):
 
     def build(content, style):
         layers = [WeightedLayer("block1_conv2", 1.0), WeightedLayer("block2_conv1", 2.0)]
-        return StyleTransferLoss(extractor, Terms(layers[:1], layers, 1.0, 1e3, 0.0, swag_temperature=swag), content, [style])
+        return StyleTransferLoss(
+            extractor, Terms(layers[:1], layers, 1.0, 1e3, 0.0, swag_temperature=swag), content, [style]
+        )
 
     small, big = (image(12, 18), image(12, 18)), (image(26, 34), image(20, 30))
     loss = build(*small)
     for name, traces_expected in (("lbfgs", 1), ("adam", 2)):
         traces = []
-        optimizer = Optimizer(lambda x: traces.append(x.shape) or loss(x), bounds, OptimizerSettings(name, 3))
+        optimizer = Optimizer(
+            lambda x, traces=traces: traces.append(x.shape) or loss(x), bounds, OptimizerSettings(name, 3)
+        )
         loss.retarget(*small[:1], small[1:])
         optimizer.run(small[0].numpy() + 1, lambda x: x)
         loss.retarget(big[0], big[1:])

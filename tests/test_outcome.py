@@ -17,7 +17,10 @@ from nstyle.signals import Interrupted
         (Outcome.by_signal(signal.SIGTERM), "stopped by SIGTERM"),
         (Outcome(Ending.CALLBACK), "stopped by a callback"),
         (Outcome(Ending.CALLBACK, "the Stop button"), "stopped by the Stop button"),
-        (Outcome(Ending.CONVERGED, where="scale 2 of 3"), "L-BFGS converged (zero gradient on the pixels free to move) at scale 2 of 3"),
+        (
+            Outcome(Ending.CONVERGED, where="scale 2 of 3"),
+            "L-BFGS converged (zero gradient on the pixels free to move) at scale 2 of 3",
+        ),
         (Outcome(Ending.NO_PROGRESS), "L-BFGS made no progress (the line search found no lower loss)"),
     ],
 )
@@ -33,14 +36,19 @@ def test_each_ending_in_words_and_through_a_record(outcome, words):
     [  # the `result` of records nstyle wrote before outcomes: `interrupted` and `stop_reason`
         ({"interrupted": False, "stop_reason": "completed"}, Outcome()),
         ({"interrupted": True, "stop_reason": "interrupted"}, Outcome(Ending.SIGNAL)),
-        ({"interrupted": True, "stop_reason": "interrupted at scale 2 of 3"}, Outcome(Ending.SIGNAL, where="scale 2 of 3")),
+        (
+            {"interrupted": True, "stop_reason": "interrupted at scale 2 of 3"},
+            Outcome(Ending.SIGNAL, where="scale 2 of 3"),
+        ),
         ({"interrupted": False, "stop_reason": "stopped by a callback"}, Outcome(Ending.CALLBACK)),
-        ({"stop_reason": "L-BFGS made no progress (the gradient is zero: converged) at scale 1 of 2"},
-         Outcome(Ending.CONVERGED, where="scale 1 of 2")),
+        (
+            {"stop_reason": "L-BFGS made no progress (the gradient is zero: converged) at scale 1 of 2"},
+            Outcome(Ending.CONVERGED, where="scale 1 of 2"),
+        ),
         ({"stop_reason": "L-BFGS made no progress (the line search found no lower loss)"}, Outcome(Ending.NO_PROGRESS)),
         ({}, Outcome()),  # older still: neither key
     ],
-)  # fmt: skip
+)
 def test_records_written_before_outcomes_still_read(old, expected):
     assert Outcome.from_record(old) == expected
 

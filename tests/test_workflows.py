@@ -35,7 +35,13 @@ def test_probe_content_layers_and_blocks(tmp_path):
     cfg = resolve("tutorial-vgg19", overrides={**FAST, "backbone": "vgg16", "iterations": 2})
     probe(CONTENT, STYLE, cfg, tmp_path, blocks=True, kind="content", progress=False)
     rows = list(csv.DictReader((tmp_path / "summary.csv").open()))
-    assert [r["layer"] for r in rows] == ["block1_conv2", "block2_conv2", "block3_conv3", "block4_conv3", "block5_conv3"]
+    assert [r["layer"] for r in rows] == [
+        "block1_conv2",
+        "block2_conv2",
+        "block3_conv3",
+        "block4_conv3",
+        "block5_conv3",
+    ]
     record = json.loads(Image.open(tmp_path / "block3_conv3.png").info["nstyle"])
     assert record["config"]["content_layers"] == ["block3_conv3"]
 
@@ -49,8 +55,13 @@ def test_probe_rejects_unknown_layer_before_any_work(tmp_path):
 def test_grid_every_pair(tmp_path):
     path = grid([CONTENT, ROCKET], [STYLE, SCREAM], resolve("default", overrides=FAST), tmp_path, progress=False)
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == ["chelsea__starry_night.png", "chelsea__the_scream.png", "grid.png",
-                     "rocket__starry_night.png", "rocket__the_scream.png"]  # fmt: skip
+    assert names == [
+        "chelsea__starry_night.png",
+        "chelsea__the_scream.png",
+        "grid.png",
+        "rocket__starry_night.png",
+        "rocket__the_scream.png",
+    ]
     sheet = Image.open(path)
     assert sheet.width >= 3 * 224 and sheet.height > 3 * 100  # header row + 2 rows, 3 columns
 
@@ -65,8 +76,10 @@ def test_grid_never_overwrites(tmp_path):
 
 def write_sweep(tmp_path, body):
     path = tmp_path / "sweep.toml"
-    path.write_text(f'content = "{CONTENT}"\nstyle = "{STYLE}"\npreset = "default"\n'
-                    f'[base]\nweights = "random:0"\nsize = 64\niterations = 3\n{body}')  # fmt: skip
+    path.write_text(
+        f'content = "{CONTENT}"\nstyle = "{STYLE}"\npreset = "default"\n'
+        f'[base]\nweights = "random:0"\nsize = 64\niterations = 3\n{body}'
+    )
     return path
 
 
@@ -82,7 +95,11 @@ def test_sweep_cartesian_resumes(tmp_path):
     first = manifest(out)
     assert [e["status"] for e in first] == ["ok"] * 4
     assert {(e["params"]["optimizer"], e["params"]["style_weight"]) for e in first} == {
-        ("adam", 1e3), ("adam", 1e6), ("lbfgs", 1e3), ("lbfgs", 1e6)}  # fmt: skip
+        ("adam", 1e3),
+        ("adam", 1e6),
+        ("lbfgs", 1e3),
+        ("lbfgs", 1e6),
+    }
     assert all((out / e["image"]).is_file() and e["losses"]["total"] > 0 for e in first)
     assert Image.open(out / "sheet.png").size[0] > 2 * 224
     sweep(spec, out, progress=False)  # everything finished: nothing runs again
@@ -103,10 +120,10 @@ def test_sweep_records_failures_and_goes_on(tmp_path):
 @pytest.mark.parametrize(
     "body, words",
     [
-        ('[axes]\nlr = [1.0]\n[[trials]]\nlr = 2.0\n', "either"),
+        ("[axes]\nlr = [1.0]\n[[trials]]\nlr = 2.0\n", "either"),
         ("", "either"),
-        ('colour = 1\n[axes]\nlr = [1.0]\n', "unknown config key 'colour'"),
-        ('[axes]\nlr = []\n', "non-empty"),
+        ("colour = 1\n[axes]\nlr = [1.0]\n", "unknown config key 'colour'"),
+        ("[axes]\nlr = []\n", "non-empty"),
     ],
 )
 def test_bad_sweep_files(tmp_path, body, words):
@@ -122,7 +139,7 @@ def test_unknown_top_level_sweep_key(tmp_path):
 
 
 def test_sweep_in_two_worker_processes(tmp_path):
-    spec = load_sweep(write_sweep(tmp_path, '[axes]\nstyle_weight = [1e3, 1e6]\n'))
+    spec = load_sweep(write_sweep(tmp_path, "[axes]\nstyle_weight = [1e3, 1e6]\n"))
     out = tmp_path / "out"
     sweep(spec, out, workers=2, progress=False)
     assert [e["status"] for e in manifest(out)] == ["ok", "ok"]
@@ -130,7 +147,7 @@ def test_sweep_in_two_worker_processes(tmp_path):
 
 def test_sweep_on_local_ray(tmp_path):
     pytest.importorskip("ray")
-    spec = load_sweep(write_sweep(tmp_path, '[axes]\nstyle_weight = [1e3, 1e6]\n'))
+    spec = load_sweep(write_sweep(tmp_path, "[axes]\nstyle_weight = [1e3, 1e6]\n"))
     out = tmp_path / "out"
     sweep(spec, out, ray="local", progress=False)
     entries = manifest(out)
@@ -144,7 +161,7 @@ def test_cli_probe_grid_sweep(tmp_path, capsys):
     assert (tmp_path / "p" / "sheet.png").exists()
     assert main(["grid", "--content", str(CONTENT), "--style", str(STYLE), "-o", str(tmp_path / "g"), *flags]) == 0
     assert (tmp_path / "g" / "grid.png").exists()
-    sweep_file = write_sweep(tmp_path, '[axes]\niterations = [1, 2]\n')
+    sweep_file = write_sweep(tmp_path, "[axes]\niterations = [1, 2]\n")
     assert main(["sweep", str(sweep_file), "-o", str(tmp_path / "s"), "--quiet"]) == 0
     assert len(manifest(tmp_path / "s")) == 2
     capsys.readouterr()
@@ -162,8 +179,12 @@ def test_every_command_refuses_an_output_another_run_is_writing(tmp_path, capsys
     import subprocess
     import sys
 
-    out = {"grid": tmp_path / "grid", "sweep": tmp_path / "sweep", "video": tmp_path / "out.mp4",
-           "stylize": tmp_path / "out.png"}[command]  # fmt: skip
+    out = {
+        "grid": tmp_path / "grid",
+        "sweep": tmp_path / "sweep",
+        "video": tmp_path / "out.mp4",
+        "stylize": tmp_path / "out.png",
+    }[command]
     spec = write_sweep(tmp_path, "[axes]\nseed = [1, 2]")
     argv = {
         "grid": ["grid", "--content", str(CONTENT), "--style", str(STYLE), "--weights", "random:0", "-o", str(out)],
@@ -192,7 +213,21 @@ def test_a_grid_too_large_for_the_disk_is_refused_before_any_work(tmp_path, monk
 
     monkeypatch.setattr(shutil, "disk_usage", lambda _p: shutil._ntuple_diskusage(10**9, 10**9 - 10**6, 10**6))
     out = tmp_path / "grid"
-    code = main(["grid", "--content", str(CONTENT), str(ROCKET), "--style", str(STYLE), "--weights", "random:0",
-                 "--size", "512", "-o", str(out)])  # fmt: skip
+    code = main(
+        [
+            "grid",
+            "--content",
+            str(CONTENT),
+            str(ROCKET),
+            "--style",
+            str(STYLE),
+            "--weights",
+            "random:0",
+            "--size",
+            "512",
+            "-o",
+            str(out),
+        ]
+    )
     assert code == 2 and "MB free; this run writes up to" in capsys.readouterr().err
     assert not out.exists()

@@ -9,13 +9,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from .config import Config, LayerSpec, resolve
 from ._version import __version__
+from .config import Config, LayerSpec, resolve
 from .errors import NStyleError
 from .outcome import Ending, Outcome, Stop
 
-__all__ = ["Config", "Ending", "LayerSpec", "NStyleError", "Outcome", "Stop", "StylizeResult", "resolve", "resume",
-           "stylize", "__version__"]
+__all__ = [
+    "Config",
+    "Ending",
+    "LayerSpec",
+    "NStyleError",
+    "Outcome",
+    "Stop",
+    "StylizeResult",
+    "resolve",
+    "resume",
+    "stylize",
+    "__version__",
+]
 
 
 def __getattr__(name: str) -> Any:

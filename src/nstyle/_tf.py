@@ -25,8 +25,8 @@ def quiet_tensorflow() -> ModuleType:
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:
         os.dup2(devnull, 2)
-        import tensorflow as tf
         import keras  # noqa: F401  (loads its own C++ bits the same way)
+        import tensorflow as tf
 
         tf.get_logger().setLevel("ERROR")
     finally:

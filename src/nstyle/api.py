@@ -5,34 +5,35 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import resource
 import platform
+import resource
 import sys
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn, Sequence
+from typing import Any, NoReturn
 
 import numpy as np
 from PIL import Image
 
 from . import color
+from ._tf import threads
 from ._version import __version__
-from .checkpoints import Checkpoint, CheckpointPlan
 from .backbones import precision
+from .checkpoints import Checkpoint, CheckpointPlan
 from .config import Config, configure
 from .engine import Engine, Run, RunResult, final_image
 from .errors import RunError
 from .io import ImageSource, file_sha256, load_image
-from ._tf import threads
 from .losses import tf
 from .optimize import Callback
 from .outcome import COMPLETED, Outcome
 from .plan import GB, Plan
 from .pool import subscribe
-from .solver import build_extractor
 from .signals import Interrupted, stop_on_signals
+from .solver import build_extractor
 
 
 @dataclass
@@ -143,13 +144,30 @@ def stylize(
     if checkpoint is not None and not done.outcome.halts:
         checkpoint.path.unlink(missing_ok=True)  # done: nothing left to resume
     image, high = final_image(run, done)
-    return StylizeResult(image, done.history, run.cfg, done.best_loss, done.best_iteration,
-                         time.perf_counter() - start, done.outcome, run.sources, choice.name, device,
-                         _memory_record(plan), high)  # fmt: skip
+    return StylizeResult(
+        image,
+        done.history,
+        run.cfg,
+        done.best_loss,
+        done.best_iteration,
+        time.perf_counter() - start,
+        done.outcome,
+        run.sources,
+        choice.name,
+        device,
+        _memory_record(plan),
+        high,
+    )
 
 
-def _prepare(content: ImageSource, styles: list[ImageSource], cfg: Config, callbacks: Sequence[Callback],
-             checkpoint: CheckpointPlan | None, resume: Checkpoint | None) -> tuple[Run, precision.Choice]:  # fmt: skip
+def _prepare(
+    content: ImageSource,
+    styles: list[ImageSource],
+    cfg: Config,
+    callbacks: Sequence[Callback],
+    checkpoint: CheckpointPlan | None,
+    resume: Checkpoint | None,
+) -> tuple[Run, precision.Choice]:
     """The run's images loaded, its seed drawn when none was given, and its feature network built."""
     if cfg.seed is None:
         cfg = dataclasses.replace(cfg, seed=int(np.random.SeedSequence().entropy % 2**32))
@@ -177,14 +195,25 @@ def _progress_bar(run: Run, plan: Plan, device: str) -> Any:
 
 def _memory_record(plan: Plan) -> dict[str, Any]:
     """Budget, estimated and measured peak, and the plan, for the run record."""
-    steps = [{"height": s.height, "width": s.width, "iterations": s.iterations, "tile": s.tile, "overlap": s.overlap}
-             for s in plan.steps]  # fmt: skip
-    return {"budget_gb": round(plan.budget / GB, 3), "estimated_peak_gb": round(plan.peak / GB, 3),
-            "measured_peak_gb": round(peak_resident_bytes() / GB, 3), "plan": plan.describe(), "steps": steps}  # fmt: skip
+    steps = [
+        {"height": s.height, "width": s.width, "iterations": s.iterations, "tile": s.tile, "overlap": s.overlap}
+        for s in plan.steps
+    ]
+    return {
+        "budget_gb": round(plan.budget / GB, 3),
+        "estimated_peak_gb": round(plan.peak / GB, 3),
+        "measured_peak_gb": round(peak_resident_bytes() / GB, 3),
+        "plan": plan.describe(),
+        "steps": steps,
+    }
 
 
 def resume(
-    checkpoint: str | os.PathLike, *, callbacks: Sequence[Callback] = (), progress: bool = False, every: int | None = None
+    checkpoint: str | os.PathLike,
+    *,
+    callbacks: Sequence[Callback] = (),
+    progress: bool = False,
+    every: int | None = None,
 ) -> StylizeResult:
     """Continue the stopped run saved in ``checkpoint`` (a file a run with a checkpoint left).
 

@@ -19,7 +19,6 @@ from .optimize import Progress
 from .outcome import Outcome
 from .sheets import contact_sheet
 
-
 #: tqdm's default layout, the count whole: tiles under way move it by fractions of an iteration.
 BAR = "{l_bar}{bar}| {n:.0f}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}{postfix}]"
 
@@ -40,7 +39,9 @@ class ProgressBar:
             return
         if p.losses:
             self.bar.set_postfix(
-                total=f"{p.losses['total']:.4g}", style=f"{p.losses['style']:.4g}", content=f"{p.losses['content']:.4g}",
+                total=f"{p.losses['total']:.4g}",
+                style=f"{p.losses['style']:.4g}",
+                content=f"{p.losses['content']:.4g}",
                 refresh=False,
             )
         if p.stage:
@@ -60,7 +61,9 @@ class CountBar:
 
     def __init__(self, kind: type, total: int, done: int = 0, unit: str = "item", enabled: bool = True):
         self.kind, self.description = kind, f"{unit}s"
-        self.bar = tqdm(total=total, initial=done, desc=self.description, unit=unit, dynamic_ncols=True, disable=not enabled)
+        self.bar = tqdm(
+            total=total, initial=done, desc=self.description, unit=unit, dynamic_ncols=True, disable=not enabled
+        )
         self.shown = 0.0  # when the current item's iteration was last drawn
 
     def __call__(self, event: object) -> None:
@@ -84,7 +87,9 @@ def snapshot_paths(output: str | Path, every: int, iterations: int) -> list[Path
     """Where ``--snapshot-every`` writes: ``out_0050.png`` beside ``out.png`` for each multiple."""
     output = Path(output)
     width = max(4, len(str(iterations)))
-    return [output.with_name(f"{output.stem}_{i:0{width}d}{output.suffix}") for i in range(every, iterations + 1, every)]
+    return [
+        output.with_name(f"{output.stem}_{i:0{width}d}{output.suffix}") for i in range(every, iterations + 1, every)
+    ]
 
 
 def strip_path(output: str | Path) -> Path:

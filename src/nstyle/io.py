@@ -16,17 +16,18 @@ import tempfile
 import threading
 import time
 import warnings
+from collections.abc import Iterator
 from contextlib import contextmanager
 from io import BytesIO
 from pathlib import Path
-from typing import Any, Iterator, Union
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 
 from .errors import ImageError
 
-ImageSource = Union[str, os.PathLike, Image.Image, np.ndarray]
+ImageSource = str | os.PathLike | Image.Image | np.ndarray
 
 FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF"}
 MIN_SOURCE_SIDE = 8  # below this an image holds too little to stylize or be styled by
@@ -212,8 +213,16 @@ def _png16(f: Any, pixels: np.ndarray, metadata: dict[str, Any] | None, dpi: flo
 
     height, width = pixels.shape[:2]
     per_metre = None if dpi is None else round(dpi / 0.0254)
-    writer = png.Writer(width, height, greyscale=False, bitdepth=16, compression=6, x_pixels_per_unit=per_metre,
-                        y_pixels_per_unit=per_metre, unit_is_meter=per_metre is not None)  # fmt: skip
+    writer = png.Writer(
+        width,
+        height,
+        greyscale=False,
+        bitdepth=16,
+        compression=6,
+        x_pixels_per_unit=per_metre,
+        y_pixels_per_unit=per_metre,
+        unit_is_meter=per_metre is not None,
+    )
     buffer = BytesIO()
     writer.write(buffer, pixels.reshape(height, width * 3))
     chunks = list(png.Reader(bytes=buffer.getvalue()).chunks())
@@ -227,9 +236,16 @@ def _tiff16(f: Any, pixels: np.ndarray, metadata: dict[str, Any] | None, dpi: fl
     import tifffile
 
     buffer = BytesIO()  # tifffile wants a seekable file with a name; the atomic write's has only a descriptor
-    tifffile.imwrite(buffer, pixels, photometric="rgb", compression="zlib",
-                     resolution=None if dpi is None else (dpi, dpi), resolutionunit="INCH" if dpi else None,
-                     description=json.dumps(metadata) if metadata is not None else None, metadata=None)  # fmt: skip
+    tifffile.imwrite(
+        buffer,
+        pixels,
+        photometric="rgb",
+        compression="zlib",
+        resolution=None if dpi is None else (dpi, dpi),
+        resolutionunit="INCH" if dpi else None,
+        description=json.dumps(metadata) if metadata is not None else None,
+        metadata=None,
+    )
     f.write(buffer.getvalue())
 
 
@@ -311,7 +327,9 @@ def claim(path: str | os.PathLike) -> Iterator[None]:
         except FileExistsError:
             owner = _lock_owner(lock)
             if owner is not None and owner != os.getpid() and _alive(owner):
-                raise ImageError(f"another nstyle run (process {owner}) is writing {path}; wait for it or choose another output")
+                raise ImageError(
+                    f"another nstyle run (process {owner}) is writing {path}; wait for it or choose another output"
+                ) from None
             lock.unlink(missing_ok=True)  # stale: its run was killed
         except OSError as e:
             raise ImageError(f"cannot write beside {path}: {e.strerror or e}") from None
@@ -374,8 +392,9 @@ def preflight(target: str | os.PathLike, *, needed: int = 2**20, folder: bool = 
         yield target
 
 
-def save_with_fallback(img: Image.Image, path: Path, force: bool, metadata: dict[str, Any] | None,
-                       **options: Any) -> Path:  # fmt: skip
+def save_with_fallback(
+    img: Image.Image, path: Path, force: bool, metadata: dict[str, Any] | None, **options: Any
+) -> Path:
     """:func:`save_image`, and when that fails (disk full, file appeared, folder gone), the same
     image to a fallback path: beside it with the time in its name, else in the temp folder.
 
@@ -392,6 +411,8 @@ def save_with_fallback(img: Image.Image, path: Path, force: bool, metadata: dict
                 saved = save_image(img, fallback, metadata=metadata, **options)
             except ImageError:
                 continue
-            warnings.warn(f"could not write {path} ({first}); wrote the result to {saved} instead", RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                f"could not write {path} ({first}); wrote the result to {saved} instead", RuntimeWarning, stacklevel=2
+            )
             return saved
         raise ImageError(f"{first}; nor could the result be written beside it or in {tempfile.gettempdir()}") from None

@@ -8,8 +8,9 @@ continuing it is that call again: it finds the frames or cells already finished 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .api import StylizeResult
 from .api import resume as resume_image
@@ -21,25 +22,56 @@ from .workflows.sweep import spec_of
 
 
 def _video(a: dict[str, Any], progress: bool) -> VideoResult:
-    return stylize_video(a["video"], a["styles"], a["output"], config=Config.from_dict(a["config"]),
-                         frame_iterations=a["frame_iterations"], temporal_weight=a["temporal_weight"],
-                         max_frames=a["max_frames"], workers=a["workers"], ray=a["ray"], progress=progress)  # fmt: skip
+    return stylize_video(
+        a["video"],
+        a["styles"],
+        a["output"],
+        config=Config.from_dict(a["config"]),
+        frame_iterations=a["frame_iterations"],
+        temporal_weight=a["temporal_weight"],
+        max_frames=a["max_frames"],
+        workers=a["workers"],
+        ray=a["ray"],
+        progress=progress,
+    )
 
 
 def _grid(a: dict[str, Any], config: dict[str, Any], progress: bool) -> Path:
-    return grid(a["contents"], a["styles"], Config.from_dict(config), a["out_dir"], workers=a["workers"], ray=a["ray"], progress=progress)
+    return grid(
+        a["contents"],
+        a["styles"],
+        Config.from_dict(config),
+        a["out_dir"],
+        workers=a["workers"],
+        ray=a["ray"],
+        progress=progress,
+    )
 
 
 def _probe(a: dict[str, Any], config: dict[str, Any], progress: bool) -> Path:
-    return probe(a["content"], a["style"], Config.from_dict(config), a["out_dir"], layers=a["layers"], blocks=a["blocks"],
-                 kind=a["kind"], workers=a["workers"], ray=a["ray"], progress=progress)  # fmt: skip
+    return probe(
+        a["content"],
+        a["style"],
+        Config.from_dict(config),
+        a["out_dir"],
+        layers=a["layers"],
+        blocks=a["blocks"],
+        kind=a["kind"],
+        workers=a["workers"],
+        ray=a["ray"],
+        progress=progress,
+    )
 
 
 def _sweep(a: dict[str, Any], _config: dict[str, Any], progress: bool) -> Path:  # each trial's config is in the spec
     return sweep(spec_of(a["spec"]), a["out_dir"], workers=a["workers"], ray=a["ray"], progress=progress)
 
 
-BATCHES: dict[str, Callable[[dict[str, Any], dict[str, Any], bool], Path]] = {"grid": _grid, "probe": _probe, "sweep": _sweep}
+BATCHES: dict[str, Callable[[dict[str, Any], dict[str, Any], bool], Path]] = {
+    "grid": _grid,
+    "probe": _probe,
+    "sweep": _sweep,
+}
 
 
 def load(checkpoint: str | os.PathLike) -> Checkpoint:
@@ -57,7 +89,9 @@ def load(checkpoint: str | os.PathLike) -> Checkpoint:
     raise CheckpointError(f"checkpoint {checkpoint} is of a kind this nstyle cannot continue ({saved.kind})")
 
 
-def resume(checkpoint: str | os.PathLike, *, progress: bool = False, **image: Any) -> StylizeResult | VideoResult | Path:
+def resume(
+    checkpoint: str | os.PathLike, *, progress: bool = False, **image: Any
+) -> StylizeResult | VideoResult | Path:
     """Continue the run that left ``checkpoint``: an image (its result; ``image`` holds
     :func:`nstyle.api.resume`'s options), a video (its :class:`~nstyle.video.VideoResult`) or a
     batch of trials (its sheet's path)."""

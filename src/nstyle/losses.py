@@ -8,8 +8,9 @@ the number of spatial positions; total variation penalises neighbouring-pixel di
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -111,7 +112,7 @@ class Moments:
         self.shift = -math.inf
 
     @classmethod
-    def of(cls, features: tf.Tensor, temperature: float = 0.0) -> "Moments":
+    def of(cls, features: tf.Tensor, temperature: float = 0.0) -> Moments:
         """The moments of one whole feature map."""
         moments = cls(temperature)
         moments.add(features)
@@ -125,7 +126,11 @@ class Moments:
             top = float(tf.reduce_max(logits))
             if top > self.shift and self.total is not None:  # rescale what was summed to the new shift
                 factor = math.exp(self.shift - top)
-                self.total, self.outer, self.exp_sum = self.total * factor, self.outer * factor**2, self.exp_sum * factor
+                self.total, self.outer, self.exp_sum = (
+                    self.total * factor,
+                    self.outer * factor**2,
+                    self.exp_sum * factor,
+                )
             self.shift = max(self.shift, top)
             flat = tf.exp(logits - self.shift)
             self.exp_sum += float(tf.reduce_sum(flat))
@@ -264,14 +269,20 @@ class Terms:
     pixel_scale: float = 1.0
 
     @classmethod
-    def of(cls, cfg: "Config", extractor: FeatureExtractor, temporal: bool = False) -> "Terms":
+    def of(cls, cfg: Config, extractor: FeatureExtractor, temporal: bool = False) -> Terms:
         """``cfg``'s terms, its layers named as ``extractor`` resolved them."""
         return cls(
             [WeightedLayer(extractor.resolved[s.name], s.weight) for s in cfg.content_layers],
             [WeightedLayer(extractor.resolved[s.name], s.weight) for s in cfg.style_layers],
-            cfg.content_weight, cfg.style_weight, cfg.tv_weight, cfg.style_loss, cfg.swag, cfg.style_blend,
-            temporal, float(np.mean(extractor.backbone.preprocessing.std)),
-        )  # fmt: skip
+            cfg.content_weight,
+            cfg.style_weight,
+            cfg.tv_weight,
+            cfg.style_loss,
+            cfg.swag,
+            cfg.style_blend,
+            temporal,
+            float(np.mean(extractor.backbone.preprocessing.std)),
+        )
 
 
 class TemporalTerm:
@@ -290,7 +301,9 @@ class TemporalTerm:
     def hold(self, target: np.ndarray | None, mask: np.ndarray | None = None, weight: float = 0.0) -> None:
         """Aim at ``target`` (network space, HxWx3) on ``mask`` (HxWx1) with ``weight``; None: off."""
         self.weight.assign(weight if target is not None else 0.0)
-        self.mask.assign(np.zeros(tuple(self.mask.shape), np.float32) if mask is None else mask[None].astype(np.float32))
+        self.mask.assign(
+            np.zeros(tuple(self.mask.shape), np.float32) if mask is None else mask[None].astype(np.float32)
+        )
         if target is not None:
             self.target.assign(target[None])
 
@@ -321,8 +334,14 @@ class StyleTransferLoss:
     relative to a blank map, whose Gram is 0, left almost nothing to optimise.)
     """
 
-    def __init__(self, extractor: FeatureExtractor, terms: Terms, content_image: tf.Tensor,
-                 style_images: Sequence[tf.Tensor] = (), targets: Targets | None = None):  # fmt: skip
+    def __init__(
+        self,
+        extractor: FeatureExtractor,
+        terms: Terms,
+        content_image: tf.Tensor,
+        style_images: Sequence[tf.Tensor] = (),
+        targets: Targets | None = None,
+    ):
         self.extractor = extractor
         self.content_layers = list(terms.content_layers)
         self.style_layers = list(terms.style_layers)
@@ -338,8 +357,9 @@ class StyleTransferLoss:
         self.blend = [w / sum(blend) for w in blend]
         self.temporal = TemporalTerm(content_image.shape[1:3], terms.pixel_scale) if terms.temporal else None
 
-    def retarget(self, content_image: tf.Tensor, style_images: Sequence[tf.Tensor] = (),
-                 targets: Targets | None = None) -> None:  # fmt: skip
+    def retarget(
+        self, content_image: tf.Tensor, style_images: Sequence[tf.Tensor] = (), targets: Targets | None = None
+    ) -> None:
         """Aim at a content image of any size and new style images (or their ready-made ``targets``).
 
         The next scale of a multi-scale run: the targets live in variables the compiled step
@@ -348,11 +368,15 @@ class StyleTransferLoss:
         """
         layers = [s.layer for s in self.style_layers]
         if targets is None:
-            targets = [style_targets(self.extractor, image, layers, self.statistic, self.swag_temperature)
-                       for image in style_images]  # fmt: skip
+            targets = [
+                style_targets(self.extractor, image, layers, self.statistic, self.swag_temperature)
+                for image in style_images
+            ]
         if not self.style_targets:
-            self.style_targets = [{name: tuple(tf.Variable(t, trainable=False) for t in target)
-                                   for name, target in d.items()} for d in targets]  # fmt: skip
+            self.style_targets = [
+                {name: tuple(tf.Variable(t, trainable=False) for t in target) for name, target in d.items()}
+                for d in targets
+            ]
         else:
             for variables, d in zip(self.style_targets, targets, strict=True):
                 for name, target in d.items():
@@ -366,13 +390,19 @@ class StyleTransferLoss:
         fresh = not self.content_targets
         values = {name: content_features[name] for name in {s.layer for s in self.content_layers}}
         scales = {name: self._scale(content_loss, tf.zeros_like(t), t) for name, t in values.items()}
-        style_scales = [{name: self._scale(self.statistic.loss, content_features[name], t) for name, t in targets.items()}
-                        for targets in self.style_targets]  # fmt: skip
+        style_scales = [
+            {name: self._scale(self.statistic.loss, content_features[name], t) for name, t in targets.items()}
+            for targets in self.style_targets
+        ]
         if fresh:  # a content target's shape is the image's: any size may follow
-            self.content_targets = {name: tf.Variable(t, trainable=False, shape=tf.TensorShape([None] * t.shape.rank))
-                                    for name, t in values.items()}  # fmt: skip
+            self.content_targets = {
+                name: tf.Variable(t, trainable=False, shape=tf.TensorShape([None] * t.shape.rank))
+                for name, t in values.items()
+            }
             self.content_scales = {name: tf.Variable(v, trainable=False) for name, v in scales.items()}
-            self.style_scales = [{name: tf.Variable(v, trainable=False) for name, v in layer.items()} for layer in style_scales]
+            self.style_scales = [
+                {name: tf.Variable(v, trainable=False) for name, v in layer.items()} for layer in style_scales
+            ]
             return
         for name, t in values.items():
             self.content_targets[name].assign(t)
@@ -398,17 +428,27 @@ class StyleTransferLoss:
     def __call__(self, image: tf.Tensor) -> dict[str, tf.Tensor]:
         """Loss terms and their weighted ``total`` for a batch of one image in network space."""
         features = self.features(image)
-        content = _weighted_mean([
-            (s.weight, content_loss(features[s.layer], self.content_targets[s.layer]) / self.content_scales[s.layer])
-            for s in self.content_layers
-        ])
-        style = tf.add_n([
-            share * _weighted_mean([
-                (s.weight, self.statistic.loss(features[s.layer], targets[s.layer]) / scales[s.layer])
-                for s in self.style_layers
-            ])
-            for share, targets, scales in zip(self.blend, self.style_targets, self.style_scales)
-        ])  # fmt: skip
+        content = _weighted_mean(
+            [
+                (
+                    s.weight,
+                    content_loss(features[s.layer], self.content_targets[s.layer]) / self.content_scales[s.layer],
+                )
+                for s in self.content_layers
+            ]
+        )
+        style = tf.add_n(
+            [
+                share
+                * _weighted_mean(
+                    [
+                        (s.weight, self.statistic.loss(features[s.layer], targets[s.layer]) / scales[s.layer])
+                        for s in self.style_layers
+                    ]
+                )
+                for share, targets, scales in zip(self.blend, self.style_targets, self.style_scales)
+            ]
+        )
         cw, sw, tw = self.weights
         # Reported either way; differentiated only when it counts: TV's gradient (strided-slice
         # gradients over the whole image) measured 5% of a 384x512 step.
@@ -424,7 +464,7 @@ def style_targets(
     extractor: FeatureExtractor,
     image: tf.Tensor,
     layers: Sequence[str],
-    statistic: "GramStyle | MeanStdStyle | WassersteinStyle",
+    statistic: GramStyle | MeanStdStyle | WassersteinStyle,
     swag_temperature: float = 0.0,
     tile: int | None = None,
 ) -> dict[str, tuple[tf.Tensor, ...]]:
@@ -462,16 +502,23 @@ def _weighted_mean(terms: list[tuple[float, tf.Tensor]]) -> tf.Tensor:
     return tf.add_n([w * t for w, t in terms]) / sum(w for w, _ in terms)
 
 
-def objective(cfg: "Config", extractor: FeatureExtractor, content: "Image.Image", styles: Sequence["Image.Image"],
-              targets: Targets | None = None, temporal: bool = False) -> StyleTransferLoss:  # fmt: skip
+def objective(
+    cfg: Config,
+    extractor: FeatureExtractor,
+    content: Image.Image,
+    styles: Sequence[Image.Image],
+    targets: Targets | None = None,
+    temporal: bool = False,
+) -> StyleTransferLoss:
     """``cfg``'s loss for one content image and its style images, all already at their sizes
     (or, with ``targets``, style statistics computed beforehand: a tiled scale's)."""
     styles_in = [network_input(extractor, s) for s in styles]
-    return StyleTransferLoss(extractor, Terms.of(cfg, extractor, temporal), network_input(extractor, content),
-                             styles_in, targets)  # fmt: skip
+    return StyleTransferLoss(
+        extractor, Terms.of(cfg, extractor, temporal), network_input(extractor, content), styles_in, targets
+    )
 
 
-def network_input(extractor: FeatureExtractor, image: "Image.Image | np.ndarray") -> tf.Tensor:
+def network_input(extractor: FeatureExtractor, image: Image.Image | np.ndarray) -> tf.Tensor:
     """An RGB image (PIL, or an array of 0-255 values) as the extractor's network takes it:
     preprocessed, a batch of one."""
     return tf.constant(extractor.backbone.preprocessing.forward(np.asarray(image))[None])

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import collections
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import numpy as np
 from scipy.linalg import blas
@@ -150,8 +150,14 @@ class Optimizer:
         self.loss_fn, self.bounds, self.settings = loss_fn, bounds, settings
         self._engines: dict[tuple[int, ...], _Adam | _LBFGS] = {}
 
-    def run(self, x0: np.ndarray, to_rgb: Callable[[np.ndarray], np.ndarray], callbacks: Sequence[Callback] = (),
-            resume: OptimizerState | None = None, iterations: int | None = None) -> OptimizeResult:  # fmt: skip
+    def run(
+        self,
+        x0: np.ndarray,
+        to_rgb: Callable[[np.ndarray], np.ndarray],
+        callbacks: Sequence[Callback] = (),
+        resume: OptimizerState | None = None,
+        iterations: int | None = None,
+    ) -> OptimizeResult:
         """Optimise from ``x0`` (or ``resume``) for ``iterations`` (default: the settings')."""
         iterations = iterations or self.settings.iterations
         x0 = np.asarray(x0, np.float32)
@@ -212,12 +218,20 @@ class _Adam:
         self.step = step
 
     def run(self, x0, to_rgb, callbacks, resume, iterations) -> OptimizeResult:
-        settings, image, best, best_loss, average, adam = (self.settings, self.image, self.best, self.best_loss,
-                                                           self.average, self.adam)  # fmt: skip
+        settings, image, best, best_loss, average, adam = (
+            self.settings,
+            self.image,
+            self.best,
+            self.best_loss,
+            self.average,
+            self.adam,
+        )
         scale = LossScale(settings.loss_scaling)
         result = OptimizeResult(image=x0, best_loss=math.inf, best_iteration=0)
         start = resume or OptimizerState(0, x0, x0, math.inf, 0, np.zeros_like(x0), self.fresh, 1.0, [])
-        for variable, value in zip((image, best, best_loss, average), (start.image, start.best, start.best_loss, start.average)):
+        for variable, value in zip(
+            (image, best, best_loss, average), (start.image, start.best, start.best_loss, start.average)
+        ):
             variable.assign(value)
         for variable, value in zip(adam.variables, start.slots, strict=True):
             variable.assign(value)
@@ -226,8 +240,17 @@ class _Adam:
         best_iteration = start.best_iteration
 
         def state() -> OptimizerState:
-            return OptimizerState(len(result.history), image.numpy(), best.numpy(), float(best_loss.numpy()), best_iteration,
-                                  average.numpy(), [v.numpy() for v in adam.variables], scale.value, list(result.history))  # fmt: skip
+            return OptimizerState(
+                len(result.history),
+                image.numpy(),
+                best.numpy(),
+                float(best_loss.numpy()),
+                best_iteration,
+                average.numpy(),
+                [v.numpy() for v in adam.variables],
+                scale.value,
+                list(result.history),
+            )
 
         try:
             for i in range(len(result.history) + 1, iterations + 1):
@@ -357,9 +380,17 @@ class _LBFGS:
         first_step = self.FIRST_STEP * float(np.max(high - low))
 
         def state() -> OptimizerState:
-            return OptimizerState(len(result.history), x.reshape(shape).copy(), result.image, result.best_loss,
-                                  result.best_iteration, average.reshape(shape), [], scale.value,
-                                  list(result.history))  # fmt: skip
+            return OptimizerState(
+                len(result.history),
+                x.reshape(shape).copy(),
+                result.image,
+                result.best_loss,
+                result.best_iteration,
+                average.reshape(shape),
+                [],
+                scale.value,
+                list(result.history),
+            )
 
         try:
             losses, grad = self._evaluate(x, scale)
@@ -374,12 +405,7 @@ class _LBFGS:
                 if not free_grad.any():
                     result.outcome = Outcome(Ending.CONVERGED)
                     break
-                if pairs:
-                    direction = self._direction(free_grad, pairs)
-                    direction[held] = 0
-                if not pairs or float(np.dot(direction, free_grad)) >= 0:  # no curvature yet, or not downhill
-                    pairs.clear()
-                    direction = -free_grad * np.float32(first_step / float(np.abs(free_grad).max()))
+                direction = self._descent(free_grad, held, pairs, first_step)
                 step = self._line_search(x, losses["total"], grad, direction, scale)
                 if step is None:
                     if pairs:  # the history misled it: start again from steepest descent
@@ -389,13 +415,7 @@ class _LBFGS:
                     break
                 with deferred():  # the iteration's bookkeeping happens whole or not at all
                     new_x, losses, new_grad = step
-                    s, y = slots[next_slot]
-                    np.subtract(new_x, x, out=s)
-                    np.subtract(new_grad, grad, out=y)
-                    sy = float(np.dot(s, y))
-                    if sy > 1e-10 * float(np.dot(y, y)):  # curvature along the step: a pair H may use
-                        pairs.append((s, y, 1.0 / sy))
-                        next_slot = (next_slot + 1) % len(slots)
+                    next_slot = self._remember(slots, next_slot, pairs, (x, new_x), (grad, new_grad))
                     x, grad = new_x, new_grad
                     result.history.append(losses)
                     if losses["total"] < result.best_loss:  # always, unless resumed from a better best
@@ -403,8 +423,12 @@ class _LBFGS:
                         result.image = x.reshape(shape).copy()
                     if settings.ema > 0:  # no extra pass over the image when EMA is off
                         average = settings.ema * average + (1 - settings.ema) * x
-                    notify(callbacks, Progress(len(result.history), iterations, losses,
-                                                lambda: to_rgb(x.reshape(shape)[0]), state))  # fmt: skip
+                    notify(
+                        callbacks,
+                        Progress(
+                            len(result.history), iterations, losses, lambda x=x: to_rgb(x.reshape(shape)[0]), state
+                        ),
+                    )
         except KeyboardInterrupt as e:
             result.outcome, result.state = stopped(e), state()
         except Stop as e:
@@ -413,8 +437,34 @@ class _LBFGS:
             result.image = (average / (1 - settings.ema ** len(result.history))).reshape(shape).astype(np.float32)
         return result
 
-    def _line_search(self, x: np.ndarray, loss: float, grad: np.ndarray, direction: np.ndarray,
-                     scale: LossScale) -> tuple[np.ndarray, dict[str, float], np.ndarray] | None:  # fmt: skip
+    def _descent(
+        self, free_grad: np.ndarray, held: np.ndarray, pairs: collections.deque, first_step: float
+    ) -> np.ndarray:
+        """L-BFGS's direction from the kept pairs; scaled steepest descent when there are none or it is not downhill."""
+        if pairs:
+            direction = self._direction(free_grad, pairs)
+            direction[held] = 0
+            if float(np.dot(direction, free_grad)) < 0:
+                return direction
+            pairs.clear()
+        return -free_grad * np.float32(first_step / float(np.abs(free_grad).max()))
+
+    @staticmethod
+    def _remember(slots: np.ndarray, next_slot: int, pairs: collections.deque, xs: tuple, grads: tuple) -> int:
+        """Keep the step (``xs``: before, after) and the gradient's change as a pair, written into a
+        free slot in place, when there is curvature along the step; returns the next free slot."""
+        s, y = slots[next_slot]
+        np.subtract(xs[1], xs[0], out=s)
+        np.subtract(grads[1], grads[0], out=y)
+        sy = float(np.dot(s, y))
+        if sy > 1e-10 * float(np.dot(y, y)):  # curvature along the step: a pair H may use
+            pairs.append((s, y, 1.0 / sy))
+            return (next_slot + 1) % len(slots)
+        return next_slot
+
+    def _line_search(
+        self, x: np.ndarray, loss: float, grad: np.ndarray, direction: np.ndarray, scale: LossScale
+    ) -> tuple[np.ndarray, dict[str, float], np.ndarray] | None:
         """The first step along ``direction`` (from length 1, shortened) that lowers the loss enough.
 
         Returns the new point with its losses and gradient, or None when every try failed and
@@ -438,5 +488,3 @@ class _LBFGS:
             curvature = total - loss - slope * t if math.isfinite(total) else math.inf
             t = min(max(-slope * t * t / (2 * curvature), 0.1 * t), 0.5 * t) if curvature > 0 else 0.5 * t
         return fallback
-
-

@@ -15,8 +15,8 @@ Everything here is arithmetic on sizes (no TensorFlow): the memory model is cali
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 
@@ -73,7 +73,7 @@ class MemoryModel:
     per_pixel: float  # bytes per pixel of one optimisation step (network and optimiser)
 
     @classmethod
-    def for_run(cls, cfg, extractor, precision: str, base: int | None = None) -> "MemoryModel":
+    def for_run(cls, cfg, extractor, precision: str, base: int | None = None) -> MemoryModel:
         """The model for ``cfg``'s backbone, layers, optimiser and ``precision``, from this process's size now.
 
         The per-pixel cost is the backbone's measured figure, scaled by how many activations the
@@ -179,8 +179,10 @@ class Step:
         if not self.tiled:
             return f"scale {self.scale}/{scales}: {where} whole, ~{self.estimate / GB:.1f} GB"
         count = len(self.tiles(0))
-        return (f"scale {self.scale}/{scales}: {where} in {count} tiles of {self.tile} px "
-                f"(overlap {self.overlap} px, {len(self.passes)} passes), ~{self.estimate / GB:.1f} GB")  # fmt: skip
+        return (
+            f"scale {self.scale}/{scales}: {where} in {count} tiles of {self.tile} px "
+            f"(overlap {self.overlap} px, {len(self.passes)} passes), ~{self.estimate / GB:.1f} GB"
+        )
 
 
 @dataclass(frozen=True)
@@ -230,8 +232,10 @@ def make_plan(
         if forced and side > forced:
             estimate = model.tiled(min(forced, height) * min(forced, width), pixels, style_pixels, workers)
             if estimate > budget:
-                raise ConfigError(f"tile: {forced} px tiles of a {width}x{height} image need about {estimate / GB:.1f} GB, "
-                                  f"over the {budget / GB:.1f} GB budget (--max-memory); use smaller tiles")  # fmt: skip
+                raise ConfigError(
+                    f"tile: {forced} px tiles of a {width}x{height} image need about {estimate / GB:.1f} GB, "
+                    f"over the {budget / GB:.1f} GB budget (--max-memory); use smaller tiles"
+                )
             steps.append(Step(scale, height, width, its, estimate, forced, min(overlap, forced // 3), style_pixels))
             continue
         if whole <= budget and (workers == 1 or side < PARALLEL_MIN_SIDE):
@@ -254,8 +258,9 @@ def make_plan(
     return Plan(steps, budget, workers)
 
 
-def _largest_tile(model: MemoryModel, budget: int, pixels: int, style_pixels: int, workers: int, side: int,
-                  smallest: int) -> int | None:  # fmt: skip
+def _largest_tile(
+    model: MemoryModel, budget: int, pixels: int, style_pixels: int, workers: int, side: int, smallest: int
+) -> int | None:
     tile = None
     for candidate in range(smallest, max(side, smallest) + TILE_MULTIPLE, TILE_MULTIPLE):
         if model.tiled(candidate**2, pixels, style_pixels, workers) > budget:
@@ -264,8 +269,9 @@ def _largest_tile(model: MemoryModel, budget: int, pixels: int, style_pixels: in
     return tile
 
 
-def _too_big(model: MemoryModel, budget: int, height: int, width: int, style_scale: float, workers: int,
-             smallest: int) -> str:  # fmt: skip
+def _too_big(
+    model: MemoryModel, budget: int, height: int, width: int, style_scale: float, workers: int, smallest: int
+) -> str:
     """The one line that refuses a size: what it needs, and the largest size that fits."""
     aspect = min(height, width) / max(height, width)
     need = model.tiled(smallest**2, height * width, int(height * width * style_scale**2), workers)
@@ -276,8 +282,10 @@ def _too_big(model: MemoryModel, budget: int, height: int, width: int, style_sca
             fits = size
             break
     advice = f"--size {fits} fits" if fits >= MIN_TILE else "nothing fits: raise --max-memory"
-    return (f"size: {max(height, width)} px needs about {need / GB:.1f} GB even in tiles, over the "
-            f"{budget / GB:.1f} GB budget (--max-memory); {advice}")  # fmt: skip
+    return (
+        f"size: {max(height, width)} px needs about {need / GB:.1f} GB even in tiles, over the "
+        f"{budget / GB:.1f} GB budget (--max-memory); {advice}"
+    )
 
 
 def tile_starts(length: int, tile: int, step: int, shift: bool = False) -> list[int]:
@@ -309,7 +317,12 @@ def colour(tiles: list[Tile]) -> list[Tile]:
 
 
 def _overlap(a: Tile, b: Tile) -> bool:
-    return a.top < b.top + b.height and b.top < a.top + a.height and a.left < b.left + b.width and b.left < a.left + a.width
+    return (
+        a.top < b.top + b.height
+        and b.top < a.top + a.height
+        and a.left < b.left + b.width
+        and b.left < a.left + a.width
+    )
 
 
 def feather(tile: Tile, earlier: Sequence[Tile], overlap: int) -> np.ndarray:

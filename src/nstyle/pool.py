@@ -12,11 +12,12 @@ import contextlib
 import dataclasses
 import multiprocessing
 import threading
-from typing import Any, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from .errors import NStyleError
-from .hardware import share, usable_cores
 from .events import Progress
+from .hardware import share, usable_cores
 from .signals import leave_to_parent
 
 RAY_LOCAL = "local"  # --ray with no address: start a Ray instance on this machine
@@ -78,6 +79,7 @@ def _both(first: Subscriber, then: Subscriber) -> Subscriber:
 
     return hear
 
+
 _threads_limited = False
 
 
@@ -129,7 +131,7 @@ class TaskPool:
         self._drain: threading.Thread | None = None
         self._previous: Subscriber | None = None
 
-    def __enter__(self) -> "TaskPool":
+    def __enter__(self) -> TaskPool:
         outer = sender()
         self.on_event = self.own or (None if outer is _nowhere else outer)
         self._previous, _here.subscriber = getattr(_here, "subscriber", None), self.on_event
@@ -145,9 +147,11 @@ class TaskPool:
             # of a finished task is delivered before the pool's closing marker.
             self._queue = context.SimpleQueue() if self.on_event is not None else None
             self._pool = concurrent.futures.ProcessPoolExecutor(
-                max_workers=self.workers, mp_context=context, initializer=_start_worker,
+                max_workers=self.workers,
+                mp_context=context,
+                initializer=_start_worker,
                 initargs=(self.threads, self._queue),
-            )  # fmt: skip
+            )
         if self._queue is not None:
             self._drain = threading.Thread(target=self._deliver, daemon=True)
             self._drain.start()

@@ -6,7 +6,7 @@ display. Each tile is an image with lines of text under it.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from PIL import Image, ImageDraw, ImageFont
 

@@ -8,7 +8,7 @@ scale of a run, every tile of a size and every frame of a chunk (:mod:`nstyle.en
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image
@@ -16,7 +16,7 @@ from PIL import Image
 from .backbones import FeatureExtractor, feature_extractor, get_backbone, load_model
 from .config import Config
 from .losses import Targets, network_input, objective, tf
-from .optimize import Callback, Optimizer, OptimizerSettings, OptimizerState, OptimizeResult
+from .optimize import Callback, Optimizer, OptimizeResult, OptimizerSettings, OptimizerState
 
 
 def layer_names(cfg: Config) -> tuple[str, ...]:
@@ -26,14 +26,23 @@ def layer_names(cfg: Config) -> tuple[str, ...]:
 
 def build_extractor(cfg: Config, precision: str) -> FeatureExtractor:
     """``cfg``'s feature network in ``precision``: the one way a run, a tile worker or a video chunk gets it."""
-    return feature_extractor(get_backbone(cfg.backbone), load_model(cfg.backbone, cfg.weights), layer_names(cfg),
-                             precision)  # fmt: skip
+    return feature_extractor(
+        get_backbone(cfg.backbone), load_model(cfg.backbone, cfg.weights), layer_names(cfg), precision
+    )
 
 
 def settings_of(cfg: Config, precision: str, iterations: int) -> OptimizerSettings:
     """``cfg``'s optimiser settings for a run of ``iterations``."""
-    return OptimizerSettings(cfg.optimizer, iterations, cfg.lr, cfg.beta1, cfg.beta2, cfg.epsilon, cfg.ema,
-                             loss_scaling=precision == "float16")  # fmt: skip
+    return OptimizerSettings(
+        cfg.optimizer,
+        iterations,
+        cfg.lr,
+        cfg.beta1,
+        cfg.beta2,
+        cfg.epsilon,
+        cfg.ema,
+        loss_scaling=precision == "float16",
+    )
 
 
 class Solver:
@@ -44,8 +53,16 @@ class Solver:
     (``targets``: a tiled scale's, shared by its tiles). ``temporal`` adds the video term.
     """
 
-    def __init__(self, cfg: Config, extractor: FeatureExtractor, precision: str, content: Image.Image | np.ndarray,
-                 styles: Sequence[Image.Image] = (), targets: Targets | None = None, temporal: bool = False):  # fmt: skip
+    def __init__(
+        self,
+        cfg: Config,
+        extractor: FeatureExtractor,
+        precision: str,
+        content: Image.Image | np.ndarray,
+        styles: Sequence[Image.Image] = (),
+        targets: Targets | None = None,
+        temporal: bool = False,
+    ):
         self.cfg, self.extractor = cfg, extractor
         self.prep = extractor.backbone.preprocessing
         picture = content if isinstance(content, Image.Image) else Image.fromarray(np.asarray(content, np.uint8))
@@ -57,7 +74,9 @@ class Solver:
         if styles is None:
             self.loss.set_content(network_input(self.extractor, content))
         else:
-            self.loss.retarget(network_input(self.extractor, content), [network_input(self.extractor, s) for s in styles])
+            self.loss.retarget(
+                network_input(self.extractor, content), [network_input(self.extractor, s) for s in styles]
+            )
 
     def hold(self, target: np.ndarray | None, mask: np.ndarray | None = None, weight: float = 0.0) -> None:
         """The temporal term's target (RGB float, the previous frame warped), where it counts and
@@ -65,8 +84,13 @@ class Solver:
         assert self.loss.temporal is not None, "a solver built without the temporal term"
         self.loss.temporal.hold(None if target is None else self.prep.forward(target), mask, weight)
 
-    def solve(self, start: np.ndarray, iterations: int, callbacks: Sequence[Callback] = (),
-              resume: OptimizerState | None = None) -> OptimizeResult:  # fmt: skip
+    def solve(
+        self,
+        start: np.ndarray,
+        iterations: int,
+        callbacks: Sequence[Callback] = (),
+        resume: OptimizerState | None = None,
+    ) -> OptimizeResult:
         """Optimise from ``start`` (network space, HxWx3) for ``iterations``, or continue ``resume``."""
         return self.optimizer.run(start[None], self.prep.inverse, callbacks, resume=resume, iterations=iterations)
 

@@ -22,8 +22,9 @@ import dataclasses
 import os
 import signal
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -33,9 +34,9 @@ from .config import Config
 from .losses import STYLE_LOSSES, Targets, style_targets, tf
 from .optimize import Callback, Progress, notify
 from .outcome import COMPLETED, Ending, Outcome, Stop, stopped
-from .signals import Interrupted, check
 from .plan import Step, Tile, blend, feather
 from .pool import TaskPool, emit, sender
+from .signals import Interrupted, check
 from .solver import Solver, build_extractor
 
 BAND_ROWS = 256  # rows converted at a time between 8-bit RGB and network space: no whole-image temporaries
@@ -88,18 +89,20 @@ def optimize_tile(task: TileTask) -> tuple[np.ndarray, list[dict[str, float]], O
             _worker.clear()  # the previous scale's solver: free it before building the next
             cfg = Config.from_dict(task.config)
             extractor = build_extractor(cfg, task.precision)
-            _worker.update(key=(task.key, shape), solver=tile_solver(cfg, extractor, task.precision, task.targets, shape))
+            _worker.update(
+                key=(task.key, shape), solver=tile_solver(cfg, extractor, task.precision, task.targets, shape)
+            )
         return _solve_tile(_worker["solver"], task, emit)
 
 
-def tile_solver(cfg: Config, extractor: FeatureExtractor, precision: str, targets: Targets,
-                shape: tuple[int, int]) -> Solver:  # fmt: skip
+def tile_solver(
+    cfg: Config, extractor: FeatureExtractor, precision: str, targets: Targets, shape: tuple[int, int]
+) -> Solver:
     """One compiled solver for tiles of ``shape``, every tile aiming at the scale's shared style ``targets``."""
     return Solver(cfg, extractor, precision, np.zeros((*shape, 3), np.uint8), targets=targets)
 
 
-def _solve_tile(solver: Solver, task: TileTask,
-                hear: Callback) -> tuple[np.ndarray, list[dict[str, float]], Outcome]:  # fmt: skip
+def _solve_tile(solver: Solver, task: TileTask, hear: Callback) -> tuple[np.ndarray, list[dict[str, float]], Outcome]:
     """One tile on ``solver``; ``hear`` gets its iterations (in a worker: sent to the parent's pool)."""
     solver.aim(task.content)
     result = solver.solve(task.start, task.iterations, [hear])
@@ -149,9 +152,14 @@ class TileJob:
     bits: int = 8
 
 
-def run_tiled(job: TileJob, start: np.ndarray | None, callbacks: Sequence[Callback] = (),
-              place: tuple[int, int, str] = (0, 0, ""), resume: TileProgress | None = None,
-              save: Callable[[TileProgress], None] | None = None) -> TiledResult:  # fmt: skip
+def run_tiled(
+    job: TileJob,
+    start: np.ndarray | None,
+    callbacks: Sequence[Callback] = (),
+    place: tuple[int, int, str] = (0, 0, ""),
+    resume: TileProgress | None = None,
+    save: Callable[[TileProgress], None] | None = None,
+) -> TiledResult:
     """Optimise ``job``'s scale tile by tile from ``start`` (RGB uint8 at the scale's size).
 
     ``callbacks`` hear after every tile, with the assembled image; ``place`` is (iterations
@@ -166,8 +174,13 @@ def run_tiled(job: TileJob, start: np.ndarray | None, callbacks: Sequence[Callba
 class _TiledScale:
     """One run of :func:`run_tiled`: the canvas, the progress so far, and how each finished tile lands."""
 
-    def __init__(self, job: TileJob, callbacks: Sequence[Callback], place: tuple[int, int, str],
-                 save: Callable[[TileProgress], None] | None):  # fmt: skip
+    def __init__(
+        self,
+        job: TileJob,
+        callbacks: Sequence[Callback],
+        place: tuple[int, int, str],
+        save: Callable[[TileProgress], None] | None,
+    ):
         assert job.step.tile is not None
         self.job, self.callbacks, self.save = job, callbacks, save
         self.done, self.total, self.stage = place
@@ -232,8 +245,18 @@ class _TiledScale:
     def _optimise(self, pool: TaskPool, members: list[Tile], iterations: int):  # type: ignore[no-untyped-def]
         """``(tile, (pixels, history, outcome))`` for each of ``members``, as each finishes."""
         job = self.job
-        tasks = [TileTask(self.key, job.cfg.to_dict(), job.precision, self.targets, self.pixels[t.box],
-                          self.canvas[t.box].copy(), iterations) for t in members]  # fmt: skip
+        tasks = [
+            TileTask(
+                self.key,
+                job.cfg.to_dict(),
+                job.precision,
+                self.targets,
+                self.pixels[t.box],
+                self.canvas[t.box].copy(),
+                iterations,
+            )
+            for t in members
+        ]
         if job.workers == 1 and job.ray is None:  # here; else the pool's workers, each on its share of the threads
             if self.solver is None:
                 shape = (members[0].height, members[0].width)
@@ -256,10 +279,21 @@ class _TiledScale:
         self.heard += 1
         iteration, count, stage = self.place
         canvas, prep = self.canvas, self.prep
-        self.outer(Progress(iteration, self.total, event.losses, lambda: to_rgb(canvas, prep), None,
-                            self.position + self.heard / count, stage))  # fmt: skip
+        self.outer(
+            Progress(
+                iteration,
+                self.total,
+                event.losses,
+                lambda: to_rgb(canvas, prep),
+                None,
+                self.position + self.heard / count,
+                stage,
+            )
+        )
 
-    def _tile_finished(self, tiles: list[Tile], pass_index: int, iterations: int, history: list[dict[str, float]]) -> None:
+    def _tile_finished(
+        self, tiles: list[Tile], pass_index: int, iterations: int, history: list[dict[str, float]]
+    ) -> None:
         """Tell the callbacks and subscribers (the assembled image, the count moved by a tile's share) and offer a checkpoint."""
         self.result.tiles_finished += 1
         self.position += iterations / len(tiles)
@@ -267,8 +301,15 @@ class _TiledScale:
         self._locate(tiles, pass_index, iterations)
         iteration, _, stage = self.place
         canvas, prep = self.canvas, self.prep
-        progress = Progress(iteration, self.total, history[-1] if history else {}, lambda: to_rgb(canvas, prep), None,
-                            self.position + self.heard / len(tiles), stage)  # fmt: skip
+        progress = Progress(
+            iteration,
+            self.total,
+            history[-1] if history else {},
+            lambda: to_rgb(canvas, prep),
+            None,
+            self.position + self.heard / len(tiles),
+            stage,
+        )
         self.outer(progress)
         notify(self.callbacks, progress)
         if self.save is not None:

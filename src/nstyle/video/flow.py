@@ -31,8 +31,13 @@ def warp(image: np.ndarray, field: np.ndarray, sharp: bool = False) -> np.ndarra
 
     height, width = field.shape[:2]
     xs, ys = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
-    out = cv2.remap(np.ascontiguousarray(image, dtype=np.float32), xs + field[..., 0], ys + field[..., 1],
-                    cv2.INTER_CUBIC if sharp else cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
+    out = cv2.remap(
+        np.ascontiguousarray(image, dtype=np.float32),
+        xs + field[..., 0],
+        ys + field[..., 1],
+        cv2.INTER_CUBIC if sharp else cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
     return np.clip(out, 0, 255) if sharp else out
 
 

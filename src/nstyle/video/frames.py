@@ -8,10 +8,10 @@ and its chunks simple; ``--max-frames`` bounds it.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 from PIL import Image
@@ -49,8 +49,10 @@ def read_clip(path: str | Path, size: int, max_frames: int | None = None) -> Cli
     if not clip.frames:
         raise VideoError(f"{path} has no frames")
     if clip.total > limit and max_frames is None:
-        raise VideoError(f"{path} has {clip.total} frames, more than the {MAX_FRAMES} read without --max-frames; "
-                         f"pass --max-frames N to stylize the first N (or all {clip.total})")  # fmt: skip
+        raise VideoError(
+            f"{path} has {clip.total} frames, more than the {MAX_FRAMES} read without --max-frames; "
+            f"pass --max-frames N to stylize the first N (or all {clip.total})"
+        )
     try:
         clip.frames = [np.asarray(fit(Image.fromarray(f), size, "video frame")) for f in clip.frames]
     except NStyleError as e:
@@ -64,8 +66,10 @@ def _read_folder(folder: Path, limit: int) -> Clip:
     for file in files[:limit]:
         frame = np.asarray(load_image(file, "video frame"))
         if frames and frame.shape != frames[0].shape:
-            raise VideoError(f"frames differ in size: {file.name} is {frame.shape[1]}x{frame.shape[0]}, "
-                             f"{files[0].name} {frames[0].shape[1]}x{frames[0].shape[0]}")  # fmt: skip
+            raise VideoError(
+                f"frames differ in size: {file.name} is {frame.shape[1]}x{frame.shape[0]}, "
+                f"{files[0].name} {frames[0].shape[1]}x{frames[0].shape[0]}"
+            )
         frames.append(frame)
     return Clip(frames, FOLDER_RATE, folder, total=len(files))
 
@@ -94,7 +98,11 @@ def _read_file(path: Path, limit: int) -> Clip:
         except av.error.FFmpegError as e:
             if not frames:
                 raise VideoError(f"{path} is not a video PyAV can read ({type(e).__name__})") from None
-            warnings.warn(f"{path}: decoding stopped after {len(frames)} frames ({type(e).__name__})", RuntimeWarning, stacklevel=3)
+            warnings.warn(
+                f"{path}: decoding stopped after {len(frames)} frames ({type(e).__name__})",
+                RuntimeWarning,
+                stacklevel=3,
+            )
         rate = stream.average_rate or stream.guessed_rate or FOLDER_RATE
         steps = np.diff([t for t in times if t is not None])
         variable = len(steps) > 1 and float(steps.max() - steps.min()) > 0.01 * float(np.median(steps))
@@ -117,7 +125,11 @@ def write_video(frames: Iterable[np.ndarray], path: Path, rate: Fraction, audio_
                 try:
                     audio_out = out.add_stream_from_template(audio_in)
                 except (ValueError, av.error.FFmpegError):
-                    warnings.warn(f"the audio of {audio_from} does not fit a {path.suffix} file: left out", RuntimeWarning, stacklevel=2)
+                    warnings.warn(
+                        f"the audio of {audio_from} does not fit a {path.suffix} file: left out",
+                        RuntimeWarning,
+                        stacklevel=2,
+                    )
             for frame in frames:
                 if stream is None:
                     stream = _video_stream(out, codec, rate, frame)

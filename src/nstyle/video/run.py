@@ -33,13 +33,13 @@ import shutil
 import tempfile
 import time
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image
-
 from scipy.ndimage import gaussian_filter
 
 from .. import color
@@ -114,7 +114,7 @@ def stylize_chunk(task: ChunkTask, callbacks: Sequence[Callback] = ()) -> tuple[
     engine = _chunk_engine(task, callbacks)
     previous: np.ndarray | None = None
     seconds: list[float] = []
-    for i, frame in enumerate(task.frames):
+    for i in range(len(task.frames)):
         check()
         path = frame_path(folder, task.first + i)
         if path.exists():  # finished by an earlier run of the same command
@@ -136,8 +136,15 @@ def _chunk_engine(task: ChunkTask, callbacks: Sequence[Callback]) -> Engine:
     cfg = Config.from_dict(task.config)
     choice = precision.resolve(cfg.precision, cfg.optimizer)
     styles = [Image.fromarray(s) for s in task.styles]
-    run = Run(cfg, build_extractor(cfg, choice.name), choice.name, Image.fromarray(task.frames[0]), styles, {},
-              list(callbacks))  # fmt: skip
+    run = Run(
+        cfg,
+        build_extractor(cfg, choice.name),
+        choice.name,
+        Image.fromarray(task.frames[0]),
+        styles,
+        {},
+        list(callbacks),
+    )
     return Engine(run)
 
 
@@ -158,15 +165,18 @@ def _frame(engine: Engine, task: ChunkTask, i: int, previous: np.ndarray | None)
     return _later_frame(engine, task, frame, task.frames[i - 1], previous)
 
 
-def _later_frame(engine: Engine, task: ChunkTask, frame: np.ndarray, before: np.ndarray,
-                 previous_stylized: np.ndarray) -> tuple[np.ndarray, Outcome]:  # fmt: skip
+def _later_frame(
+    engine: Engine, task: ChunkTask, frame: np.ndarray, before: np.ndarray, previous_stylized: np.ndarray
+) -> tuple[np.ndarray, Outcome]:
     backward, forward = flow(frame, before), flow(before, frame)
     mask = reliable(backward, forward)[..., None]
     held = warp(previous_stylized, backward, sharp=True)
     # Where the flow is not trusted (newly visible, or a moving edge), the start is the photo
     # in the previous result's colours: its structure, for the content loss to keep, and the
     # painting's palette, so the few iterations a later frame gets go to brush strokes.
-    recoloured = np.asarray(color.match_histogram(Image.fromarray(frame), Image.fromarray(previous_stylized)), np.float32)
+    recoloured = np.asarray(
+        color.match_histogram(Image.fromarray(frame), Image.fromarray(previous_stylized)), np.float32
+    )
     soft = gaussian_filter(mask, (2, 2, 0))
     start = soft * working(engine.ctx.cfg, held) + (1 - soft) * working(engine.ctx.cfg, recoloured)
     step = engine.frame(Frame(frame, task.frame_iterations, start, held, mask, task.temporal_weight))
@@ -185,7 +195,9 @@ def assemble(work: Path, chunks: list[tuple[int, int]], count: int):
     """The clip's frames in order, each from its chunk, cross-faded where two chunks overlap."""
     for number in range(count):
         owners = [i for i, (a, b) in enumerate(chunks) if a <= number < b]
-        frames = [np.asarray(Image.open(frame_path(chunk_folder(work, i), number)).convert("RGB"), np.float32) for i in owners]
+        frames = [
+            np.asarray(Image.open(frame_path(chunk_folder(work, i), number)).convert("RGB"), np.float32) for i in owners
+        ]
         if len(frames) == 1:
             yield frames[0].astype(np.uint8)
             continue
@@ -223,13 +235,7 @@ def stylize_video(
     worker, no Ray): one raising :class:`~nstyle.outcome.Stop` ends the run, keeping the finished
     frames for the same call to continue.
     """
-    check_workers(workers)
-    if callbacks and (workers > 1 or ray is not None):
-        raise VideoError("callbacks see every iteration in this process: use one worker and no Ray")
-    if not (isinstance(temporal_weight, (int, float)) and math.isfinite(temporal_weight) and temporal_weight >= 0):
-        raise VideoError(f"temporal weight: {temporal_weight} must be a finite number >= 0")
-    if max_frames is not None and max_frames < 1:
-        raise VideoError(f"--max-frames: {max_frames} must be >= 1")
+    _check_run(workers, ray, bool(callbacks), temporal_weight, max_frames)
     cfg = configure(preset, config, options)
     chosen_seed = cfg.seed is not None
     if not chosen_seed:
@@ -239,18 +245,23 @@ def stylize_video(
         raise VideoError(f"--frame-iterations: {iterations} must be >= 1")
     output = Path(output)
     as_folder = _check_video_output(output, force)
-    styles = [np.asarray(load_image(s, "style image")) for s in (style if isinstance(style, (list, tuple)) else [style])]
-    cfg.check_styles(len(styles))
+    pictures = [load_image(s, "style image") for s in (style if isinstance(style, (list, tuple)) else [style])]
+    cfg.check_styles(len(pictures))
     clip = read_clip(video, cfg.size, max_frames)
     notices = _notices(clip)
-    if cfg.preserve_color == "histogram":
-        styles = [np.asarray(color.match_histogram(Image.fromarray(s), Image.fromarray(clip.frames[0]))) for s in styles]
+    styles = [np.asarray(_recoloured(cfg, s, clip.frames[0])) for s in pictures]
     for notice in notices:
         warnings.warn(notice, RuntimeWarning, stacklevel=2)
 
     work = output.with_name(output.name + ".frames")
-    record = {"config": cfg.to_dict(), "input": _fingerprint(Path(video)), "styles": [hashlib.sha256(s.tobytes()).hexdigest() for s in styles],
-              "frames": len(clip.frames), "frame_iterations": iterations, "temporal_weight": temporal_weight}  # fmt: skip
+    record = {
+        "config": cfg.to_dict(),
+        "input": _fingerprint(Path(video)),
+        "styles": [hashlib.sha256(s.tobytes()).hexdigest() for s in styles],
+        "frames": len(clip.frames),
+        "frame_iterations": iterations,
+        "temporal_weight": temporal_weight,
+    }
     record["chunks"] = plan_chunks(len(clip.frames), workers)
     arguments = _arguments(video, style, output, cfg, iterations, temporal_weight, max_frames, workers, ray)
     files = [video, *(style if isinstance(style, (list, tuple)) else [style])] if arguments else []
@@ -258,41 +269,85 @@ def stylize_video(
     saved = _claim_work(work, job, force, chosen_seed)
     cfg = dataclasses.replace(cfg, seed=saved["config"]["seed"])
     chunks = [tuple(c) for c in saved["chunks"]]
-    tasks = [ChunkTask(i, a, clip.frames[a:b], styles, cfg.to_dict(), iterations, temporal_weight,
-                       str(chunk_folder(work, i))) for i, (a, b) in enumerate(chunks)]  # fmt: skip
+    tasks = [
+        ChunkTask(
+            i, a, clip.frames[a:b], styles, cfg.to_dict(), iterations, temporal_weight, str(chunk_folder(work, i))
+        )
+        for i, (a, b) in enumerate(chunks)
+    ]
     result = VideoResult(output, len(clip.frames), 0.0, work=work, notices=notices)
     bar = _FrameBar(work, sum(b - a for a, b in chunks), progress, on_event)
     _run_chunks(tasks, workers, ray, result, bar, callbacks)
     if result.outcome.halts:
         return result
-    frames = assemble(work, chunks, len(clip.frames))
-    if as_folder:
-        output.mkdir(parents=True, exist_ok=True)
-        write_frames(frames, output)
-    else:
-        _write_atomically(output, lambda path: write_video(frames, path, clip.rate, clip.source if clip.audio else None))
+    _write_output(assemble(work, chunks, len(clip.frames)), output, as_folder, clip)
     shutil.rmtree(work, ignore_errors=True)
     result.work = None
     return result
 
 
-def _arguments(video: str | os.PathLike, style: Any, output: Path, cfg: Config, frame_iterations: int,
-               temporal_weight: float, max_frames: int | None, workers: int, ray: str | None) -> dict[str, Any] | None:  # fmt: skip
+def _recoloured(cfg: Config, style: Image.Image, first: np.ndarray) -> Image.Image:
+    """A style image in the clip's colours when ``preserve_color`` is "histogram" (matched to its first frame)."""
+    return color.match_histogram(style, Image.fromarray(first)) if cfg.preserve_color == "histogram" else style
+
+
+def _check_run(workers: int, ray: str | None, callbacks: bool, temporal_weight: float, max_frames: int | None) -> None:
+    """The run's own settings, checked before anything is read or written."""
+    check_workers(workers)
+    if callbacks and (workers > 1 or ray is not None):
+        raise VideoError("callbacks see every iteration in this process: use one worker and no Ray")
+    if not (isinstance(temporal_weight, (int, float)) and math.isfinite(temporal_weight) and temporal_weight >= 0):
+        raise VideoError(f"temporal weight: {temporal_weight} must be a finite number >= 0")
+    if max_frames is not None and max_frames < 1:
+        raise VideoError(f"--max-frames: {max_frames} must be >= 1")
+
+
+def _write_output(frames: Any, output: Path, as_folder: bool, clip: Any) -> None:
+    """The assembled frames as a folder of frames, or encoded (with the clip's audio) into a video file."""
+    if as_folder:
+        output.mkdir(parents=True, exist_ok=True)
+        write_frames(frames, output)
+        return
+    audio = clip.source if clip.audio else None
+    _write_atomically(output, lambda path: write_video(frames, path, clip.rate, audio))
+
+
+def _arguments(
+    video: str | os.PathLike,
+    style: Any,
+    output: Path,
+    cfg: Config,
+    frame_iterations: int,
+    temporal_weight: float,
+    max_frames: int | None,
+    workers: int,
+    ray: str | None,
+) -> dict[str, Any] | None:
     """The call's arguments as the checkpoint keeps them, paths absolute; None when a style is an
     image in memory (only the same call from Python can continue that run)."""
     styles = list(style) if isinstance(style, (list, tuple)) else [style]
     if not all(isinstance(s, (str, os.PathLike)) for s in styles):
         return None
-    return {"video": str(Path(video).resolve()), "styles": [str(Path(s).resolve()) for s in styles],
-            "output": str(output.resolve()), "config": cfg.to_dict(), "frame_iterations": frame_iterations,
-            "temporal_weight": temporal_weight, "max_frames": max_frames, "workers": workers, "ray": ray}  # fmt: skip
+    return {
+        "video": str(Path(video).resolve()),
+        "styles": [str(Path(s).resolve()) for s in styles],
+        "output": str(output.resolve()),
+        "config": cfg.to_dict(),
+        "frame_iterations": frame_iterations,
+        "temporal_weight": temporal_weight,
+        "max_frames": max_frames,
+        "workers": workers,
+        "ray": ray,
+    }
 
 
 def _check_video_output(output: Path, force: bool) -> bool:
     """Whether ``output`` is a folder of frames (else a video file), after checking it may be written."""
     as_folder = output.suffix.lower() not in VIDEO_SUFFIXES
     if as_folder and output.suffix:
-        raise VideoError(f"output: unsupported video type '{output.suffix}' (use {', '.join(VIDEO_SUFFIXES)} or a folder)")
+        raise VideoError(
+            f"output: unsupported video type '{output.suffix}' (use {', '.join(VIDEO_SUFFIXES)} or a folder)"
+        )
     if as_folder and output.is_dir() and any(output.iterdir()) and not force:
         raise VideoError(f"output folder {output} is not empty, not overwriting without --force")
     if not as_folder:
@@ -310,8 +365,14 @@ def _notices(clip: Any) -> list[str]:
     return notices
 
 
-def _run_chunks(tasks: list[ChunkTask], workers: int, ray: str | None, result: VideoResult, bar: _FrameBar,
-                callbacks: Sequence[Callback]) -> None:  # fmt: skip
+def _run_chunks(
+    tasks: list[ChunkTask],
+    workers: int,
+    ray: str | None,
+    result: VideoResult,
+    bar: _FrameBar,
+    callbacks: Sequence[Callback],
+) -> None:
     """Every chunk, at once where there are workers; a stop keeps the frames finished so far."""
     start = time.perf_counter()
     work = functools.partial(stylize_chunk, callbacks=tuple(callbacks)) if callbacks else stylize_chunk

@@ -5,8 +5,9 @@ from __future__ import annotations
 import io as _io
 import signal
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from PIL import Image
 
@@ -41,8 +42,9 @@ def check_paths(paths: Sequence[Path], force: bool) -> None:
         check_output(path, force, what="file")
 
 
-def finished_cells(trials: Sequence[Trial], out_dir: Path, derived: Sequence[Path], force: bool,
-                   progress: bool = True) -> dict[str, TrialResult]:  # fmt: skip
+def finished_cells(
+    trials: Sequence[Trial], out_dir: Path, derived: Sequence[Path], force: bool, progress: bool = True
+) -> dict[str, TrialResult]:
     """Cells of an earlier, interrupted run of the same command, to reuse instead of running again.
 
     A cell counts as finished when ``out_dir/KEY.png`` carries nstyle's record of the same
@@ -65,8 +67,10 @@ def finished_cells(trials: Sequence[Trial], out_dir: Path, derived: Sequence[Pat
     if not reused:
         check_paths(derived, force)
     elif progress:
-        print(f"nstyle: reusing {len(reused)} of {len(trials)} finished cells in {out_dir} (--force runs them again)",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"nstyle: reusing {len(reused)} of {len(trials)} finished cells in {out_dir} (--force runs them again)",
+            file=sys.stderr,
+        )
     return reused
 
 
@@ -81,7 +85,8 @@ def _reusable(trial: Trial, path: Path) -> TrialResult | None:
         used["seed"] = None
     sources = [record.get("content"), *(record.get("styles") or [])]
     if used != wanted or [s.get("sha256") if isinstance(s, dict) else None for s in sources] != [
-        file_sha256(trial.content), file_sha256(trial.style)
+        file_sha256(trial.content),
+        file_sha256(trial.style),
     ]:
         return None
     result: dict[str, Any] = record.get("result") or {}
@@ -90,8 +95,9 @@ def _reusable(trial: Trial, path: Path) -> TrialResult | None:
         print(f"nstyle: note: {path.name} was cut short by a signal; running it again", file=sys.stderr)
         path.unlink()
         return TrialResult(trial.key, "stopped")
-    return TrialResult(trial.key, "ok", None, result.get("best_losses") or {}, float(result.get("seconds", 0.0)),
-                       path.read_bytes())  # fmt: skip
+    return TrialResult(
+        trial.key, "ok", None, result.get("best_losses") or {}, float(result.get("seconds", 0.0)), path.read_bytes()
+    )
 
 
 def run_batch(

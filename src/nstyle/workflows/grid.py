@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from PIL import Image
 
 from ..checkpoints import Checkpoint
 from ..config import Config
 from ..io import load_image, save_image
-from ..sheets import contact_sheet
-from .batch import finished_cells, loss_caption, prepare_folder, result_tile, run_batch
-from ..signals import stop_on_signals
 from ..pool import check_workers
+from ..sheets import contact_sheet
+from ..signals import stop_on_signals
+from .batch import finished_cells, loss_caption, prepare_folder, result_tile, run_batch
 from .runner import Trial
 
 
@@ -47,8 +47,13 @@ def grid(
     trials = [Trial(key, str(c), str(s), cfg) for c, s, key in pairs]
     results = finished_cells(trials, out_dir, [grid_path], force, progress)
     to_run = [t for t in trials if t.key not in results]
-    arguments = {"contents": [str(c.resolve()) for c in contents], "styles": [str(s.resolve()) for s in styles],
-                 "out_dir": str(out_dir.resolve()), "workers": workers, "ray": ray}  # fmt: skip
+    arguments = {
+        "contents": [str(c.resolve()) for c in contents],
+        "styles": [str(s.resolve()) for s in styles],
+        "out_dir": str(out_dir.resolve()),
+        "workers": workers,
+        "ray": ray,
+    }
     job = Checkpoint.of_job("batch", "grid", arguments, cfg, [*contents, *styles])
     results.update(run_batch(to_run, out_dir, job=job, workers=workers, ray=ray, force=force, progress=progress))
 

@@ -5,18 +5,18 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io as _io
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from ..backbones import describe_layers, get_backbone, resolve_layer
 from ..checkpoints import Checkpoint
 from ..config import Config, LayerSpec
 from ..errors import NStyleError
 from ..io import load_image, save_bytes, save_image
-from ..sheets import contact_sheet
-from .batch import finished_cells, loss_caption, prepare_folder, result_tile, run_batch
-from ..signals import stop_on_signals
 from ..pool import check_workers
+from ..sheets import contact_sheet
+from ..signals import stop_on_signals
+from .batch import finished_cells, loss_caption, prepare_folder, result_tile, run_batch
 from .runner import Trial
 
 
@@ -61,9 +61,16 @@ def probe(
     ]
     results = finished_cells(trials, out_dir, [sheet_path, csv_path], force, progress)
     to_run = [t for t in trials if t.key not in results]
-    arguments = {"content": str(Path(content).resolve()), "style": str(Path(style).resolve()),
-                 "out_dir": str(out_dir.resolve()), "layers": list(layers), "blocks": blocks, "kind": kind,
-                 "workers": workers, "ray": ray}  # fmt: skip
+    arguments = {
+        "content": str(Path(content).resolve()),
+        "style": str(Path(style).resolve()),
+        "out_dir": str(out_dir.resolve()),
+        "layers": list(layers),
+        "blocks": blocks,
+        "kind": kind,
+        "workers": workers,
+        "ray": ray,
+    }
     job = Checkpoint.of_job("batch", "probe", arguments, config.to_dict(), [content, style])
     results.update(run_batch(to_run, out_dir, job=job, workers=workers, ray=ray, force=force, progress=progress))
 
@@ -72,15 +79,21 @@ def probe(
     writer.writerow(["layer", "alias", "status", "style_loss", "content_loss", "total_loss", "seconds", "error"])
     for name in candidates:
         r = results[name]
-        writer.writerow([
-            name, aliases.get(name, ""), r.status, r.losses.get("style", ""), r.losses.get("content", ""),
-            r.losses.get("total", ""), f"{r.seconds:.2f}", r.error or "",
-        ])  # fmt: skip
+        writer.writerow(
+            [
+                name,
+                aliases.get(name, ""),
+                r.status,
+                r.losses.get("style", ""),
+                r.losses.get("content", ""),
+                r.losses.get("total", ""),
+                f"{r.seconds:.2f}",
+                r.error or "",
+            ]
+        )
     save_bytes(text.getvalue().encode(), csv_path, force=True)  # refused above unless forced or resuming
 
-    tiles = [
-        (result_tile(results[n]), f"{n}\n{aliases.get(n) or '-'}\n{loss_caption(results[n])}") for n in candidates
-    ]
+    tiles = [(result_tile(results[n]), f"{n}\n{aliases.get(n) or '-'}\n{loss_caption(results[n])}") for n in candidates]
     title = (
         f"{kind} layers of {config.backbone} alone - {Path(content).name} x {Path(style).name} - "
         f"{config.iterations} iterations, {config.optimizer}, {config.size} px"

@@ -8,8 +8,9 @@ caller writes files, so results land in one folder wherever :mod:`nstyle.pool` r
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 from ..errors import NStyleError
 from ..outcome import COMPLETED, Outcome
@@ -76,5 +77,3 @@ def _results(trials: Sequence[Trial], workers: int, ray: str | None) -> Iterator
     with TaskPool(min(workers, max(1, len(trials))), ray) as pool:
         for _, result in pool.map_unordered(execute, trials):
             yield result
-
-

@@ -24,11 +24,11 @@ Ctrl-C) skips what is done; a failing trial is recorded with its error and the r
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import json
 import math
-import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,10 +38,10 @@ from ..checkpoints import Checkpoint
 from ..config import read_toml, resolve
 from ..errors import ConfigError, NStyleError
 from ..io import check_output, load_image, save_image
+from ..pool import check_workers
 from ..sheets import contact_sheet
 from ..signals import stop_on_signals
 from .batch import check_paths, loss_caption, prepare_folder, result_tile, run_batch
-from ..pool import check_workers
 from .runner import Trial, TrialResult
 
 SWEEP_KEYS = {"content", "style", "preset", "config", "base", "axes", "trials"}
@@ -63,8 +63,11 @@ class SweepSpec:
 def spec_record(spec: SweepSpec) -> dict[str, Any]:
     """``spec`` as JSON data, its paths absolute: what a sweep's checkpoint keeps (see :func:`spec_of`)."""
     record = dataclasses.asdict(spec)
-    record.update(content=str(spec.content.resolve()), style=str(spec.style.resolve()),
-                  config=str(spec.config.resolve()) if spec.config else None)  # fmt: skip
+    record.update(
+        content=str(spec.content.resolve()),
+        style=str(spec.style.resolve()),
+        config=str(spec.config.resolve()) if spec.config else None,
+    )
     return record
 
 
@@ -145,8 +148,11 @@ def sweep(
         key = f"trial-{index:03d}-{hashlib.sha1(identity.encode()).hexdigest()[:8]}"
         planned.append((params, key, config, error))
 
-    to_run = [Trial(key, str(spec.content), str(spec.style), config) for _, key, config, error in planned
-              if config is not None and key not in done]  # fmt: skip
+    to_run = [
+        Trial(key, str(spec.content), str(spec.style), config)
+        for _, key, config, error in planned
+        if config is not None and key not in done
+    ]
     check_paths([out_dir / f"{t.key}.png" for t in to_run], force=False)
     params_of = {key: params for params, key, _, _ in planned}
     config_of = {key: config for _, key, config, _ in planned}
@@ -166,19 +172,26 @@ def sweep(
         with manifest.open("a") as f:
             f.write(json.dumps(entry, default=str) + "\n")
 
-    for params, key, config, error in planned:  # invalid settings: recorded, never run
+    for _params, key, config, error in planned:  # invalid settings: recorded, never run
         if config is None and key not in done:
             record(TrialResult(key, "error", error))
     results = dict(done)
-    job = Checkpoint.of_job("batch", "sweep", {"spec": spec_record(spec), "out_dir": str(out_dir.resolve()),
-                            "workers": workers, "ray": ray}, {}, [spec.content, spec.style])  # fmt: skip
+    job = Checkpoint.of_job(
+        "batch",
+        "sweep",
+        {"spec": spec_record(spec), "out_dir": str(out_dir.resolve()), "workers": workers, "ray": ray},
+        {},
+        [spec.content, spec.style],
+    )
     results.update(run_batch(to_run, out_dir, job=job, workers=workers, ray=ray, progress=progress, on_result=record))
     for _, key, config, error in planned:
         if config is None:
             results[key] = TrialResult(key, "error", error)
 
-    tiles = [(result_tile(results.get(key)), f"{_label(params)}\n{loss_caption(results.get(key))}")
-             for params, key, _, _ in planned]  # fmt: skip
+    tiles = [
+        (result_tile(results.get(key)), f"{_label(params)}\n{loss_caption(results.get(key))}")
+        for params, key, _, _ in planned
+    ]
     columns = len(next(reversed(spec.axes.values()))) if spec.axes else math.ceil(math.sqrt(len(tiles)))
     title = f"sweep over {', '.join(spec.axes) or 'listed trials'} - {spec.content.name} x {spec.style.name}"
     save_image(contact_sheet(tiles, columns=columns, tile_size=224, title=title), sheet_path, force=True)
@@ -199,7 +212,9 @@ def _finished(manifest: Path, out_dir: Path) -> dict[str, TrialResult]:
     for key, entry in last.items():
         image = out_dir / f"{key}.png"
         if entry.get("status") == "ok" and image.is_file():
-            done[key] = TrialResult(key, "ok", None, entry.get("losses") or {}, entry.get("seconds", 0.0), image.read_bytes())
+            done[key] = TrialResult(
+                key, "ok", None, entry.get("losses") or {}, entry.get("seconds", 0.0), image.read_bytes()
+            )
     return done
 
 
