@@ -3,9 +3,13 @@ clock that stops a run at a target loss."""
 
 from __future__ import annotations
 
+import datetime
+import json
 import math
+import platform
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -18,6 +22,36 @@ from nstyle.optimize import Progress, Stop
 ROOT = Path(__file__).resolve().parents[1]
 CONTENT = ROOT / "examples/images/content/chelsea.jpg"
 STYLE = ROOT / "examples/images/style/starry_night.jpg"
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def save_results(script: str, title: str, rows: list[dict[str, Any]], summary: str = "", **facts: Any) -> Path:
+    """A benchmark's figures as ``benchmarks/results/SCRIPT.json``, with the machine, the date and
+    the versions they were measured with: the docs render their tables from these files."""
+    import keras
+
+    from nstyle._version import __version__
+    from nstyle.backbones import precision
+
+    data = {
+        "script": f"{script}.py",
+        "title": title,
+        "cpu": precision.host_cpu().describe(),
+        "date": datetime.date.today().isoformat(),
+        "versions": {
+            "nstyle": __version__,
+            "python": platform.python_version(),
+            "tensorflow": tf.__version__,
+            "keras": keras.__version__,
+        },
+        "rows": rows,
+        "summary": summary,
+        **facts,
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{script}.json"
+    path.write_text(json.dumps(data, indent=1) + "\n")
+    return path
 
 
 class Float32Loss:

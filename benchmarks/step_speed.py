@@ -25,6 +25,7 @@ import sys
 import time
 
 import numpy as np
+from common import save_results
 
 from nstyle._tf import use_all_cores
 from nstyle.backbones import CAFFE, REGISTRY, FeatureExtractor, load_model, precision
@@ -161,10 +162,25 @@ def main() -> None:
     baseline = medians["notebook eager loop"]
     for name, seconds in medians.items():
         print(f"{name:28} {seconds:.3f} s/iter  ({baseline / seconds:.2f}x the notebook)")
-    if args.memory:
-        print(f"peak RSS, 512 px stylize (5 iterations): {peak_rss_of_512px_run():.0f} MiB")
+    peak = peak_rss_of_512px_run() if args.memory else None
+    if peak is not None:
+        print(f"peak RSS, 512 px stylize (5 iterations): {peak:.0f} MiB")
+    rows = [
+        {"loop": name, "s/iter": round(seconds, 4), "x the notebook": round(baseline / seconds, 2)}
+        for name, seconds in medians.items()
+    ]
+    speedup = baseline / medians[f"nstyle auto ({auto.name})"]
+    save_results(
+        "step_speed",
+        f"Step speed, {HEIGHT}x{WIDTH}, ResNet50 (random weights), the seed's layers, Adam",
+        rows,
+        f"speedup: {speedup:.2f}",
+        auto_precision=auto.name,
+        threads=threads,
+        peak_rss_mib=peak,
+    )
     print(f"float32 speedup: {baseline / medians['nstyle float32']:.2f}")
-    print(f"speedup: {baseline / medians[f'nstyle auto ({auto.name})']:.2f}")
+    print(f"speedup: {speedup:.2f}")
 
 
 if __name__ == "__main__":
