@@ -451,7 +451,7 @@ class StyleTransferLoss:
         )
         cw, sw, tw = self.weights
         # Reported either way; differentiated only when it counts: TV's gradient (strided-slice
-        # gradients over the whole image) measured 5% of a 384x512 step.
+        # gradients over the whole image) is a noticeable share of a step.
         tv = total_variation(image if tw > 0 else tf.stop_gradient(image))
         losses = {"total": cw * content + sw * style + tw * tv, "content": content, "style": style, "tv": tv}
         if self.temporal is not None:

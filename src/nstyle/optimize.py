@@ -284,9 +284,9 @@ class _LBFGS:
     (the two-loop recursion), with the pixels held at a bound by their gradient left out;
     steps along it, clipped to the box; and accepts the step at once when the loss falls
     enough (Armijo), else shortens it by quadratic interpolation: about 1.05 evaluations an
-    iteration. SciPy's L-BFGS-B, used before, took 0.27 s an iteration where this takes 0.22 s
-    (ResNet50, 256 px, 2-core Zen 3), and its exact bound handling (generalised Cauchy point,
-    subspace minimisation) made longer histories cost more time than they saved; here a pair
+    iteration. SciPy's L-BFGS-B, used before, was slower an iteration, and its exact bound
+    handling (generalised Cauchy point, subspace minimisation) made longer histories cost more
+    time than they saved; here a pair
     costs four passes over the image, so 20 pairs pay. The pairs are float32 (their differences
     are exact enough; float64 would double memory): 20 of them hold what L-BFGS-B's 10 float64
     pairs held. Its evaluation is compiled once for images of any size; each :meth:`run` takes
@@ -331,8 +331,8 @@ class _LBFGS:
         """-H grad, H the inverse Hessian the pairs (s, y, 1/(s.y)) describe (two-loop recursion).
 
         BLAS's in-place saxpy and sdot instead of NumPy's ``q -= alpha * y`` (which makes a
-        temporary): the recursion touches every pair twice, and with 20 pairs of a 256 px image
-        this took 2.8 ms against NumPy's 5.2 (2-core Zen 3).
+        temporary): the recursion touches every pair twice, so the temporaries would cost
+        about as much as the arithmetic.
         """
         q = grad.copy()
         alphas = []
@@ -350,9 +350,8 @@ class _LBFGS:
         """The L-BFGS loop, with NumPy's and SciPy's BLAS on one thread meanwhile.
 
         Its vector work runs between TensorFlow's evaluations, and OpenBLAS's idle workers
-        spin for a while after each call, on the cores TensorFlow's next evaluation needs: with
-        them, an evaluation of the seed preset at 256 px took 0.199 to 0.200 s, with one thread
-        0.152 to 0.156 s (2-core Zen 3, alternating processes).
+        spin for a while after each call, on the cores TensorFlow's next evaluation needs, which
+        then runs markedly slower than with one BLAS thread.
         """
         with threadpool_limits(limits=1, user_api="blas"):
             return self._run(x0, to_rgb, callbacks, resume, iterations)

@@ -2,7 +2,7 @@
 
 Whole image (Adam, L-BFGS), multi-scale, tiled and video, on random weights with a fixed seed,
 so that no download is needed. The histories depend on the CPU's kernels, so each CPU kind gets
-its own file, ``histories-<kind>.json``; ``tests/test_golden.py`` compares against the file of
+its own file, ``histories-<kind>.json``; ``tests/e2e/test_golden.py`` compares against the file of
 the CPU it runs on. To record for another CPU, run this from a checkout of the commit the
 fixtures were first made at (named in each file), so that the numbers are the old code's:
 

@@ -29,14 +29,13 @@ class FeatureExtractor:
     its layers computing in ``precision``; the features come back as float32 whatever the
     precision, so every statistic and loss downstream is computed in float32. With
     ``input_gradients`` (by default on a CPU in float32) its convolutions' input gradients are
-    computed by the forward kernel (:mod:`~nstyle.backbones.gradients`): on the seed preset
-    (2-core Zen 3) a step took 0.16 s instead of 0.20 at 256 px, 0.60 instead of 0.67 at 512.
+    computed by the forward kernel (:mod:`~nstyle.backbones.gradients`), which makes a CPU step
+    faster (benchmarks/step_speed.py).
 
     The network is compiled once, for images of any size (``network``). Each compiled
     optimiser step (one per scale, and per tile size) then only traces its own loss around
-    that call, and targets are computed by the compiled network instead of eagerly: on the
-    seed preset (ResNet50, 256 px, 2-core Zen 3) a new scale's step traced in 0.3 s instead
-    of 1.3 s and its targets took 0.2 s instead of 0.8 s, with the same step time.
+    that call, and targets are computed by the compiled network instead of eagerly: a new
+    scale's step traces in a fraction of the time, and its targets too, for the same step time.
     """
 
     def __init__(

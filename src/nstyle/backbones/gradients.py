@@ -1,10 +1,8 @@
 """Convolutions whose input gradient is computed by TensorFlow's fast forward kernel.
 
 Style transfer differentiates the network with respect to its input, a thousand times a run.
-On a CPU, TensorFlow's ``Conv2DBackpropInput`` is slower than the convolution it differentiates:
-at the seed preset's shapes (ResNet50, 256 px, 2-core Zen 3, float32) its 3x3 and 1x1 kernels
-took 1.2 to 1.7x the forward time, 123 ms a step against 87 ms for the same convolutions
-forward. That gradient is itself a forward convolution:
+On a CPU, TensorFlow's ``Conv2DBackpropInput`` is markedly slower than the convolution it
+differentiates, at the seed preset's shapes too (benchmarks/step_speed.py). That gradient is itself a forward convolution:
 
 - stride 1: the convolution of the output gradient with the kernel turned by 180 degrees and
   its in/out channels swapped. 'same' padding stays 'same' for an odd kernel; 'valid'

@@ -5,19 +5,15 @@ statistics (Gram, covariance, eigen-decompositions), the loss sum and the optimi
 stay float32. The network is where the time goes, and its features only need to be close;
 the optimisation needs exact sums.
 
-``auto`` picks bfloat16 where the CPU has bf16 matrix units (Intel AMX, or AVX512-BF16):
-measured there at 1.8x (AMD Zen 4) to 11x (Intel Sapphire Rapids) the float32 convolution
-rate. Elsewhere TensorFlow emulates bfloat16 in float32 arithmetic plus conversions, which is
+``auto`` picks bfloat16 where the CPU has bf16 matrix units (Intel AMX, or AVX512-BF16),
+which convolve faster than in float32 (benchmarks/step_speed.py). Elsewhere TensorFlow emulates bfloat16 in float32 arithmetic plus conversions, which is
 slower than float32, so ``auto`` stays float32. On a GPU: bfloat16 from Ampere (compute
 capability 8.0) on, float16 with loss scaling on Volta/Turing tensor cores, float32 before.
 
 ``auto`` keeps L-BFGS in float32 everywhere. Its curvature pairs and line search feed on exact
-gradient differences, and bfloat16's 8-bit mantissa blurs them: with the same seed and 150
-iterations at 256 px the default preset (L-BFGS) ended at a 52% higher float32 loss in bfloat16,
-lite0 (L-BFGS) 9% higher, while the seed preset (Adam) came within 1.1%
-(``benchmarks/precision_parity.py --precision bfloat16``, with SciPy's L-BFGS-B, which nstyle's
-own L-BFGS has since replaced; both build their pairs from gradient differences). Asked for
-explicitly, L-BFGS runs in any precision.
+gradient differences, and bfloat16's 8-bit mantissa blurs them: L-BFGS presets end at a clearly
+higher float32 loss in bfloat16, while Adam's come close (``benchmarks/precision_parity.py
+--precision bfloat16``). Asked for explicitly, L-BFGS runs in any precision.
 """
 
 from __future__ import annotations

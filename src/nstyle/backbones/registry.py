@@ -219,7 +219,7 @@ def load_model(name: str, weights: str) -> keras.Model:
     """Build ``name`` with ``weights`` ('imagenet', 'hed', 'random[:SEED]' or a file), cached per process.
 
     Probes, grids and sweeps stylize many times with one network; building ResNet50 and
-    reading 90 MB of weights each time would dominate short runs.
+    reading its weights each time would dominate short runs.
     """
     stamp = os.stat(weights).st_mtime_ns if Path(weights).is_file() else 0
     return _load_model_cached(name, weights, stamp)

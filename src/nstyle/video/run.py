@@ -60,7 +60,7 @@ from .flow import flow, reliable, warp
 from .frames import VIDEO_SUFFIXES, read_clip, write_frames, write_video
 
 #: Later frames get this share of the first frame's iterations, and the temporal term this weight
-#: (benchmarks/video.py measured both: the table in the README).
+#: (benchmarks/video.py measures both against other choices).
 FRAME_SHARE = 0.2
 TEMPORAL_WEIGHT = 0.3
 #: Frames each chunk after the first runs before its own share, to cross-fade with the chunk before.

@@ -14,7 +14,7 @@ from PIL import Image
 
 from nstyle.signals import Interrupted, received, stop_on_signals
 
-from .conftest import CONTENT, STYLE
+from ..conftest import CONTENT, STYLE
 
 
 def test_first_signal_raises_and_later_ones_wait():

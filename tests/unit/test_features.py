@@ -13,7 +13,7 @@ from nstyle.errors import ConfigError
 from nstyle.losses import STYLE_LOSSES, Moments, swag, tf
 from nstyle.optimize import OptimizerSettings, optimize
 
-from .conftest import CONTENT, SAMPLES, STYLE, TINY
+from ..conftest import CONTENT, SAMPLES, STYLE, TINY
 
 rng = np.random.default_rng(1)
 SCREAM = SAMPLES / "style" / "the_scream.jpg"

@@ -13,7 +13,7 @@ from nstyle.losses import STYLE_LOSSES, Moments, style_targets, tf
 from nstyle.outcome import Ending, Outcome
 from nstyle.plan import seam_mask
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CONTENT = ROOT / "examples/images/content/chelsea.jpg"
 STYLE = ROOT / "examples/images/style/starry_night.jpg"
 

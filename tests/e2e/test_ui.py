@@ -11,7 +11,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from .conftest import CONTENT, STYLE
+from ..conftest import CONTENT, STYLE
 
 pytest.importorskip("gradio")
 sync_api = pytest.importorskip("playwright.sync_api")

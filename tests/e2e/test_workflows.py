@@ -9,7 +9,7 @@ from nstyle.config import resolve
 from nstyle.errors import NStyleError
 from nstyle.workflows import grid, load_sweep, probe, sweep
 
-from .conftest import CONTENT, SAMPLES, STYLE
+from ..conftest import CONTENT, SAMPLES, STYLE
 
 FAST = {"weights": "random:0", "size": 64, "iterations": 3}
 ROCKET = SAMPLES / "content" / "rocket.jpg"

@@ -5,7 +5,7 @@ from nstyle.api import stylize
 from nstyle.optimize import OptimizerSettings, Stop, optimize, tf
 from nstyle.outcome import Ending, Outcome
 
-from .conftest import CONTENT, STYLE, TINY
+from ..conftest import CONTENT, STYLE, TINY
 
 
 def quadratic(target, conditioning=1.0):

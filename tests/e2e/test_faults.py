@@ -12,7 +12,7 @@ from PIL import Image
 
 from nstyle.io import read_metadata
 
-from .conftest import CONTENT, SAMPLES, STYLE
+from ..conftest import CONTENT, SAMPLES, STYLE
 
 ROCKET = SAMPLES / "content" / "rocket.jpg"
 GRID = [

@@ -11,7 +11,7 @@ import math
 
 import pytest
 
-from .golden.record import HERE, cpu_kind, histories
+from ..golden.record import HERE, cpu_kind, histories
 
 TOLERANCE = 1e-6  # relative, per loss term and iteration
 

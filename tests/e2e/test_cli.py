@@ -8,7 +8,7 @@ from PIL import Image
 
 from nstyle.cli import main
 
-from .conftest import CONTENT, STYLE
+from ..conftest import CONTENT, STYLE
 
 FAST = ["--weights", "random:0", "--size", "64", "--iterations", "3", "--quiet"]
 

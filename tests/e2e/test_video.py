@@ -10,7 +10,7 @@ from PIL import Image
 from nstyle.cli import main
 from nstyle.video.flow import flow, reliable, temporal_error, warp
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CLIP = ROOT / "examples/video/pan.mp4"
 STYLE = ROOT / "examples/images/style/starry_night.jpg"
 FAST = ["--preset", "lite0", "--size", "64", "--iterations", "6", "--frame-iterations", "2", "--quiet"]

