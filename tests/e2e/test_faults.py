@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from nstyle.io import read_metadata
@@ -51,6 +52,7 @@ def cells(folder: Path) -> list[Path]:
     return sorted(p for p in folder.glob("*__*.png"))
 
 
+@pytest.mark.slow
 def test_grid_killed_with_sigkill_reuses_its_finished_cells(tmp_path):
     out = tmp_path / "grid"
     proc = nstyle(*GRID, "-o", str(out))
@@ -137,6 +139,7 @@ def test_lbfgs_resumed_continues_its_loss_and_scales(tmp_path):
     assert rest.history[-1]["total"] < part.history[6]["total"]
 
 
+@pytest.mark.slow
 def test_sigterm_then_resume_gives_the_uninterrupted_image(tmp_path):
     import numpy as np
 
@@ -217,6 +220,7 @@ def test_checkpoint_from_another_version_or_truncated_is_refused(tmp_path, monke
         Checkpoint.load(plan.path)
 
 
+@pytest.mark.slow
 def test_signals_at_random_moments_leave_only_whole_files(tmp_path):
     """Each stop signal at a seeded random moment after the first checkpoint: every file left is a
     whole image, record or checkpoint; SIGINT/TERM/HUP always leave the best image; after SIGKILL

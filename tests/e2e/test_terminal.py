@@ -78,6 +78,7 @@ def resume_in_terminal(ckpt: Path, out: Path, total: int) -> None:
     assert not ckpt.exists()
 
 
+@pytest.mark.slow
 def test_ctrl_c_keeps_the_best_picture_and_resume_finishes_it(tmp_path):
     """The default preset (L-BFGS), as the README's first command runs it."""
     content, style = inputs(tmp_path)

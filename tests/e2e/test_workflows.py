@@ -138,6 +138,7 @@ def test_unknown_top_level_sweep_key(tmp_path):
         load_sweep(path)
 
 
+@pytest.mark.slow
 def test_sweep_in_two_worker_processes(tmp_path):
     spec = load_sweep(write_sweep(tmp_path, "[axes]\nstyle_weight = [1e3, 1e6]\n"))
     out = tmp_path / "out"
@@ -145,6 +146,7 @@ def test_sweep_in_two_worker_processes(tmp_path):
     assert [e["status"] for e in manifest(out)] == ["ok", "ok"]
 
 
+@pytest.mark.slow
 def test_sweep_on_local_ray(tmp_path):
     pytest.importorskip("ray")
     spec = load_sweep(write_sweep(tmp_path, "[axes]\nstyle_weight = [1e3, 1e6]\n"))

@@ -112,6 +112,7 @@ def test_lbfgs_memory_per_pixel_holds_its_curvature_pairs():
     assert OPTIMIZER_BYTES["lbfgs"] >= (_LBFGS.HISTORY + 1) * 2 * 3 * 4
 
 
+@pytest.mark.slow
 def test_memory_estimate_is_within_a_quarter_of_measured_peak(tmp_path):
     """The plan's estimate against the peak RSS the run's own process reached, at two sizes
     (one fresh process, smaller size first: its peak so far is each run's peak). L-BFGS takes
@@ -166,6 +167,7 @@ def test_a_stopped_tiled_scale_keeps_its_tiles_and_resumes_from_its_checkpoint(t
     assert difference < 1.0, difference
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("parallel", [{"workers": 2}, {"ray": "local"}], ids=["two-processes", "ray"])
 def test_tiles_in_workers_or_on_ray_give_the_in_process_image(parallel):
     """The same plan run by two local processes or as Ray tasks: the same tiles from the same
