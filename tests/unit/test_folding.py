@@ -199,7 +199,7 @@ def test_forward_kernel_input_gradients_equal_tensorflows_for_every_convolution_
     import subprocess
     import sys
 
-    script = "from tests.test_folding import check_forward_kernel_gradients; check_forward_kernel_gradients()"
+    script = "from tests.unit.test_folding import check_forward_kernel_gradients; check_forward_kernel_gradients()"
     root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": onednn}
     proc = subprocess.run(
