@@ -47,6 +47,7 @@ def test_writes_a_stylized_image_with_its_record(tmp_path, capsys):
     assert np.abs(again - np.asarray(img, np.float32)).mean() < 1.0
 
 
+@pytest.mark.slow
 def test_sixteen_bit_print_output_with_dpi(tmp_path, capsys):
     """16-bit PNG (pypng) and TIFF (tifffile) carry the unrounded result, the resolution and the record."""
     import png
@@ -184,6 +185,7 @@ def test_offline_imagenet_is_one_line_naming_the_way_out(tmp_path, capsys):
     assert not (tmp_path / "o.png").exists()
 
 
+@pytest.mark.slow
 def test_real_process_prints_one_clean_line(tmp_path):
     """No TensorFlow start-up chatter or traceback reaches the user."""
     proc = subprocess.run(
@@ -226,6 +228,7 @@ def test_presets_and_help(capsys):
     assert "nstyle layers BACKBONE" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flags", [["--backbone", "efficientnet_lite0"], ["--backbone", "vgg16", "--weights", "hed"]])
 def test_trained_offline_backbones_run_without_layer_flags(tmp_path, flags):
     out = tmp_path / "out.png"

@@ -74,6 +74,7 @@ def test_grid_killed_with_sigkill_reuses_its_finished_cells(tmp_path):
     assert len(cells(out)) == 2 and Image.open(out / "grid.png").width > 200
 
 
+@pytest.mark.slow
 def test_a_cell_from_other_settings_is_refused_not_reused(tmp_path, capsys):
     from nstyle.cli import main
 
@@ -102,6 +103,7 @@ def interrupt_at(iteration: int):
     return callback
 
 
+@pytest.mark.slow
 def test_adam_resumed_from_a_checkpoint_is_bit_identical(tmp_path):
     import numpy as np
 
@@ -184,6 +186,7 @@ def test_sigterm_then_resume_gives_the_uninterrupted_image(tmp_path):
     np.testing.assert_array_equal(np.asarray(Image.open(out).convert("RGB")), np.asarray(full.image))
 
 
+@pytest.mark.slow
 def test_bad_checkpoints_are_one_line_and_touch_nothing(tmp_path):
     from nstyle.cli import main
 

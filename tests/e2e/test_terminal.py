@@ -135,6 +135,7 @@ def test_a_signal_while_tensorflow_loads_says_nothing_was_computed(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]  # nothing written, nothing half-written
 
 
+@pytest.mark.slow
 def test_an_lbfgs_early_stop_writes_the_picture_and_says_why(tmp_path):
     """Content = style, started at the content: nothing to do, so L-BFGS stops at once by construction."""
     out = tmp_path / "same.png"

@@ -88,6 +88,7 @@ def fill(page, iterations: int) -> None:
     page.wait_for_selector("#style img", timeout=30000)
 
 
+@pytest.mark.slow
 def test_upload_run_and_download(page):
     fill(page, 6)
     page.click("#run")
@@ -100,6 +101,7 @@ def test_upload_run_and_download(page):
     assert page.requested_hosts <= {"127.0.0.1"}  # no fonts, scripts or analytics from the internet
 
 
+@pytest.mark.slow
 def test_stop_keeps_the_best_image(page):
     fill(page, 1000)
     page.click("#run")
@@ -168,6 +170,7 @@ def test_closing_the_tab_stops_its_run():
         time.sleep(0.1)
 
 
+@pytest.mark.slow
 def test_an_upload_over_the_cap_is_refused_and_the_server_goes_on(page, tmp_path):
     huge = tmp_path / "huge.png"
     with huge.open("wb") as f:  # 100 MB, sparse: nothing to read but its size

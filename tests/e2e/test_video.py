@@ -71,6 +71,7 @@ def _frames(path: Path) -> list[np.ndarray]:
         return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
 
 
+@pytest.mark.slow
 def test_video_holds_steadier_than_frames_stylized_apart_and_resumes(tmp_path, capsys, monkeypatch):
     """A stop after two frames keeps them; the same command then stylizes only the rest, and the
     clip flickers less than stylizing each frame on its own."""
@@ -117,6 +118,7 @@ def test_video_holds_steadier_than_frames_stylized_apart_and_resumes(tmp_path, c
     assert temporal_error(frames[:4], content) < 0.8 * temporal_error(alone, content)
 
 
+@pytest.mark.slow
 def test_chunks_cross_fade(tmp_path, capsys, monkeypatch):
     """With two workers the clip is two chunks; the second starts early and its first frames are
     cross-faded with the first chunk's. (The chunks run in this process here: the process pool

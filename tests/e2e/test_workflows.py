@@ -31,6 +31,7 @@ def test_probe_style_layers(tmp_path):
     assert record["config"]["content_layers"] == ["conv1"]  # the base's content layer stays
 
 
+@pytest.mark.slow
 def test_probe_content_layers_and_blocks(tmp_path):
     cfg = resolve("tutorial-vgg19", overrides={**FAST, "backbone": "vgg16", "iterations": 2})
     probe(CONTENT, STYLE, cfg, tmp_path, blocks=True, kind="content", progress=False)
@@ -52,6 +53,7 @@ def test_probe_rejects_unknown_layer_before_any_work(tmp_path):
     assert not (tmp_path / "p").exists()
 
 
+@pytest.mark.slow
 def test_grid_every_pair(tmp_path):
     path = grid([CONTENT, ROCKET], [STYLE, SCREAM], resolve("default", overrides=FAST), tmp_path, progress=False)
     names = sorted(p.name for p in tmp_path.iterdir())
@@ -87,6 +89,7 @@ def manifest(out):
     return [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_sweep_cartesian_resumes(tmp_path):
     spec = load_sweep(write_sweep(tmp_path, '[axes]\noptimizer = ["adam", "lbfgs"]\nstyle_weight = [1e3, 1e6]\n'))
     assert len(spec.trials) == 4
@@ -157,6 +160,7 @@ def test_sweep_on_local_ray(tmp_path):
     assert all((out / e["image"]).is_file() for e in entries)
 
 
+@pytest.mark.slow
 def test_cli_probe_grid_sweep(tmp_path, capsys):
     flags = ["--weights", "random:0", "--size", "64", "--iterations", "2", "--quiet"]
     assert main(["probe", str(CONTENT), str(STYLE), "--layers", "conv1", "-o", str(tmp_path / "p"), *flags]) == 0

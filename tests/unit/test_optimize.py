@@ -55,6 +55,7 @@ def test_interrupt_keeps_best_so_far(name, signal):
     assert np.abs(result.image - 0.5).mean() < 0.5  # moved towards the target, not the start
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
 def test_a_few_steps_lower_the_style_transfer_loss(optimizer):
     result = stylize(CONTENT, STYLE, preset="seed", **{**TINY, "iterations": 6, "optimizer": optimizer})

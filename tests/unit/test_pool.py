@@ -17,6 +17,7 @@ def frames(first: int) -> int:
     return os.getpid()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("workers", [1, 2])
 def test_every_event_reaches_the_subscriber_before_the_pool_closes(workers):
     heard: list[FrameFinished] = []

@@ -84,6 +84,7 @@ def test_loss_scale_halves_on_overflow_and_grows_back():
     assert not off.update(finite=False) and off.value == 1.0
 
 
+@pytest.mark.slow
 def test_float16_run_with_loss_scaling_stylizes(monkeypatch):
     """The seed's style weight of 1e6 overflows float16's backward pass; loss scaling recovers."""
     from nstyle import stylize
@@ -99,6 +100,7 @@ def test_float16_run_with_loss_scaling_stylizes(monkeypatch):
     assert min(stuck) == stuck[0]
 
 
+@pytest.mark.slow
 def test_cli_records_precision_and_rejects_unknown(tmp_path):
     out = tmp_path / "o.png"
     command = [
@@ -130,6 +132,7 @@ def test_cli_records_precision_and_rejects_unknown(tmp_path):
     assert record["result"]["precision"] in ("float32", "bfloat16") and record["result"]["precision"] in first
 
 
+@pytest.mark.slow
 def test_info_and_module_entry_point():
     proc = subprocess.run([sys.executable, "-m", "nstyle", "info"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0 and not proc.stderr, proc.stderr

@@ -28,6 +28,7 @@ def test_first_signal_raises_and_later_ones_wait():
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # handlers are put back
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
 def test_a_stopped_run_writes_its_best_image(tmp_path, signum):
     out = tmp_path / "out.png"

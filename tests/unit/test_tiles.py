@@ -70,6 +70,7 @@ def _run(**options):
     return stylize(CONTENT, STYLE, preset="lite0", size=128, **options)
 
 
+@pytest.mark.slow
 def test_tiled_scale_is_one_image(lite0):
     """128 px, 48 px tiles: the result is stylized everywhere, close in loss to the untiled run,
     and its gradient on the tile seams is like its gradient elsewhere.
@@ -137,6 +138,7 @@ def test_memory_estimate_is_within_a_quarter_of_measured_peak(tmp_path):
     assert runs[1]["measured_peak_gb"] > runs[0]["measured_peak_gb"] + 0.2  # the larger size did cost more
 
 
+@pytest.mark.slow
 def test_a_stopped_tiled_scale_keeps_its_tiles_and_resumes_from_its_checkpoint(tmp_path):
     """Stopped after three tiles, the result is the image those tiles left, and the checkpoint
     holds that canvas and which tiles were done; the resumed run blends only the rest and ends
