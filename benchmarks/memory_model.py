@@ -21,6 +21,8 @@ import platform
 import subprocess
 import sys
 
+from common import save_results
+
 RUNS = [  # backbone, weights, optimizer, precision
     ("resnet50", "random:0", "lbfgs", "float32"),
     ("resnet50", "random:0", "adam", "float32"),
@@ -67,7 +69,7 @@ def main() -> None:
     print(f"CPU: {_cpu()}")
     print("| backbone | optimizer | precision | base GB | peak GB (small, large) | bytes/px | estimate / measured |")
     print("|---|---|---|---|---|---|---|")
-    worst = 0.0
+    worst, rows = 0.0, []
     for backbone, weights, optimizer, precision in RUNS:
         small, large = (measure(backbone, weights, optimizer, precision, s) for s in args.sizes)
         slope = (large["peak"] - small["peak"]) / (large["pixels"] - small["pixels"])
@@ -79,6 +81,20 @@ def main() -> None:
             f"{', '.join(f'{r:.2f}' for r in ratios)} |",
             flush=True,
         )
+        rows.append(
+            {
+                "backbone": backbone,
+                "optimizer": optimizer,
+                "precision": precision,
+                "base GB": round(small["base"] / 2**30, 2),
+                "peak GB, small": round(small["peak"] / 2**30, 2),
+                "peak GB, large": round(large["peak"] / 2**30, 2),
+                "bytes/px": round(slope),
+                "estimate / measured": ", ".join(f"{r:.2f}" for r in ratios),
+            }
+        )
+    title = f"Memory model: peak RSS at {args.sizes[0]} and {args.sizes[1]} px against the plan's estimate"
+    save_results("memory_model", title, rows, f"max_error: {worst:.3f}", sizes=args.sizes)
     print(f"max_error: {worst:.3f}")
 
 
