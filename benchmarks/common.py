@@ -25,9 +25,12 @@ STYLE = ROOT / "examples/images/style/starry_night.jpg"
 RESULTS = ROOT / "benchmarks" / "results"
 
 
-def save_results(script: str, title: str, rows: list[dict[str, Any]], summary: str = "", **facts: Any) -> Path:
-    """A benchmark's figures as ``benchmarks/results/SCRIPT.json``, with the machine, the date and
-    the versions they were measured with: the docs render their tables from these files."""
+def save_results(
+    script: str, title: str, rows: list[dict[str, Any]], summary: str = "", *, name: str = "", **facts: Any
+) -> Path:
+    """A benchmark's figures as ``benchmarks/results/NAME.json`` (NAME: the script's, unless a
+    script writes several tables), with the machine, the date and the versions they were measured
+    with: the docs render their tables from these files."""
     import keras
 
     from nstyle._version import __version__
@@ -49,7 +52,7 @@ def save_results(script: str, title: str, rows: list[dict[str, Any]], summary: s
         **facts,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{script}.json"
+    path = RESULTS / f"{name or script}.json"
     path.write_text(json.dumps(data, indent=1) + "\n")
     return path
 

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import subprocess
 import sys
 
 from common import save_results
+
+from nstyle.backbones.precision import host_cpu
 
 RUNS = [  # backbone, weights, optimizer, precision
     ("resnet50", "random:0", "lbfgs", "float32"),
@@ -66,7 +67,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs=2, default=[512, 1024])
     args = parser.parse_args()
-    print(f"CPU: {_cpu()}")
+    print(f"CPU: {host_cpu().describe()}")
     print("| backbone | optimizer | precision | base GB | peak GB (small, large) | bytes/px | estimate / measured |")
     print("|---|---|---|---|---|---|---|")
     worst, rows = 0.0, []
@@ -96,15 +97,6 @@ def main() -> None:
     title = f"Memory model: peak RSS at {args.sizes[0]} and {args.sizes[1]} px against the plan's estimate"
     save_results("memory_model", title, rows, f"max_error: {worst:.3f}", sizes=args.sizes)
     print(f"max_error: {worst:.3f}")
-
-
-def _cpu() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            name = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        name = platform.processor()
-    return f"{name}, {__import__('os').cpu_count()} cores"
 
 
 if __name__ == "__main__":

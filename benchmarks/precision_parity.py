@@ -24,7 +24,7 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from common import CONTENT, ROOT, STYLE, Float32Loss
+from common import CONTENT, ROOT, STYLE, Float32Loss, save_results
 
 from nstyle import stylize
 from nstyle._tf import use_all_cores
@@ -49,7 +49,7 @@ def main() -> None:
     print(f"CPU: {precision.host_cpu().describe()}; threads {threads}")
     print(f"--precision {args.precision}; {args.size} px, {args.iterations} iterations, seed 0")
     print("| preset  | optimizer | low       | float32 loss | low loss   | ratio  | float32 s | low s  |")
-    tiles, deviations = [], []
+    tiles, deviations, rows = [], [], []
     for name in args.presets:
         options = {"size": args.size, "iterations": args.iterations, "seed": 0}
         if name != "lite0":
@@ -68,11 +68,23 @@ def main() -> None:
             f"| {name:7} | {optimizer:9} | {low:9} | {scores['float32']:12.5g} | {scores[low]:10.5g} | {ratio:.4f} | "
             f"{runs['float32'].seconds:9.1f} | {runs[low].seconds:6.1f} |"
         )
+        row = {
+            "preset": name,
+            "optimizer": optimizer,
+            "low precision": low,
+            "float32 loss": scores["float32"],
+            "low loss": scores[low],
+            "ratio": round(ratio, 4),
+            "float32 s": round(runs["float32"].seconds, 1),
+            "low s": round(runs[low].seconds, 1),
+        }
         for p, r in runs.items():
             tiles.append((r.image, f"{name}, {p}\nloss {scores[p]:.4g} (float32)"))
         if low != "float32":
             difference = np.abs(np.asarray(runs["float32"].image, np.float32) - np.asarray(runs[low].image, np.float32))
             print(f"  mean |pixel difference| float32 vs {low}: {difference.mean():.2f} of 255")
+            row["mean pixel difference"] = round(float(difference.mean()), 2)
+        rows.append(row)
     sheet = contact_sheet(
         tiles,
         columns=2,
@@ -82,7 +94,14 @@ def main() -> None:
     args.sheet.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(args.sheet)
     print(f"wrote {args.sheet}")
-    print(f"max_deviation: {max(deviations):.4f}")
+    summary = f"max_deviation: {max(deviations):.4f}"
+    save_results(
+        "precision_parity",
+        f"Precision parity, --precision {args.precision}, {args.size} px, {args.iterations} iterations",
+        rows,
+        summary,
+    )
+    print(summary)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ ResNet50 presets with seeded random weights, the VGG19 tutorial on VGG16-HED. Wi
 
 ``--iterations`` caps each preset's own count (the seed's 1000 Adam steps, the tutorial's 1000)
 so that the sheet takes minutes; prints one line per preset and the border roughness of
-each result (its outer 3 rows and columns against the median: a noise band reads above 1.4).
+each result (its outer 3 rows and columns against the median: a noise band reads above 1.4);
+ends with ``worst_border: X``, the roughest.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from common import save_results
 from PIL import Image
 
 from nstyle.api import stylize
@@ -55,6 +57,7 @@ def main() -> None:
     args = parser.parse_args()
 
     tiles = [(Image.open(CONTENT), "content"), (Image.open(STYLE), "style")]
+    rows = []
     for name in preset_names():
         cfg = resolve(name)
         extra = OFFLINE.get(cfg.backbone, {}) if args.weights == "offline" and cfg.weights == "imagenet" else {}
@@ -72,11 +75,25 @@ def main() -> None:
             f"{name:16s} {network:28s} {len(result.history):4d} it {seconds:6.1f} s  border {roughness:.2f}  {result.outcome.describe()}",
             flush=True,
         )
+        rows.append(
+            {
+                "preset": name,
+                "network": network,
+                "iterations": len(result.history),
+                "seconds": round(seconds, 1),
+                "border roughness": round(roughness, 2),
+                "outcome": result.outcome.describe(),
+            }
+        )
         tiles.append((result.image, f"{name}\n{network}, {cfg.optimizer} {len(result.history)} it"))
     contact_sheet(tiles, columns=len(tiles), tile_size=args.size, title=f"every preset at {args.size} px").save(
         args.output
     )
     print(f"wrote {args.output}")
+    worst = max(r["border roughness"] for r in rows)
+    title = f"Every preset at {args.size} px, {args.iterations} iterations at most"
+    save_results("presets", title, rows, f"worst_border: {worst:.2f}")
+    print(f"worst_border: {worst:.2f}")
 
 
 if __name__ == "__main__":

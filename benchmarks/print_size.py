@@ -41,8 +41,8 @@ from PIL import Image, ImageDraw
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from benchmarks.common import CONTENT, STYLE  # noqa: E402
-from benchmarks.memory_model import _cpu  # noqa: E402
+from benchmarks.common import CONTENT, STYLE, save_results  # noqa: E402
+from nstyle.backbones.precision import host_cpu  # noqa: E402
 
 Image.MAX_IMAGE_PIXELS = 16384**2
 
@@ -152,7 +152,7 @@ def main() -> None:
     )
     parser.add_argument("-o", "--output", default=str(ROOT / "docs/print.png"))
     args = parser.parse_args()
-    print(f"CPU: {_cpu()}; preset {args.preset}; budget {args.budget:g} GB", flush=True)
+    print(f"CPU: {host_cpu().describe()}; preset {args.preset}; budget {args.budget:g} GB", flush=True)
     base = ["--preset", args.preset, "--scale-factor", "2", "--scales", "4", "--seed", "0"]
     runs = {
         4096: [*base, "--size", "4096", "--scale-iterations", "150", "40", "8", "2"],
@@ -174,9 +174,7 @@ def main() -> None:
 def sizes(runs: dict[int, list[str]], args: argparse.Namespace, folder: Path) -> float:
     """The print-size runs: a table row each, and the sheet of the largest."""
     worst = 0.0
-    print("| size | iterations per scale | plan of the top scale | budget GB | peak RSS GB | wall s | seam score |")
-    print("|---|---|---|---|---|---|---|")
-    results = {}
+    results, rows = {}, []
     for size, options in runs.items():
         r = run([*options, "--max-memory", str(args.budget)], folder / f"print{size}.png")
         step = top_step(r["record"])
@@ -184,47 +182,47 @@ def sizes(runs: dict[int, list[str]], args: argparse.Namespace, folder: Path) ->
         worst = max(worst, abs(score - 1))
         results[size] = (r, step)
         plan = r["record"]["result"]["memory"]["plan"][-1].split(": ", 1)[1]
-        print(
-            f"| {size} | {' '.join(options[options.index('--scale-iterations') + 1 :][:4])} | {plan} | "
-            f"{args.budget:g} | {r['peak'] / 2**30:.2f} | {r['seconds']:.0f} | {score:.3f} |",
-            flush=True,
+        rows.append(
+            {
+                "size": size,
+                "iterations per scale": " ".join(options[options.index("--scale-iterations") + 1 :][:4]),
+                "plan of the top scale": plan,
+                "budget GB": args.budget,
+                "peak RSS GB": round(r["peak"] / 2**30, 2),
+                "wall s": round(r["seconds"]),
+                "seam score": round(score, 3),
+            }
         )
+        print(rows[-1], flush=True)
     biggest = max(results)
     sheet(results[biggest][0]["output"], results[biggest][1], Path(args.output))
     print(f"wrote {args.output}", flush=True)
+    title = f"Print sizes within {args.budget:g} GB, {args.preset}"
+    save_results("print_size", title, rows, f"worst_seam_deviation: {worst:.3f}")
     return worst
 
 
 def compare(base: list[str], args: argparse.Namespace, folder: Path) -> None:
     """2048 px tiled against untiled: losses by one ruler."""
-    common = [
-        *base[:2],
-        "--seed",
-        "0",
-        "--size",
-        "2048",
-        "--scales",
-        "3",
-        "--scale-factor",
-        "2",
-        "--scale-iterations",
-        "60",
-        "10",
-        "4",
-    ]
+    common = [*base[:2], *"--seed 0 --size 2048 --scales 3 --scale-factor 2 --scale-iterations 60 10 4".split()]
     tiled = run([*common, "--max-memory", str(args.budget)], folder / "tiled2048.png")
     whole = run(common, folder / "whole2048.png")
     a, b = losses_at(tiled["output"], tiled["record"]), losses_at(whole["output"], whole["record"])
-    print("\n| 2048 px | plan of the top scale | peak RSS GB | wall s | style loss | content loss |")
-    print("|---|---|---|---|---|---|")
-    for name, r, losses in (("tiled", tiled, a), ("untiled", whole, b)):
-        plan = r["record"]["result"]["memory"]["plan"][-1].split(": ", 1)[1]
-        print(
-            f"| {name} | {plan} | {r['peak'] / 2**30:.2f} | {r['seconds']:.0f} | {losses['style']:.4g} | {losses['content']:.4g} |"
-        )
-    print(
-        f"tiled / untiled: style {a['style'] / b['style']:.3f}, content {a['content'] / b['content']:.3f}", flush=True
-    )
+    rows = [
+        {
+            "2048 px": name,
+            "plan of the top scale": r["record"]["result"]["memory"]["plan"][-1].split(": ", 1)[1],
+            "peak RSS GB": round(r["peak"] / 2**30, 2),
+            "wall s": round(r["seconds"]),
+            "style loss": losses["style"],
+            "content loss": losses["content"],
+        }
+        for name, r, losses in (("tiled", tiled, a), ("untiled", whole, b))
+    ]
+    summary = f"tiled / untiled: style {a['style'] / b['style']:.3f}, content {a['content'] / b['content']:.3f}"
+    title = f"2048 px tiled within {args.budget:g} GB against untiled, {args.preset}"
+    save_results("print_size", title, rows, summary, name="print_size_compare")
+    print(rows, summary, sep="\n", flush=True)
 
 
 def workers(base: list[str], args: argparse.Namespace, folder: Path) -> None:
@@ -237,6 +235,10 @@ def workers(base: list[str], args: argparse.Namespace, folder: Path) -> None:
     step = top_step(r["record"])
     tiles = step.tiles(0)
     per_group = len(tiles) / len({t.group for t in tiles})
+    rows = [{"workers": count, "wall s": round(seconds)} for count, seconds in times.items()]
+    title = f"2048 px in {len(tiles)} tiles of 704 px, {args.preset}, 2 iterations, 1 and 2 local workers"
+    speedup = f"speed-up: {times[1] / times[2]:.2f}"
+    save_results("print_size", title, rows, speedup, name="print_size_workers", cores=os.cpu_count())
     print(
         f"\n2048 px in {len(tiles)} tiles of 704 px, {args.preset}, 2 iterations (one pass each way): 1 worker {times[1]:.0f} s, "
         f"2 workers {times[2]:.0f} s: speed-up {times[1] / times[2]:.2f} on {os.cpu_count()} cores "

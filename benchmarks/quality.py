@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from common import save_results
 from PIL import Image
 
 from nstyle._tf import threads
@@ -104,6 +105,21 @@ def judges() -> list[Judge]:
     ]
 
 
+def means(rows: list[dict], configs: list[str], judges: list[str]) -> list[dict]:
+    """Each configuration's scores averaged over the pairs; "(its own)" where the judge made it."""
+    table = []
+    for name in configs:
+        mine = [r for r in rows if r["config"] == name]
+        row: dict[str, object] = {"configuration": name}
+        for judge in judges:
+            for measure in ("style", "content"):
+                values = [r[f"{judge} {measure}"] for r in mine if r[f"{judge} {measure}"] != ""]
+                row[f"{judge} {measure}"] = round(statistics.mean(values), 3) if values else "(its own)"
+        row["s / image"] = round(statistics.mean(r["seconds"] for r in mine))
+        table.append(row)
+    return table
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=256)
@@ -168,17 +184,11 @@ def main() -> None:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    names = [j.name for j in panel]
-    print("\n| configuration | " + " | ".join(f"{n} style | {n} content" for n in names) + " | s / image |")
-    print("| --- " * (2 * len(names) + 2) + "|")
-    for name in args.configs:
-        mine = [r for r in rows if r["config"] == name]
-        cells = []
-        for n in names:
-            for measure in ("style", "content"):
-                values = [r[f"{n} {measure}"] for r in mine if r[f"{n} {measure}"] != ""]
-                cells.append(f"{statistics.mean(values):.3f}" if values else "(its own)")
-        print(f"| {name} | " + " | ".join(cells) + f" | {statistics.mean(r['seconds'] for r in mine):.0f} |")
+    table = means(rows, args.configs, [j.name for j in panel])
+    for row in table:
+        print(" | ".join(str(v) for v in row.values()))
+    title = f"Quality by judges that did not make the image, {args.size} px, mean of {args.pairs} pairs"
+    save_results("quality", title, table, pairs=[f"{c} x {s}" for c, s in PAIRS[: args.pairs]])
     print(f"\nwrote {out / 'sheet.png'} and {out / 'table.csv'}")
 
 

@@ -27,7 +27,7 @@ import argparse
 import math
 import time
 
-from common import CONTENT, STYLE, Clock, Float32Loss
+from common import CONTENT, STYLE, Clock, Float32Loss, save_results
 
 from nstyle import stylize
 from nstyle._tf import use_all_cores
@@ -100,7 +100,19 @@ def main() -> None:
         f"seed recipe (Adam lr 20, {args.seed_iterations} steps, float32): best loss {target:.5g} "
         f"(content term {seed_content:.4g}) at step {best + 1}, {seed_time:.1f} s"
     )
-    rows = []
+    rows, table = (
+        [],
+        [
+            {
+                "recipe": f"seed (Adam lr 20, {args.seed_iterations} steps)",
+                "seconds": round(seed_time, 1),
+                "final-scale iterations": best + 1,
+                "ratio": 1.0,
+                "content term": seed_content,
+                "counted": "the target",
+            }
+        ],
+    )
     for name in args.candidates:
         settings = CANDIDATES[name]
         if settings.get("precision") == "bfloat16" and auto.name != "bfloat16":
@@ -117,10 +129,22 @@ def main() -> None:
             outcome = f"reached in {clock.reached:.1f} s ({len(clock.trace)} final-scale iterations), ratio {ratio:.3f}"
         verdict = "" if keeps_photo else " -- left out: content term above the seed's, the photo is lost"
         print(f"{name:18} {outcome}; content term {content:.4g}{verdict}")
+        table.append(
+            {
+                "recipe": name,
+                "seconds": None if clock.reached is None else round(clock.reached, 1),
+                "final-scale iterations": len(clock.trace),
+                "ratio": round(ratio, 3),
+                "content term": content,
+                "counted": "yes" if keeps_photo else "no: the photo is lost",
+            }
+        )
         if keeps_photo:
             rows.append((name, ratio))
     name, ratio = min(rows, key=lambda r: r[1])
     print(f"best: {name}")
+    title = f"Time to the seed recipe's loss, {args.size} px, best loss {target:.5g}"
+    save_results("time_to_quality", title, table, f"time_ratio: {ratio:.3f}", best=name)
     print(f"time_ratio: {ratio:.3f}")
 
 

@@ -38,7 +38,9 @@ from PIL import Image, ImageDraw
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from benchmarks.memory_model import _cpu  # noqa: E402
+
+from benchmarks.common import save_results  # noqa: E402
+from nstyle.backbones.precision import host_cpu  # noqa: E402
 
 CLIP = ROOT / "examples/video/pan.mp4"
 STYLE = ROOT / "examples/images/style/starry_night.jpg"
@@ -89,6 +91,17 @@ def style_losses(frames: list[np.ndarray], content: list[np.ndarray], cfg) -> fl
     return float(np.mean(values))
 
 
+def row(method: str, iterations: int, weight: float | None, error: float, seconds: float, style: float) -> dict:
+    return {
+        "method": method,
+        "later frames' iterations": iterations,
+        "temporal weight": weight,
+        "temporal error": round(error, 2),
+        "s / frame": round(seconds, 2),
+        "style loss vs per frame": round(style, 2),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--make-clip", action="store_true", help="render examples/video/pan.mp4 again")
@@ -110,7 +123,7 @@ def main() -> None:
     cfg = resolve(args.preset, None, {"size": args.size, "iterations": args.iterations, "seed": 0})
     content = read_clip(CLIP, args.size, args.frames).frames
     print(
-        f"CPU: {_cpu()}; {args.preset}, {len(content)} frames of {content[0].shape[1]}x{content[0].shape[0]}, "
+        f"CPU: {host_cpu().describe()}; {args.preset}, {len(content)} frames of {content[0].shape[1]}x{content[0].shape[0]}, "
         f"first frame {args.iterations} iterations",
         flush=True,
     )
@@ -119,14 +132,11 @@ def main() -> None:
     single_seconds = (time.perf_counter() - start) / len(content)
     single_error = temporal_error(single, content)
     single_style = style_losses(single, content, cfg)
-    print(
-        "| method | later frames' iterations | temporal weight | temporal error | s / frame | style loss vs per frame |"
-    )
-    print("|---|---|---|---|---|---|")
-    print(f"| per frame | {args.iterations} | - | {single_error:.2f} | {single_seconds:.2f} | 1.00 |", flush=True)
+    table = [row("per frame", args.iterations, None, single_error, single_seconds, 1.0)]
+    print(table[0], flush=True)
     default = round(args.iterations * FRAME_SHARE)
     folder = Path(tempfile.mkdtemp(prefix="nstyle-video-"))
-    rows = {}
+    runs = {}
     for share, weight in (
         (default, TEMPORAL_WEIGHT),
         (default, 0.0),
@@ -143,9 +153,10 @@ def main() -> None:
         frames = [np.asarray(Image.open(p).convert("RGB")) for p in sorted(out.glob("frame_*.png"))]
         error = temporal_error(frames, content)
         style = style_losses(frames, content, cfg) / single_style
-        rows[(share, weight)] = (error, seconds, frames)
-        print(f"| nstyle video | {share} | {weight:g} | {error:.2f} | {seconds:.2f} | {style:.2f} |", flush=True)
-    error, seconds, frames = rows[(default, TEMPORAL_WEIGHT)]
+        runs[(share, weight)] = (error, seconds, frames)
+        table.append(row("nstyle video", share, weight, error, seconds, style))
+        print(table[-1], flush=True)
+    error, seconds, frames = runs[(default, TEMPORAL_WEIGHT)]
     print(
         f"\ndefaults ({default} iterations, weight {TEMPORAL_WEIGHT:g}): temporal error {error / single_error:.2f} x per-frame's "
         f"(target <= 0.5), {seconds / single_seconds:.2f} x its seconds per frame (target <= 0.33)"
@@ -153,7 +164,13 @@ def main() -> None:
     gif = [Image.fromarray(np.concatenate([a, b], axis=0)) for a, b in zip(single, frames)]
     gif[0].save(args.output, save_all=True, append_images=gif[1:], duration=1000 // 12, loop=0)
     print(f"wrote {args.output}")
-    print(f"temporal_error_ratio: {error / single_error:.3f}")
+    summary = f"temporal_error_ratio: {error / single_error:.3f}"
+    title = (
+        f"Video, {args.preset}, {len(content)} frames of {content[0].shape[1]}x{content[0].shape[0]}, "
+        f"first frame {args.iterations} iterations"
+    )
+    save_results("video", title, table, summary, seconds_ratio=round(seconds / single_seconds, 3))
+    print(summary)
 
 
 if __name__ == "__main__":

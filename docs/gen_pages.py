@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import os
+import sys
 from pathlib import Path
 
 import mkdocs_gen_files
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).parent))
+import results_tables  # noqa: E402
 
 
 def command_help(argv: list[str]) -> str:
@@ -39,37 +40,14 @@ def cli_page() -> str:
     return "\n".join(parts)
 
 
-def cell(value: object) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value).replace("|", "\\|")
-
-
 def benchmarks_page() -> str:
     parts = [
         "# Benchmark results\n",
         "Rendered from `benchmarks/results/*.json`, which the benchmark scripts write; each names the "
         "machine it ran on and when. Compare figures only within one file: the CPU changes between runs.\n",
     ]
-    files = sorted((ROOT / "benchmarks" / "results").glob("*.json"))
-    if not files:
-        parts.append("No results recorded yet: run a script in `benchmarks/`.\n")
-    for path in files:
-        data = json.loads(path.read_text())
-        parts.append(f"## {data.get('title', path.stem)}\n")
-        parts.append(
-            f"`benchmarks/{data.get('script', path.stem + '.py')}` on {data.get('cpu', '?')}, "
-            f"{data.get('date', '?')}; {', '.join(f'{k} {v}' for k, v in data.get('versions', {}).items())}.\n"
-        )
-        rows = data.get("rows", [])
-        if rows:
-            columns = list(rows[0])
-            parts.append("| " + " | ".join(columns) + " |")
-            parts.append("|" + " --- |" * len(columns))
-            parts += ["| " + " | ".join(cell(r.get(c, "")) for c in columns) + " |" for r in rows]
-            parts.append("")
-        if data.get("summary"):
-            parts.append(f"**{data['summary']}**\n")
+    for name in results_tables.names():
+        parts += [f"## {results_tables.title(name)} {{#{name.replace('_', '-')}}}\n", results_tables.render(name)]
     return "\n".join(parts)
 
 

@@ -18,6 +18,11 @@ STYLE = SAMPLES / "style" / "starry_night.jpg"
 TINY = {"weights": "random:0", "size": 64, "iterations": 4}
 
 
+def cli_args(out: Path | str, flags: str = "", content: Path | str = CONTENT, style: Path | str = STYLE) -> list[str]:
+    """The argv of ``nstyle CONTENT STYLE -o OUT FLAGS``, the flags written as one would type them."""
+    return [str(content), str(style), "-o", str(out), *flags.split()]
+
+
 @pytest.fixture(autouse=True)
 def _no_downloads(monkeypatch, tmp_path_factory):
     """Point Keras's cache at an empty folder and make any download fail at once."""

@@ -2,10 +2,10 @@
 
 The image lives in the network's input space (as in the notebook), so clipping to valid
 pixels is a per-channel box. Adam runs as one compiled ``tf.function`` step (forward,
-gradient, update, clip and best-image bookkeeping in one graph: with BatchNorm folded, 3.2x
-the notebook's eager loop on a 2-core AVX2 CPU in float32; XLA's ``jit_compile`` measured no
-faster, so it is off). L-BFGS is nstyle's own projected L-BFGS (see :class:`_LBFGS` for why
-not SciPy's L-BFGS-B). A float16 network gets dynamic loss scaling in both.
+gradient, update, clip and best-image bookkeeping in one graph, so no step pays Python's or
+eager TensorFlow's overhead; XLA's ``jit_compile`` measured no faster, so it is off). L-BFGS
+is nstyle's own projected L-BFGS (see :class:`_LBFGS` for why not SciPy's L-BFGS-B). A
+float16 network gets dynamic loss scaling in both.
 """
 
 from __future__ import annotations
@@ -139,7 +139,7 @@ class Optimizer:
     """One compiled optimiser, run again and again from new starts: tiles, frames, scales.
 
     Compiling a step (tracing the loss into a graph, and TensorFlow optimising that graph at
-    its first call) took about a second for the seed preset; a tiled run optimises dozens of
+    its first call) costs more than many steps; a tiled run optimises dozens of
     same-sized tiles with one loss whose targets it swaps (``set_content``), and a multi-scale
     run one image at each size (``retarget``). L-BFGS's evaluation takes images of any size,
     so it is compiled once for all of them; Adam keeps its moments in variables of the image's

@@ -1,12 +1,11 @@
 """The plan of a run: which scales run whole and which in tiles, sized to a memory budget.
 
-Peak memory of a stylization grows with the pixels one forward and backward pass sees: about
-1.75 KB a pixel for ResNet50 with L-BFGS in float32 (its curvature pairs and working images a
-third of it), so 2048 px needs 5.5 GB and 8192 px would need 74 GB. Coarse scales run whole
-(composition is global); a scale that would not fit in the budget runs as overlapping tiles of
-the largest size that fits, each tile optimised with the whole style image's statistics, and
-blended into the image with a feathered window. A size that cannot fit even in tiles is refused
-here, before any work, with the size that fits.
+Peak memory of a stylization grows with the pixels one forward and backward pass sees, and
+L-BFGS adds its curvature pairs and working images, so print sizes cannot run whole on most
+machines. Coarse scales run whole (composition is global); a scale that would not fit in the
+budget runs as overlapping tiles of the largest size that fits, each tile optimised with the
+whole style image's statistics, and blended into the image with a feathered window. A size
+that cannot fit even in tiles is refused here, before any work, with the size that fits.
 
 Everything here is arithmetic on sizes (no TensorFlow): the memory model is calibrated by
 ``benchmarks/memory_model.py`` and checked by a test against measured peak RSS.
@@ -24,11 +23,9 @@ from .errors import ConfigError
 
 GB = 2**30
 #: Peak bytes per input pixel of a forward and backward pass through a backbone cut at its
-#: default layers, in float32, without the optimiser's state; measured (memory_model.py: its
-#: slope between 512 and 1024 px less the optimiser's bytes; ResNet50's L-BFGS and Adam runs
-#: agree within 3 bytes). Re-measured once L-BFGS's pairs were counted: the earlier figures,
-#: 1290 for ResNet50 and 3380 for VGG19, had been fitted with the pairs missing and the
-#: convolutions' gradients TensorFlow's own, and over-estimated VGG19 by 39%.
+#: default layers, in float32, without the optimiser's state: the slope of peak RSS between two
+#: sizes less the optimiser's bytes, as ``benchmarks/memory_model.py`` measures it. Fitted with
+#: L-BFGS's pairs counted and nstyle's own convolution gradients, which both change the slope.
 NETWORK_BYTES = {
     "resnet50": 1110.0,
     "resnet101": 1110.0,  # same default layers (conv1 to conv4_block5): the same cut network
@@ -38,15 +35,13 @@ NETWORK_BYTES = {
     "efficientnet_lite0": 960.0,
 }
 #: The optimiser's own arrays per input pixel. L-BFGS takes slots for ``_LBFGS.HISTORY`` + 1
-#: (21) curvature pairs of two float32 images at its start, 504 bytes a pixel, and keeps about
-#: eight working images (the iterate, its gradient, the direction, the trial point and its
-#: gradient, the box, the best image): a ResNet50 run at 1024 px whose pairs were allocated as
-#: they came peaked 608 bytes a pixel higher after 45 iterations than after two (the
-#: calibration's two iterations had measured 30, its history still empty). Adam: its moments
-#: and images, measured as the difference of its runs' slopes.
+#: curvature pairs of two float32 images at its start (so a run that cannot have them fails at
+#: once, not mid-run) and keeps about eight working images (the iterate, its gradient, the
+#: direction, the trial point and its gradient, the box, the best image). Adam: its moments and
+#: images, the difference of its runs' slopes and L-BFGS's.
 OPTIMIZER_BYTES = {"lbfgs": 610.0, "adam": 90.0}
-#: Activations in 16 bits; the gradients and statistics stay float32 (ResNet50 Adam, network
-#: bytes a pixel: 784 in bfloat16 against 1112 in float32).
+#: Activations in 16 bits; the gradients and statistics stay float32, so the saving is less
+#: than half (fitted from ResNet50 Adam runs in both precisions).
 PRECISION_FACTOR = {"float32": 1.0, "bfloat16": 0.7, "float16": 0.7}
 #: What a compiled step adds once, whatever the size (the graph, its constants, allocator slack).
 TRACE_BYTES = 0.15 * GB

@@ -13,7 +13,7 @@ from PIL import Image
 
 from nstyle.io import read_metadata
 
-from ..conftest import CONTENT, SAMPLES, STYLE
+from ..conftest import CONTENT, SAMPLES, STYLE, cli_args
 
 ROCKET = SAMPLES / "content" / "rocket.jpg"
 GRID = [
@@ -23,15 +23,7 @@ GRID = [
     str(ROCKET),
     "--style",
     str(STYLE),
-    "--weights",
-    "random:0",
-    "--size",
-    "64",
-    "--iterations",
-    "3",
-    "--seed",
-    "1",
-    "--quiet",
+    *"--weights random:0 --size 64 --iterations 3 --seed 1 --quiet".split(),
 ]
 
 
@@ -148,25 +140,9 @@ def test_sigterm_then_resume_gives_the_uninterrupted_image(tmp_path):
     from nstyle.api import stylize
 
     out = tmp_path / "out.png"
-    args = [
-        str(CONTENT),
-        str(STYLE),
-        "-o",
-        str(out),
-        "--preset",
-        "seed",
-        "--weights",
-        "random:0",
-        "--size",
-        "64",
-        "--seed",
-        "3",
-        "--iterations",
-        "100",
-        "--checkpoint-every",
-        "2",
-        "--quiet",
-    ]
+    args = cli_args(
+        out, "--preset seed --weights random:0 --size 64 --seed 3 --iterations 100 --checkpoint-every 2 --quiet"
+    )
     proc = nstyle(*args)
     ckpt = tmp_path / "out.ckpt.npz"
     wait_for(ckpt.exists)
@@ -241,23 +217,9 @@ def test_signals_at_random_moments_leave_only_whole_files(tmp_path):
         out = tmp_path / f"run{n}" / "out.png"
         out.parent.mkdir()
         proc = nstyle(
-            str(CONTENT),
-            str(STYLE),
-            "-o",
-            str(out),
-            "--preset",
-            "seed",
-            "--weights",
-            "random:0",
-            "--size",
-            "64",
-            "--iterations",
-            "120",
-            "--checkpoint-every",
-            "3",
-            "--seed",
-            "1",
-            "--quiet",
+            *cli_args(
+                out, "--preset seed --weights random:0 --size 64 --iterations 120 --checkpoint-every 3 --seed 1 --quiet"
+            )
         )
         wait_for((out.parent / "out.ckpt.npz").exists)
         time.sleep(rng.uniform(0.0, 1.0))
@@ -307,16 +269,7 @@ def test_a_second_run_on_the_same_output_refuses_and_a_stale_claim_is_taken_over
                 sys.executable,
                 "-m",
                 "nstyle",
-                str(CONTENT),
-                str(STYLE),
-                "-o",
-                str(out),
-                "--weights",
-                "random:0",
-                "--size",
-                "64",
-                "--iterations",
-                "1",
+                *cli_args(out, "--weights random:0 --size 64 --iterations 1"),
             ],
             capture_output=True,
             text=True,
@@ -328,24 +281,7 @@ def test_a_second_run_on_the_same_output_refuses_and_a_stale_claim_is_taken_over
         sleeper.kill()
         sleeper.wait()
     # its process is gone now: the claim is stale, and the next run takes it over
-    assert (
-        main(
-            [
-                str(CONTENT),
-                str(STYLE),
-                "-o",
-                str(out),
-                "--weights",
-                "random:0",
-                "--size",
-                "64",
-                "--iterations",
-                "1",
-                "--quiet",
-            ]
-        )
-        == 0
-    )
+    assert main(cli_args(out, "--weights random:0 --size 64 --iterations 1 --quiet")) == 0
     assert out.exists() and not lock.exists()
 
 

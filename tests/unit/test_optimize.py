@@ -5,7 +5,7 @@ from nstyle.api import stylize
 from nstyle.optimize import OptimizerSettings, Stop, optimize, tf
 from nstyle.outcome import Ending, Outcome
 
-from ..conftest import CONTENT, STYLE, TINY
+from ..conftest import CONTENT, STYLE, TINY, cli_args
 
 
 def quadratic(target, conditioning=1.0):
@@ -158,23 +158,7 @@ def test_an_early_end_reaches_the_record_and_the_last_line(tmp_path, capsys):
     from nstyle.io import read_metadata
 
     out = tmp_path / "same.png"
-    code = main(
-        [
-            str(STYLE),
-            str(STYLE),
-            "-o",
-            str(out),
-            "--weights",
-            "random:0",
-            "--size",
-            "64",
-            "--iterations",
-            "20",
-            "--optimizer",
-            "lbfgs",
-            "--quiet",
-        ]
-    )
+    code = main(cli_args(out, "--weights random:0 --size 64 --iterations 20 --optimizer lbfgs --quiet", content=STYLE))
     assert code == 0
     record = read_metadata(out)["result"]
     assert record["iterations_run"] < 20

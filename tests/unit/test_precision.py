@@ -14,7 +14,7 @@ from nstyle.backbones.precision import Cpu, Gpu, choose, read_cpu
 from nstyle.config import resolve
 from nstyle.optimize import LossScale
 
-from ..conftest import CONTENT, STYLE, TINY
+from ..conftest import CONTENT, STYLE, TINY, cli_args
 
 SPR = Cpu("Intel Xeon Platinum 8481C", frozenset({"avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}), 2)
 ZEN4 = Cpu("AMD EPYC 9B14", frozenset({"avx2", "avx512f", "avx512_bf16"}), 2)
@@ -107,18 +107,7 @@ def test_cli_records_precision_and_rejects_unknown(tmp_path):
         sys.executable,
         "-m",
         "nstyle",
-        str(CONTENT),
-        str(STYLE),
-        "-o",
-        str(out),
-        "--preset",
-        "seed",
-        "--weights",
-        "random:0",
-        "--size",
-        "48",
-        "--iterations",
-        "2",
+        *cli_args(out, "--preset seed --weights random:0 --size 48 --iterations 2"),
     ]
     bad = subprocess.run([*command, "--precision", "fp8"], capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1

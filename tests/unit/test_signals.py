@@ -14,7 +14,7 @@ from PIL import Image
 
 from nstyle.signals import Interrupted, received, stop_on_signals
 
-from ..conftest import CONTENT, STYLE
+from ..conftest import cli_args
 
 
 def test_first_signal_raises_and_later_ones_wait():
@@ -37,21 +37,7 @@ def test_a_stopped_run_writes_its_best_image(tmp_path, signum):
             sys.executable,
             "-m",
             "nstyle",
-            str(CONTENT),
-            str(STYLE),
-            "-o",
-            str(out),
-            "--preset",
-            "seed",
-            "--weights",
-            "random:0",
-            "--size",
-            "48",
-            "--iterations",
-            "500",
-            "--snapshot-every",
-            "3",
-            "--quiet",
+            *cli_args(out, "--preset seed --weights random:0 --size 48 --iterations 500 --snapshot-every 3 --quiet"),
         ],
         stderr=subprocess.PIPE,
         text=True,

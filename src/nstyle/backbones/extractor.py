@@ -101,7 +101,7 @@ class FeatureExtractor:
         features = {}
         for name, out in zip(self.layers, self._listed(self.network(tf.cast(x, tf.float32)))):
             # keep the positions the image itself reaches: ceil(side / stride). tf.slice, not
-            # indexing: a strided slice's gradient took 6% of the seed's step, a slice's is a pad.
+            # indexing: a strided slice's gradient is a costly scatter, a slice's is a pad.
             stride = self.strides[name]
             out = tf.slice(out, [0, 0, 0, 0], [-1, -(-height // stride), -(-width // stride), -1])
             features[name] = tf.cast(out, tf.float32)

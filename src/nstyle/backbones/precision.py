@@ -6,8 +6,9 @@ stay float32. The network is where the time goes, and its features only need to 
 the optimisation needs exact sums.
 
 ``auto`` picks bfloat16 where the CPU has bf16 matrix units (Intel AMX, or AVX512-BF16),
-which convolve faster than in float32 (benchmarks/step_speed.py). Elsewhere TensorFlow emulates bfloat16 in float32 arithmetic plus conversions, which is
-slower than float32, so ``auto`` stays float32. On a GPU: bfloat16 from Ampere (compute
+which convolve faster than in float32 (benchmarks/step_speed.py). Elsewhere TensorFlow
+emulates bfloat16 in float32 arithmetic plus conversions, which is slower than float32, so
+``auto`` stays float32. On a GPU: bfloat16 from Ampere (compute
 capability 8.0) on, float16 with loss scaling on Volta/Turing tensor cores, float32 before.
 
 ``auto`` keeps L-BFGS in float32 everywhere. Its curvature pairs and line search feed on exact
