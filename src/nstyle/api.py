@@ -22,6 +22,7 @@ from . import color
 from ._tf import threads
 from ._version import __version__
 from .backbones import precision
+from .backbones.seeded import GENERATOR
 from .checkpoints import Checkpoint, CheckpointPlan
 from .config import Config, configure
 from .engine import Engine, Run, RunResult, final_image
@@ -71,6 +72,8 @@ class StylizeResult:
                 "precision": self.precision,
                 "device": self.device,
                 "memory": self.memory,
+                "backend": keras.backend.backend(),
+                **({"random_weights": GENERATOR} if self.config.weights.startswith("random") else {}),
             },
             "versions": {
                 "python": platform.python_version(),

@@ -530,6 +530,15 @@ def _reproduce(argv: list[str]) -> int:
     for s in sources:
         if Path(s["path"]).is_file() and file_sha256(s["path"]) != s.get("sha256"):
             print(f"nstyle: note: {s['path']} has changed since that run", file=sys.stderr)
+    from .backbones.seeded import GENERATOR
+
+    drawn_by = record.get("result", {}).get("random_weights")
+    if str(record["config"].get("weights", "")).startswith("random") and drawn_by != GENERATOR:
+        print(
+            f"nstyle: note: that run's random weights were drawn by {drawn_by or 'its backend'}, "
+            f"these by NumPy ({GENERATOR}): the result cannot match it exactly",
+            file=sys.stderr,
+        )
     source = Path(args.image)
     args.output = args.output or str(source.with_name(f"{source.stem}-reproduced{source.suffix}"))
     # 'auto' may pick differently on this machine: run in the precision that run resolved to.

@@ -245,11 +245,9 @@ def _load_model_cached(name: str, weights: str, _stamp: int) -> keras.Model:
 
         return hed.load_into(backbone.build(None))
     if weights.startswith("random"):
-        import keras
+        from .seeded import draw_weights
 
-        seed = int(weights.partition(":")[2] or 0)
-        keras.utils.set_random_seed(seed)
-        return backbone.build(None)
+        return draw_weights(backbone.build(None), int(weights.partition(":")[2] or 0))
     model = backbone.build(None)
     try:
         with warnings.catch_warnings(record=True) as caught:
