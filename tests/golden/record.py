@@ -3,8 +3,11 @@
 Whole image (Adam, L-BFGS), multi-scale, tiled and video, on random weights with a fixed seed,
 so that no download is needed. The histories depend on the CPU's kernels, so each CPU kind gets
 its own file, ``histories-<kind>.json``; ``tests/e2e/test_golden.py`` compares against the file of
-the CPU it runs on. To record for another CPU, run this from a checkout of the commit the
-fixtures were first made at (named in each file), so that the numbers are the old code's:
+the CPU it runs on. The files were recorded when ``random:N`` weights became NumPy draws, with the
+TensorFlow-only engine that came before the move to ``keras.ops`` (the commit is named in each
+file; the earlier fixtures, of Keras-initialised weights, could not be re-recorded on their CPUs
+and were retired). To record for another CPU, run this from a checkout of that commit, so that
+the numbers are the old code's:
 
     git worktree add /tmp/before COMMIT
     PYTHONPATH=/tmp/before/src .venv/bin/python tests/golden/record.py
