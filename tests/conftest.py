@@ -51,3 +51,31 @@ def rgb_file(tmp_path) -> Path:
 
 def pytest_configure(config):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def tensor(array, dtype: str = "float32"):
+    """An array as a tensor of the running Keras backend (tests run on whichever KERAS_BACKEND names)."""
+    from nstyle.backends import load_keras
+
+    return load_keras().ops.convert_to_tensor(np.asarray(array, dtype))
+
+
+def numpy(value) -> np.ndarray:
+    """A backend tensor as a NumPy array."""
+    from nstyle.backends import ops
+
+    return np.asarray(ops().to_numpy(value))
+
+
+def value_and_gradient(fn, x) -> tuple[np.ndarray, np.ndarray]:
+    """``fn(x)`` (a scalar tensor) and its gradient with respect to ``x``, as NumPy, on the running backend."""
+    from nstyle.backends import ops
+
+    value, _, grad = ops().value_and_grad(lambda x: (fn(x), ()))(tensor(x))
+    return numpy(value), numpy(grad)
+
+
+def backend_name() -> str:
+    from nstyle.backends import current
+
+    return current()

@@ -19,16 +19,15 @@ import numpy as np
 from PIL import Image
 
 from . import color
-from ._tf import threads
 from ._version import __version__
 from .backbones import precision
 from .backbones.seeded import GENERATOR
+from .backends import backend_version, threads
 from .checkpoints import Checkpoint, CheckpointPlan
 from .config import Config, configure
 from .engine import Engine, Run, RunResult, final_image
 from .errors import RunError
 from .io import ImageSource, file_sha256, load_image
-from .losses import tf
 from .optimize import Callback
 from .outcome import COMPLETED, Outcome
 from .plan import GB, Plan
@@ -77,7 +76,7 @@ class StylizeResult:
             },
             "versions": {
                 "python": platform.python_version(),
-                "tensorflow": tf.__version__,
+                keras.backend.backend(): backend_version(),
                 "keras": keras.__version__,
                 "numpy": np.__version__,
                 "pillow": Image.__version__,

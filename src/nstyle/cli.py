@@ -1,6 +1,6 @@
 """The ``nstyle`` command: a thin layer over :mod:`nstyle.api`.
 
-Arguments are checked (paths, numbers, output) before TensorFlow is imported, so bad
+Arguments are checked (paths, numbers, output) before Keras and its backend are imported, so bad
 input fails in a fraction of a second with one line on stderr.
 """
 
@@ -18,6 +18,7 @@ from typing import Any, NoReturn
 
 from ._version import __version__
 from .backbones import REGISTRY
+from .backends import select
 from .config import Config, preset_description, preset_names, resolve
 from .errors import NStyleError
 from .signals import Interrupted, deferred, received, stop_on_signals
@@ -165,7 +166,9 @@ def settings_from(args: argparse.Namespace) -> Config:
     """The validated Config for parsed settings flags: preset < --config < flags."""
     names = [f.name for f in dataclasses.fields(Config)]
     overrides = {k: getattr(args, k) for k in names if getattr(args, k, None) is not None}
-    return resolve(args.preset, args.config, overrides)
+    cfg = resolve(args.preset, args.config, overrides)
+    select(cfg.backend or None)  # before anything imports Keras: it picks its backend once
+    return cfg
 
 
 def add_parallel(p: argparse.ArgumentParser, what: str = "trials at once") -> None:
@@ -200,6 +203,8 @@ def checkpoint_path(output: Path) -> Path:
 def _run(content: str, styles: list[str], cfg: Config, args: argparse.Namespace, resume: Any = None) -> int:
     """Check every path, then stylize and write the outputs; shared by stylize, reproduce and resume."""
     from .io import check_image_output, check_output, load_image, preflight, sidecar_path
+
+    select(cfg.backend or None)
 
     own = Path(resume.output).resolve() if resume is not None and resume.output else None
     force = args.force or (own is not None and Path(args.output).resolve() == own)  # a resumed run's own output
@@ -271,8 +276,8 @@ def _stylize_and_write(
     resume: Any,
 ) -> int:
     """The work of :func:`_run`, once every check has passed and the output is claimed."""
-    from ._tf import use_all_cores
-    from .api import stylize  # imports TensorFlow: only now that the input is known good
+    from .api import stylize  # imports Keras and its backend: only now that the input is known good
+    from .backends import use_all_cores
     from .callbacks import Snapshots, Strip, strip_path
     from .io import save_image, save_with_fallback
 
@@ -418,7 +423,7 @@ def _video(argv: list[str]) -> int:
     for style in args.style:
         load_image(style, "style image")
     cfg = settings_from(args)
-    from ._tf import use_all_cores
+    from .backends import use_all_cores
     from .io import preflight
     from .video import stylize_video
 
@@ -459,9 +464,13 @@ def _report_video(result: Any, quiet: bool) -> int:
 
 
 def _info(argv: list[str]) -> int:
-    Parser(
-        prog="nstyle info", description="Versions, devices, what --precision auto picks, weights and extras."
-    ).parse_args(argv)
+    p = Parser(
+        prog="nstyle info", description="Versions, backends, devices, what --precision auto picks, weights and extras."
+    )
+    p.add_argument(
+        "--backend", metavar="NAME", help="report as seen from this backend (default: KERAS_BACKEND, else tensorflow)"
+    )
+    select(p.parse_args(argv).backend)
     from .info import report
 
     print(report())
@@ -482,9 +491,9 @@ def _layers(argv: list[str]) -> int:
     backbone = get_backbone(args.backbone)
     if args.size is not None and not MIN_SIZE <= args.size <= MAX_SIZE:
         raise NStyleError(f"--size: {args.size} must be between {MIN_SIZE} and {MAX_SIZE}")
-    from ._tf import quiet_tensorflow
+    from .backends import load_keras
 
-    quiet_tensorflow()
+    load_keras()
     aliases = backbone.alias_map()
     roles: dict[str, list[str]] = {}
     for role, names in (("content", backbone.content_layers), ("style", backbone.style_layers)):
@@ -583,8 +592,9 @@ def _resume_job(path: str, checkpoint: Any, quiet: bool) -> int:
 
     arguments = checkpoint.job["arguments"]
     if checkpoint.kind == "video":
-        from ._tf import use_all_cores
+        from .backends import select, use_all_cores
 
+        select(arguments.get("config", {}).get("backend") or None)
         use_all_cores()
         return _report_video(jobs.resume(path, progress=not quiet), quiet)
     folder = arguments["out_dir"]

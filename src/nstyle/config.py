@@ -78,6 +78,18 @@ def _tile(v: Mapping[str, Any], key: str) -> int:
     return 0 if v[key] in (0, None) else _integer(v, key, MIN_TILE, MAX_SIZE)
 
 
+def _backend(v: Mapping[str, Any], key: str) -> str:
+    """'' (KERAS_BACKEND, else TensorFlow) or an installed backend's name."""
+    from .backends import NAMES, is_installed
+
+    if v[key] in ("", None):
+        return ""
+    name = _choice(v, key, NAMES)
+    if not is_installed(name):
+        raise ConfigError(f"{key}: {name} is not installed (pip install -e '.[{name}]')")
+    return name
+
+
 WEIGHT = {"type": float, "metavar": "W"}
 LAYERS = {"nargs": "+", "metavar": "LAYER[:W]"}
 
@@ -184,6 +196,12 @@ class Config:
         "bfloat16 where the CPU or GPU has fast bf16, else float32; L-BFGS in float32), "
         "float32, bfloat16 or float16",
         metavar="P",
+    )
+    backend: str = setting(
+        "",
+        _backend,
+        "the Keras backend: tensorflow, jax or torch (default: KERAS_BACKEND, else tensorflow)",
+        metavar="NAME",
     )
     max_memory: float | None = setting(
         None,

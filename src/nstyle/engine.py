@@ -232,7 +232,7 @@ class Engine:
             solver.hold(working(run.cfg, frame.held), frame.mask, frame.weight * self.frame_scale / TEMPORAL_SCALE**2)
             done = solver.solve(start, frame.iterations, [emit, *run.callbacks])
             if done.history:  # this frame's own loss, without the temporal term: the next frame's scale
-                last, weight = done.history[-1], float(solver.loss.temporal.weight.numpy())  # type: ignore[union-attr]
+                last, weight = done.history[-1], solver.loss.temporal_weight
                 self.frame_scale = max(last["total"] - weight * last["temporal"], 1e-30)
         result = self._step_result(done)
         result.pixels = restore_colour(run.cfg, result.pixels, frame.photo)

@@ -57,21 +57,20 @@ def weights_lines() -> list[str]:
 
 def report() -> str:
     """The whole ``nstyle info`` text."""
-    from ._tf import quiet_tensorflow, use_all_cores
+    from . import backends
 
-    tf = quiet_tensorflow()
-    import keras
-
-    distributions = [d for d in ("tensorflow", "tensorflow-cpu") if _version(d)]
+    keras = backends.load_keras()
     cpu = precision.host_cpu()
     gpus = precision.gpus()
     auto = precision.resolve("auto")
     auto_lbfgs = precision.resolve("auto", "lbfgs")
     lines = [
-        f"nstyle {__version__}, Python {platform.python_version()}",
-        f"TensorFlow {tf.__version__} ({', '.join(distributions) or 'unknown distribution'}), Keras {keras.__version__}",
+        f"nstyle {__version__}, Python {platform.python_version()}, Keras {keras.__version__}",
         f"CPU: {cpu.describe()}",
+        "backends:",
+        *(f"  {b.name:12} {b.version or '-':10} {b.devices}" for b in backends.installed()),
     ]
+    distributions = [d for d in ("tensorflow", "tensorflow-cpu") if _version(d)]
     if len(distributions) > 1:
         lines.append(
             "warning: two TensorFlow distributions share one module here and break each other: "
@@ -79,16 +78,11 @@ def report() -> str:
         )
     if gpus:
         lines += [f"GPU: {g.name}, compute capability {'.'.join(map(str, g.compute_capability or ()))}" for g in gpus]
-    elif tf.test.is_built_with_cuda():
-        lines.append(
-            "GPU: none visible (TensorFlow is CUDA-enabled: with an NVIDIA GPU, "
-            "pip install -e '.[gpu]' adds the CUDA libraries it needs)"
-        )
     else:
-        lines.append("GPU: none (this TensorFlow build is CPU-only)")
+        lines.append(f"GPU: none visible to {backends.current()} (the GPUs and backends guide says how each gets CUDA)")
     lines += [
         f"precision auto: {auto.name} with Adam ({auto.reason.removeprefix('auto: ')}); {auto_lbfgs.name} with L-BFGS",
-        f"threads: {use_all_cores()} intra-op (usable cores: {cpu.cores})",
+        f"threads: {backends.use_all_cores()} intra-op (usable cores: {cpu.cores})",
         "weights:",
         *weights_lines(),
         "extras:",

@@ -3,6 +3,7 @@
 The term functions are the notebook's (and the tf.keras tutorial's) definitions:
 content is the mean squared feature difference; style compares Gram matrices divided by
 the number of spatial positions; total variation penalises neighbouring-pixel differences.
+They are written in ``keras.ops``, so they run on every Keras backend (:mod:`nstyle.backends`).
 """
 
 from __future__ import annotations
@@ -10,63 +11,72 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._tf import quiet_tensorflow
 from .backbones import FeatureExtractor
+from .backends import load_keras, ops
 
 if TYPE_CHECKING:
     from PIL import Image
 
     from .config import Config
 
-tf = quiet_tensorflow()
+keras = load_keras()
+K = keras.ops
+backend = ops()
+
+Tensor = Any  # a tensor of the running backend
 
 
-@tf.custom_gradient
-def gram_matrix(features: tf.Tensor) -> tf.Tensor:
+def _upstream(args: tuple, upstream: Tensor | None) -> Tensor:
+    """A custom gradient's upstream gradient: the last argument on TensorFlow and JAX, a keyword on PyTorch."""
+    return args[-1] if upstream is None else upstream
+
+
+@K.custom_gradient
+def gram_matrix(features: Tensor) -> Tensor:
     """Channel co-occurrence ``F^T F / (H W)`` of ``(..., H, W, C)`` features.
 
     Dividing by the number of positions (not by C too) keeps the notebook's scale, so its
-    style weight of 1e6 means the same thing here. The gradient is written out because
-    TensorFlow's generic one differentiates ``F^T F`` as a product of two different matrices,
-    two matmuls where ``F (dG + dG^T) / (H W)`` needs one: a quarter of a step's time at
-    384x512 on the notebook's layers went to Gram matrices.
+    style weight of 1e6 means the same thing here. The gradient is written out because the
+    generic one differentiates ``F^T F`` as a product of two different matrices, two matmuls
+    where ``F (dG + dG^T) / (H W)`` needs one, and Gram matrices are a large share of a step.
     """
-    shape = tf.shape(features)
-    flat = tf.reshape(features, [-1, shape[-1]])
-    positions = tf.cast(tf.shape(flat)[0], flat.dtype)
-    gram = tf.matmul(flat, flat, transpose_a=True) / positions
+    shape = K.shape(features)
+    flat = K.reshape(features, (-1, shape[-1]))
+    positions = K.cast(K.shape(flat)[0], flat.dtype)
+    gram = backend.matmul_tn(flat, flat) / positions
 
-    def gradient(upstream: tf.Tensor) -> tf.Tensor:
-        return tf.reshape(tf.matmul(flat, upstream + tf.transpose(upstream)) / positions, shape)
+    def gradient(*args: Tensor, upstream: Tensor | None = None) -> Tensor:
+        upstream = _upstream(args, upstream)
+        return K.reshape(K.matmul(flat, upstream + K.transpose(upstream)) / positions, shape)
 
     return gram, gradient
 
 
-def content_loss(features: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
+def content_loss(features: Tensor, target: Tensor) -> Tensor:
     """Mean squared difference of activations."""
-    return tf.reduce_mean(tf.square(features - target))
+    return K.mean(K.square(features - target))
 
 
-def style_loss(features: tf.Tensor, target_gram: tf.Tensor) -> tf.Tensor:
+def style_loss(features: Tensor, target_gram: Tensor) -> Tensor:
     """Mean squared difference between this image's Gram matrix and the target's."""
-    return tf.reduce_mean(tf.square(gram_matrix(features) - target_gram))
+    return K.mean(K.square(gram_matrix(features) - target_gram))
 
 
-def total_variation(image: tf.Tensor) -> tf.Tensor:
+def total_variation(image: Tensor) -> Tensor:
     """Mean squared difference of horizontally plus vertically neighbouring pixels.
 
     Squared rather than absolute differences keep the loss smooth, which L-BFGS needs.
     """
     dy = image[:, 1:, :, :] - image[:, :-1, :, :]
     dx = image[:, :, 1:, :] - image[:, :, :-1, :]
-    return tf.reduce_mean(tf.square(dy)) + tf.reduce_mean(tf.square(dx))
+    return K.mean(K.square(dy)) + K.mean(K.square(dx))
 
 
-def swag(features: tf.Tensor, temperature: float) -> tf.Tensor:
+def swag(features: Tensor, temperature: float) -> Tensor:
     """SWAG's smoothing (Wang, Li & Vasconcelos, CVPR 2021): one softmax over every element of a layer.
 
     As the authors' code (``softmax3d`` in resnet_swag.py) does: all channels and positions of
@@ -77,19 +87,19 @@ def swag(features: tf.Tensor, temperature: float) -> tf.Tensor:
     than 1/N: float32 keeps its precision, and :class:`StyleTransferLoss` measures SWAG's terms
     relative to their targets, so the factor does not reach the loss.
     """
-    flat = tf.reshape(features, [1, -1])
-    elements = tf.cast(tf.shape(flat)[1], flat.dtype)
-    return tf.reshape(tf.nn.softmax(flat / temperature, axis=-1) * elements, tf.shape(features))
+    flat = K.reshape(features, (1, -1))
+    elements = K.cast(K.shape(flat)[1], flat.dtype)
+    return K.reshape(K.softmax(flat / temperature, axis=-1) * elements, K.shape(features))
 
 
-def _mean_and_centred(features: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    flat = tf.reshape(features, [-1, tf.shape(features)[-1]])
-    mean = tf.reduce_mean(flat, axis=0)
+def _mean_and_centred(features: Tensor) -> tuple[Tensor, Tensor]:
+    flat = K.reshape(features, (-1, K.shape(features)[-1]))
+    mean = K.mean(flat, axis=0)
     return mean, flat - mean
 
 
-def _covariance(centred: tf.Tensor) -> tf.Tensor:
-    return tf.matmul(centred, centred, transpose_a=True) / tf.cast(tf.shape(centred)[0], centred.dtype)
+def _covariance(centred: Tensor) -> Tensor:
+    return backend.matmul_tn(centred, centred) / K.cast(K.shape(centred)[0], centred.dtype)
 
 
 class Moments:
@@ -99,7 +109,8 @@ class Moments:
     these three sums, so the statistic of a style image too large for one forward pass is the
     same whether its features arrive whole or tile by tile. With SWAG the features are
     ``exp(F / T)`` divided by one sum over the whole layer; the sums are kept relative to the
-    largest ``F / T`` seen so far, and the softmax's normaliser is applied at the end.
+    largest ``F / T`` seen so far, and the softmax's normaliser is applied at the end. The sums
+    are NumPy float64, whatever the backend.
     """
 
     def __init__(self, temperature: float = 0.0):
@@ -112,18 +123,19 @@ class Moments:
         self.shift = -math.inf
 
     @classmethod
-    def of(cls, features: tf.Tensor, temperature: float = 0.0) -> Moments:
+    def of(cls, features: Tensor, temperature: float = 0.0) -> Moments:
         """The moments of one whole feature map."""
         moments = cls(temperature)
         moments.add(features)
         return moments
 
-    def add(self, features: tf.Tensor) -> None:
+    def add(self, features: Tensor) -> None:
         """Add the feature vectors of ``(..., C)`` features (one tile's interior, or a whole image)."""
-        flat = tf.reshape(tf.cast(features, tf.float64), [-1, features.shape[-1]])
+        array = np.asarray(backend.to_numpy(features), np.float64)
+        flat = array.reshape(-1, array.shape[-1])
         if self.temperature > 0:
             logits = flat / self.temperature
-            top = float(tf.reduce_max(logits))
+            top = float(logits.max())
             if top > self.shift and self.total is not None:  # rescale what was summed to the new shift
                 factor = math.exp(self.shift - top)
                 self.total, self.outer, self.exp_sum = (
@@ -132,14 +144,13 @@ class Moments:
                     self.exp_sum * factor,
                 )
             self.shift = max(self.shift, top)
-            flat = tf.exp(logits - self.shift)
-            self.exp_sum += float(tf.reduce_sum(flat))
-        total = tf.reduce_sum(flat, axis=0).numpy()
-        outer = tf.matmul(flat, flat, transpose_a=True).numpy()
+            flat = np.exp(logits - self.shift)
+            self.exp_sum += float(flat.sum())
+        total, outer = flat.sum(axis=0), flat.T @ flat
         self.total = total if self.total is None else self.total + total
         self.outer = outer if self.outer is None else self.outer + outer
-        self.count += int(flat.shape[0])
-        self.elements += int(flat.shape[0]) * int(flat.shape[1])
+        self.count += flat.shape[0]
+        self.elements += flat.size
 
     def mean_and_second(self) -> tuple[np.ndarray, np.ndarray]:
         """The mean feature vector and the mean outer product (the Gram matrix), float64."""
@@ -147,46 +158,55 @@ class Moments:
         return self.total * factor / self.count, self.outer * factor**2 / self.count
 
 
+def _float32(array: np.ndarray) -> Tensor:
+    return K.convert_to_tensor(np.asarray(array, np.float32))
+
+
+def _float64(array: np.ndarray | float) -> Tensor:
+    return K.convert_to_tensor(np.asarray(array, np.float64), "float64")
+
+
 class GramStyle:
     """The notebook's style statistic: Gram matrices, compared by mean squared difference."""
 
-    def target(self, moments: Moments) -> tuple[tf.Tensor, ...]:
+    def target(self, moments: Moments) -> tuple[Tensor, ...]:
         _, second = moments.mean_and_second()
-        return (tf.constant(second, tf.float32),)
+        return (_float32(second),)
 
-    def loss(self, features: tf.Tensor, target: tuple[tf.Tensor, ...]) -> tf.Tensor:
+    def loss(self, features: Tensor, target: tuple[Tensor, ...]) -> Tensor:
         return style_loss(features, target[0])
 
 
 class MeanStdStyle:
     """Per-channel mean and standard deviation, as in AdaIN: cheap, and blind to correlations."""
 
-    def target(self, moments: Moments) -> tuple[tf.Tensor, ...]:
+    def target(self, moments: Moments) -> tuple[Tensor, ...]:
         mean, second = moments.mean_and_second()
         variance = np.maximum(np.diag(second) - mean**2, 0.0)
-        return tf.constant(mean, tf.float32), tf.constant(np.sqrt(variance + 1e-8), tf.float32)
+        return _float32(mean), _float32(np.sqrt(variance + 1e-8))
 
-    def loss(self, features: tf.Tensor, target: tuple[tf.Tensor, ...]) -> tf.Tensor:
+    def loss(self, features: Tensor, target: tuple[Tensor, ...]) -> Tensor:
         mean, centred = _mean_and_centred(features)
-        std = tf.sqrt(tf.reduce_mean(tf.square(centred), axis=0) + 1e-8)
-        return tf.reduce_mean(tf.square(mean - target[0])) + tf.reduce_mean(tf.square(std - target[1]))
+        std = K.sqrt(K.mean(K.square(centred), axis=0) + 1e-8)
+        return K.mean(K.square(mean - target[0])) + K.mean(K.square(std - target[1]))
 
 
-def _psd_eigh(matrix: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+def _psd_eigh(matrix: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Eigenvalues, eigenvectors and numerical-rank tolerance of a symmetric PSD matrix.
 
     Eigenvalues below ``size * float eps * largest`` are rounding noise of a rank-deficient
     matrix (the usual numerical-rank cut, as numpy's ``matrix_rank`` makes); they are set to 0,
     since the square roots of a few dozen noise values add up to a visible error.
     """
-    values, vectors = tf.linalg.eigh(matrix)
-    size = tf.cast(tf.shape(matrix)[0], matrix.dtype)
-    tolerance = size * float(np.finfo(matrix.dtype.as_numpy_dtype).eps) * tf.reduce_max(tf.abs(values)) + 1e-30
-    return tf.where(values > tolerance, values, 0.0), vectors, tolerance
+    values, vectors = K.eigh(matrix)
+    size = K.cast(K.shape(matrix)[0], matrix.dtype)
+    eps = float(np.finfo(keras.backend.standardize_dtype(matrix.dtype)).eps)
+    tolerance = size * eps * K.max(K.abs(values)) + 1e-30
+    return K.where(values > tolerance, values, K.zeros_like(values)), vectors, tolerance
 
 
-@tf.custom_gradient
-def trace_sqrt(matrix: tf.Tensor) -> tf.Tensor:
+@K.custom_gradient
+def trace_sqrt(matrix: Tensor) -> Tensor:
     """``tr(M^1/2)`` of a symmetric positive semi-definite matrix, with a bounded slope.
 
     The value is the sum of square roots of the eigenvalues, with no floor that would shift it.
@@ -198,11 +218,11 @@ def trace_sqrt(matrix: tf.Tensor) -> tf.Tensor:
     """
     values, vectors, tolerance = _psd_eigh(matrix)
 
-    def gradient(upstream: tf.Tensor) -> tf.Tensor:
-        slopes = 0.5 / tf.sqrt(tf.maximum(values, tolerance))
-        return upstream * tf.matmul(vectors * slopes, vectors, transpose_b=True)
+    def gradient(*args: Tensor, upstream: Tensor | None = None) -> Tensor:
+        slopes = 0.5 / K.sqrt(K.maximum(values, tolerance))
+        return _upstream(args, upstream) * backend.matmul(vectors * slopes, K.transpose(vectors))
 
-    return tf.reduce_sum(tf.sqrt(values)), gradient
+    return K.sum(K.sqrt(values)), gradient
 
 
 class WassersteinStyle:
@@ -212,27 +232,27 @@ class WassersteinStyle:
     of channels. The target's square root is computed once; the trace of the other one goes
     through :func:`trace_sqrt`, exact in value and bounded in slope. Covariances and roots are in
     float64: the cross matrix squares the covariance's condition number, and in float32 the
-    small eigenvalues' rounding alone was 4e-4 of the distance. The distance is not clamped at 0:
-    a clamp has no gradient, so a value pushed below 0 would end the run while the images differ.
+    small eigenvalues' rounding alone was a visible share of the distance. The distance is not
+    clamped at 0: a clamp has no gradient, so a value pushed below 0 would end the run while the
+    images differ.
     """
 
-    def target(self, moments: Moments) -> tuple[tf.Tensor, ...]:
+    def target(self, moments: Moments) -> tuple[Tensor, ...]:
         mean, second = moments.mean_and_second()
-        cov = tf.constant(second - np.outer(mean, mean))
-        values, vectors, _ = _psd_eigh((cov + tf.transpose(cov)) / 2)
-        root = tf.matmul(vectors * tf.sqrt(values), vectors, transpose_b=True)
-        return tf.constant(mean), tf.constant(tf.linalg.trace(cov)), tf.constant(root)
+        cov = second - np.outer(mean, mean)
+        values, vectors, _ = _psd_eigh(_float64((cov + cov.T) / 2))
+        values, vectors = backend.to_numpy(values), backend.to_numpy(vectors)
+        root = (vectors * np.sqrt(values)) @ vectors.T
+        return _float64(mean), _float64(np.trace(cov)), _float64(root)
 
-    def loss(self, features: tf.Tensor, target: tuple[tf.Tensor, ...]) -> tf.Tensor:
+    def loss(self, features: Tensor, target: tuple[Tensor, ...]) -> Tensor:
         target_mean, target_trace, target_root = target
-        mean, centred = _mean_and_centred(tf.cast(features, tf.float64))
+        mean, centred = _mean_and_centred(K.cast(features, "float64"))
         cov = _covariance(centred)
-        cross = tf.matmul(target_root, tf.matmul(cov, target_root))
-        cross = (cross + tf.transpose(cross)) / 2
-        distance = (
-            tf.reduce_sum(tf.square(mean - target_mean)) + tf.linalg.trace(cov) + target_trace - 2 * trace_sqrt(cross)
-        )
-        return tf.cast(distance / tf.cast(tf.shape(cov)[0], tf.float64), features.dtype)
+        cross = backend.matmul(target_root, backend.matmul(cov, target_root))
+        cross = (cross + K.transpose(cross)) / 2
+        distance = K.sum(K.square(mean - target_mean)) + K.trace(cov) + target_trace - 2 * trace_sqrt(cross)
+        return K.cast(distance / K.cast(K.shape(cov)[0], "float64"), features.dtype)
 
 
 STYLE_LOSSES = {"gram": GramStyle(), "wasserstein": WassersteinStyle(), "meanstd": MeanStdStyle()}
@@ -246,14 +266,14 @@ class WeightedLayer:
     weight: float
 
 
-Targets = Sequence[dict[str, tuple[tf.Tensor, ...]]]
+Targets = Sequence[dict[str, tuple[Tensor, ...]]]
 
 
 @dataclass(frozen=True)
 class Terms:
     """What a loss adds up: its layers, the weights of its terms, and how style is compared.
 
-    ``temporal`` adds the video term (:class:`TemporalTerm`); ``pixel_scale`` is the network
+    ``temporal`` adds the video term (:func:`temporal_loss`); ``pixel_scale`` is the network
     input's units per pixel level, so that term is in pixel units whatever the preprocessing.
     """
 
@@ -285,45 +305,28 @@ class Terms:
         )
 
 
-class TemporalTerm:
+def temporal_loss(image: Tensor, target: Tensor, mask: Tensor, pixel_scale: float) -> Tensor:
     """Ruder et al.'s temporal term: the squared difference, in pixel units, from the previous
-    stylized frame warped to this one, on the pixels where the flow is trusted (``mask``).
-
-    Its target, mask and weight are variables: every frame of a clip shares one compiled step.
-    """
-
-    def __init__(self, shape: Sequence[int], pixel_scale: float):
-        self.pixel_scale = pixel_scale
-        self.target = tf.Variable(tf.zeros((1, *shape, 3)), trainable=False)
-        self.mask = tf.Variable(tf.zeros((1, *shape, 1)), trainable=False)
-        self.weight = tf.Variable(0.0, trainable=False)
-
-    def hold(self, target: np.ndarray | None, mask: np.ndarray | None = None, weight: float = 0.0) -> None:
-        """Aim at ``target`` (network space, HxWx3) on ``mask`` (HxWx1) with ``weight``; None: off."""
-        self.weight.assign(weight if target is not None else 0.0)
-        self.mask.assign(
-            np.zeros(tuple(self.mask.shape), np.float32) if mask is None else mask[None].astype(np.float32)
-        )
-        if target is not None:
-            self.target.assign(target[None])
-
-    def __call__(self, image: tf.Tensor) -> tf.Tensor:
-        difference = (image - self.target) * self.pixel_scale
-        return tf.reduce_sum(self.mask * tf.square(difference)) / (3 * tf.reduce_sum(self.mask) + 1e-6)
+    stylized frame warped to this one, on the pixels where the flow is trusted (``mask``)."""
+    difference = (image - target) * pixel_scale
+    return K.sum(mask * K.square(difference)) / (3 * K.sum(mask) + 1e-6)
 
 
 class StyleTransferLoss:
     """content_weight * content + style_weight * style + tv_weight * TV for one content image
-    (+ the temporal term's weight x temporal, for a video frame).
+    (+ the temporal weight x the temporal term, for a video frame).
 
-    Targets (content activations, style statistics) are computed once here, never per step.
-    Within a term, layers are averaged with their relative weights: ``sum(w L) / sum(w)``,
-    which for equal weights is the notebook's ``1 / number of layers``. Several style images
-    each get their own targets; their losses are mixed by ``style_blend`` (normalised).
-    Style targets can come ready-made (:func:`style_targets`): a tiled run computes them from
-    the whole style image once and shares them between tiles, and :meth:`set_content` gives
-    the same loss, and so the same compiled step, the next tile's content; :meth:`retarget`
-    gives it the next scale's content and style images.
+    Targets (content activations, style statistics) are computed once here, never per step,
+    and kept in :attr:`state`, a nest of tensors that :meth:`evaluate` takes as an argument: a
+    compiled step is a pure function of the image and the state, so one compiled step serves
+    every tile of a size, every frame and (where the backend generalises over shapes) every
+    scale, each call passing the state it aims at. Within a term, layers are averaged with
+    their relative weights: ``sum(w L) / sum(w)``, which for equal weights is the notebook's
+    ``1 / number of layers``. Several style images each get their own targets; their losses
+    are mixed by ``style_blend`` (normalised). Style targets can come ready-made
+    (:func:`style_targets`): a tiled run computes them from the whole style image once and
+    shares them between tiles. :meth:`set_content` aims at the next tile's or frame's content,
+    :meth:`retarget` at the next scale's content and style images.
 
     With SWAG, each layer's term is divided by a constant: a style layer's by its value for
     the content photo, a content layer's by its value for a blank feature map, so the photo
@@ -338,8 +341,8 @@ class StyleTransferLoss:
         self,
         extractor: FeatureExtractor,
         terms: Terms,
-        content_image: tf.Tensor,
-        style_images: Sequence[tf.Tensor] = (),
+        content_image: Tensor,
+        style_images: Sequence[Tensor] = (),
         targets: Targets | None = None,
     ):
         self.extractor = extractor
@@ -348,23 +351,20 @@ class StyleTransferLoss:
         self.weights = (float(terms.content_weight), float(terms.style_weight), float(terms.tv_weight))
         self.statistic = STYLE_LOSSES[terms.style_loss]
         self.swag_temperature = float(terms.swag_temperature)
-        self.style_targets: list[dict[str, tuple[tf.Variable, ...]]] = []
-        self.content_targets: dict[str, tf.Variable] = {}
-        self.content_scales: dict[str, tf.Variable] = {}
-        self.style_scales: list[dict[str, tf.Variable]] = []
+        self.pixel_scale = terms.pixel_scale
+        self.state: dict[str, Any] = {}
         self.retarget(content_image, style_images, targets)
-        blend = list(terms.style_blend) or [1.0] * len(self.style_targets)
+        blend = list(terms.style_blend) or [1.0] * len(self.state["style"])
         self.blend = [w / sum(blend) for w in blend]
-        self.temporal = TemporalTerm(content_image.shape[1:3], terms.pixel_scale) if terms.temporal else None
+        if terms.temporal:
+            self.hold(None, shape=tuple(content_image.shape[1:3]))
 
     def retarget(
-        self, content_image: tf.Tensor, style_images: Sequence[tf.Tensor] = (), targets: Targets | None = None
+        self, content_image: Tensor, style_images: Sequence[Tensor] = (), targets: Targets | None = None
     ) -> None:
         """Aim at a content image of any size and new style images (or their ready-made ``targets``).
 
-        The next scale of a multi-scale run: the targets live in variables the compiled step
-        reads, so the step compiled for one scale serves the next. The number of style images
-        stays what it was.
+        The number of style images stays what it was.
         """
         layers = [s.layer for s in self.style_layers]
         if targets is None:
@@ -372,72 +372,77 @@ class StyleTransferLoss:
                 style_targets(self.extractor, image, layers, self.statistic, self.swag_temperature)
                 for image in style_images
             ]
-        if not self.style_targets:
-            self.style_targets = [
-                {name: tuple(tf.Variable(t, trainable=False) for t in target) for name, target in d.items()}
-                for d in targets
-            ]
-        else:
-            for variables, d in zip(self.style_targets, targets, strict=True):
-                for name, target in d.items():
-                    for variable, t in zip(variables[name], target):
-                        variable.assign(t)
+        if "style" in self.state and len(targets) != len(self.state["style"]):
+            raise ValueError(f"{len(targets)} style images where the loss was built for {len(self.state['style'])}")
+        self.state["style"] = [
+            {name: tuple(K.convert_to_tensor(t) for t in target) for name, target in d.items()} for d in targets
+        ]
         self.set_content(content_image)
 
-    def set_content(self, content_image: tf.Tensor) -> None:
+    def set_content(self, content_image: Tensor) -> None:
         """Aim at a new content image (the next tile or frame; any size): its targets and SWAG scales."""
-        content_features = self.features(content_image)
-        fresh = not self.content_targets
-        values = {name: content_features[name] for name in {s.layer for s in self.content_layers}}
-        scales = {name: self._scale(content_loss, tf.zeros_like(t), t) for name, t in values.items()}
-        style_scales = [
-            {name: self._scale(self.statistic.loss, content_features[name], t) for name, t in targets.items()}
-            for targets in self.style_targets
+        features = self.features(content_image)
+        values = {name: features[name] for name in {s.layer for s in self.content_layers}}
+        self.state["content"] = values
+        self.state["content_scale"] = {
+            name: self._scale(content_loss, K.zeros_like(t), t) for name, t in values.items()
+        }
+        self.state["style_scale"] = [
+            {name: self._scale(self.statistic.loss, features[name], t) for name, t in targets.items()}
+            for targets in self.state["style"]
         ]
-        if fresh:  # a content target's shape is the image's: any size may follow
-            self.content_targets = {
-                name: tf.Variable(t, trainable=False, shape=tf.TensorShape([None] * t.shape.rank))
-                for name, t in values.items()
-            }
-            self.content_scales = {name: tf.Variable(v, trainable=False) for name, v in scales.items()}
-            self.style_scales = [
-                {name: tf.Variable(v, trainable=False) for name, v in layer.items()} for layer in style_scales
-            ]
-            return
-        for name, t in values.items():
-            self.content_targets[name].assign(t)
-            self.content_scales[name].assign(scales[name])
-        for variables, layer in zip(self.style_scales, style_scales):
-            for name, v in layer.items():
-                variables[name].assign(v)
 
-    def _scale(self, term: Callable[[tf.Tensor, object], tf.Tensor], start: tf.Tensor, target: object) -> float:
+    def hold(self, target: np.ndarray | None, mask: np.ndarray | None = None, weight: float = 0.0, shape=None) -> None:
+        """The temporal term: aim at ``target`` (network space, HxWx3) on ``mask`` (HxWx1) with
+        ``weight``; None turns it off (a clip's first frame)."""
+        shape = shape or tuple(self.state["temporal"]["target"].shape[1:3])
+        self.state["temporal"] = {
+            "target": _float32(np.zeros((1, *shape, 3)) if target is None else np.asarray(target)[None]),
+            "mask": _float32(np.zeros((1, *shape, 1)) if mask is None else np.asarray(mask)[None]),
+            "weight": _float32(weight if target is not None else 0.0),
+        }
+
+    @property
+    def temporal(self) -> bool:
+        return "temporal" in self.state
+
+    @property
+    def temporal_weight(self) -> float:
+        return float(backend.to_numpy(self.state["temporal"]["weight"])) if self.temporal else 0.0
+
+    def _scale(self, term: Callable[[Tensor, object], Tensor], start: Tensor, target: object) -> Tensor:
         """What a layer's term is divided by: 1, or with SWAG the term at ``start``: the photo for
         style, a blank feature map for content (the photo scores 1 and 0)."""
         if self.swag_temperature <= 0:
-            return 1.0
-        return max(float(term(start, target)), 1e-30)
+            return _float32(1.0)
+        return _float32(max(float(backend.to_numpy(term(start, target))), 1e-30))
 
-    def features(self, image: tf.Tensor) -> dict[str, tf.Tensor]:
+    def features(self, image: Tensor) -> dict[str, Tensor]:
         """The extractor's activations, smoothed by SWAG when it is on."""
         features = self.extractor(image)
         if self.swag_temperature > 0:
             features = {name: swag(f, self.swag_temperature) for name, f in features.items()}
         return features
 
-    def __call__(self, image: tf.Tensor) -> dict[str, tf.Tensor]:
-        """Loss terms and their weighted ``total`` for a batch of one image in network space."""
+    def value_at(self, image: np.ndarray) -> float:
+        """The total loss at ``image`` (network space, a batch of one)."""
+        return float(backend.to_numpy(self(_float32(image))["total"]))
+
+    def __call__(self, image: Tensor) -> dict[str, Tensor]:
+        """Loss terms and their weighted ``total`` for a batch of one image, at the current state."""
+        return self.evaluate(image, self.state)
+
+    def evaluate(self, image: Tensor, state: dict[str, Any]) -> dict[str, Tensor]:
+        """Loss terms and their weighted ``total`` for a batch of one image in network space,
+        aimed at ``state`` (:attr:`state`'s structure): a pure function of its two arguments."""
         features = self.features(image)
         content = _weighted_mean(
             [
-                (
-                    s.weight,
-                    content_loss(features[s.layer], self.content_targets[s.layer]) / self.content_scales[s.layer],
-                )
+                (s.weight, content_loss(features[s.layer], state["content"][s.layer]) / state["content_scale"][s.layer])
                 for s in self.content_layers
             ]
         )
-        style = tf.add_n(
+        style = _sum(
             [
                 share
                 * _weighted_mean(
@@ -446,28 +451,29 @@ class StyleTransferLoss:
                         for s in self.style_layers
                     ]
                 )
-                for share, targets, scales in zip(self.blend, self.style_targets, self.style_scales)
+                for share, targets, scales in zip(self.blend, state["style"], state["style_scale"])
             ]
         )
         cw, sw, tw = self.weights
-        # Reported either way; differentiated only when it counts: TV's gradient (strided-slice
+        # Reported either way; differentiated only when it counts: TV's gradient (slice
         # gradients over the whole image) is a noticeable share of a step.
-        tv = total_variation(image if tw > 0 else tf.stop_gradient(image))
+        tv = total_variation(image if tw > 0 else K.stop_gradient(image))
         losses = {"total": cw * content + sw * style + tw * tv, "content": content, "style": style, "tv": tv}
-        if self.temporal is not None:
-            losses["temporal"] = self.temporal(image)
-            losses["total"] = losses["total"] + self.temporal.weight * losses["temporal"]
+        if "temporal" in state:
+            held = state["temporal"]
+            losses["temporal"] = temporal_loss(image, held["target"], held["mask"], self.pixel_scale)
+            losses["total"] = losses["total"] + held["weight"] * losses["temporal"]
         return losses
 
 
 def style_targets(
     extractor: FeatureExtractor,
-    image: tf.Tensor,
+    image: Tensor,
     layers: Sequence[str],
     statistic: GramStyle | MeanStdStyle | WassersteinStyle,
     swag_temperature: float = 0.0,
     tile: int | None = None,
-) -> dict[str, tuple[tf.Tensor, ...]]:
+) -> dict[str, tuple[Tensor, ...]]:
     """``statistic``'s target for each layer, from a style image (batch of one, network space).
 
     With ``tile`` (px, a multiple of the network's total stride) the image goes through the
@@ -496,10 +502,17 @@ def style_targets(
     return {name: statistic.target(m) for name, m in moments.items()}
 
 
-def _weighted_mean(terms: list[tuple[float, tf.Tensor]]) -> tf.Tensor:
+def _sum(terms: list[Tensor]) -> Tensor:
+    total = terms[0]
+    for term in terms[1:]:
+        total = total + term
+    return total
+
+
+def _weighted_mean(terms: list[tuple[float, Tensor]]) -> Tensor:
     if not terms:
-        return tf.constant(0.0)
-    return tf.add_n([w * t for w, t in terms]) / sum(w for w, _ in terms)
+        return _float32(0.0)
+    return _sum([w * t for w, t in terms]) / sum(w for w, _ in terms)
 
 
 def objective(
@@ -518,7 +531,12 @@ def objective(
     )
 
 
-def network_input(extractor: FeatureExtractor, image: Image.Image | np.ndarray) -> tf.Tensor:
+def tensor(array: np.ndarray) -> Tensor:
+    """An array as a float32 tensor of the running backend."""
+    return _float32(array)
+
+
+def network_input(extractor: FeatureExtractor, image: Image.Image | np.ndarray) -> Tensor:
     """An RGB image (PIL, or an array of 0-255 values) as the extractor's network takes it:
     preprocessed, a batch of one."""
-    return tf.constant(extractor.backbone.preprocessing.forward(np.asarray(image))[None])
+    return _float32(extractor.backbone.preprocessing.forward(np.asarray(image))[None])

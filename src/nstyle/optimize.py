@@ -1,11 +1,12 @@
 """The optimisation loop: gradients on the image itself, Adam or L-BFGS, best image kept.
 
 The image lives in the network's input space (as in the notebook), so clipping to valid
-pixels is a per-channel box. Adam runs as one compiled ``tf.function`` step (forward,
-gradient, update, clip and best-image bookkeeping in one graph, so no step pays Python's or
-eager TensorFlow's overhead; XLA's ``jit_compile`` measured no faster, so it is off). L-BFGS
-is nstyle's own projected L-BFGS (see :class:`_LBFGS` for why not SciPy's L-BFGS-B). A
-float16 network gets dynamic loss scaling in both.
+pixels is a per-channel box. Adam runs as one compiled step (forward, gradient, update, clip
+and best-image bookkeeping in one program, so no step pays Python's or an eager framework's
+overhead), written in ``keras.ops`` as a pure function of the image, Adam's moments and the
+loss's state, which the backend compiles (:mod:`nstyle.backends`). L-BFGS is nstyle's own
+projected L-BFGS (see :class:`_LBFGS` for why not SciPy's L-BFGS-B) around a compiled
+evaluation. A float16 network gets dynamic loss scaling in both.
 """
 
 from __future__ import annotations
@@ -14,19 +15,52 @@ import collections
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from scipy.linalg import blas
 from threadpoolctl import threadpool_limits
 
-from ._tf import quiet_tensorflow
+from .backends import load_keras, ops
 from .events import Progress
 from .outcome import COMPLETED, Ending, Outcome, Stop, stopped
 from .signals import check, deferred
 
-tf = quiet_tensorflow()
+keras = load_keras()
+K = keras.ops
+backend = ops()
 
-LossFn = Callable[[tf.Tensor], dict[str, tf.Tensor]]
+#: What is minimised: a function of the image alone, or an object whose ``evaluate(image,
+#: state)`` is a pure function of the image and its ``state`` (:class:`~nstyle.losses.StyleTransferLoss`).
+LossFn = Any
+
+
+def _pure(loss_fn: LossFn) -> tuple[Callable, Callable[[], Any]]:
+    """``loss_fn`` as a pure function ``(image, state) -> losses`` and a getter of its current state."""
+    if hasattr(loss_fn, "evaluate"):
+        return loss_fn.evaluate, lambda: loss_fn.state
+    return (lambda x, state: loss_fn(x)), tuple
+
+
+def _float32(value: float) -> Any:
+    return K.convert_to_tensor(np.float32(value))
+
+
+def _scaled_value_and_grad(evaluate: Callable, loss_scaling: bool) -> Callable:
+    """``(x, loss_scale, state) -> (losses, gradient of the total)``, the loss scaled for the
+    backward pass and the gradient unscaled, when the network is float16."""
+
+    def scaled_total(x, loss_scale, state):
+        losses = evaluate(x, state)
+        return (losses["total"] * loss_scale if loss_scaling else losses["total"]), losses
+
+    gradient = backend.value_and_grad(scaled_total)
+
+    def value_and_grad(x, loss_scale, state):
+        _, losses, grad = gradient(x, loss_scale, state)
+        return losses, grad / loss_scale if loss_scaling else grad
+
+    return value_and_grad
 
 
 @dataclass
@@ -176,78 +210,71 @@ def notify(callbacks: Sequence[Callback], progress: Progress) -> None:
 
 
 class _Adam:
+    """Keras's Adam, step for step (the same arithmetic in the same order), as one compiled pure
+    function: ``(image, moments, step count, best, best loss, average, loss scale, loss state)``
+    in, their next values out. Its state stays in the backend's tensors between steps."""
+
     def __init__(self, loss_fn: LossFn, shape: tuple[int, ...], bounds, settings: OptimizerSettings):
-        import keras
-
-        zeros = np.zeros(shape, np.float32)
-        self.image, self.best, self.average = tf.Variable(zeros), tf.Variable(zeros), tf.Variable(zeros)
-        self.best_loss = tf.Variable(math.inf)
-        decay = tf.constant(settings.ema, tf.float32)
-        low, high = (tf.constant(b, tf.float32) for b in bounds)
-        self.adam = keras.optimizers.Adam(
-            learning_rate=settings.lr, beta_1=settings.beta1, beta_2=settings.beta2, epsilon=settings.epsilon
-        )
-        self.adam.build([self.image])  # its moments exist before the step is traced, so the update can be conditional
-        self.fresh = [v.numpy() for v in self.adam.variables]  # step count and moments before any step
         self.settings = settings
-        image, best, best_loss, average, adam = self.image, self.best, self.best_loss, self.average, self.adam
+        evaluate, self.loss_state = _pure(loss_fn)
+        value_and_grad = _scaled_value_and_grad(evaluate, settings.loss_scaling)
+        low, high = (np.asarray(b, np.float32) for b in bounds)
+        lr, beta1, beta2 = np.float32(settings.lr), np.float32(settings.beta1), np.float32(settings.beta2)
+        decay = np.float32(settings.ema)
 
-        def update(losses: dict[str, tf.Tensor], grad: tf.Tensor) -> tf.Tensor:
+        def step(x, m, v, count, best, best_loss, average, loss_scale, state):
+            losses, grad = value_and_grad(x, loss_scale, state)
             # The loss was measured on the image before this update: that is the one to keep.
             improved = losses["total"] < best_loss
-            best.assign(tf.where(improved, image, best))
-            best_loss.assign(tf.where(improved, losses["total"], best_loss))
-            adam.apply_gradients([(grad, image)])
-            image.assign(tf.clip_by_value(image, low, high))
-            if settings.ema > 0:  # decided when traced: no extra pass over the image when EMA is off
-                average.assign(decay * average + (1 - decay) * image)
-            return tf.constant(True)
-
-        @tf.function
-        def step(loss_scale: tf.Tensor) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
-            with tf.GradientTape() as tape:
-                losses = loss_fn(image)
-                scaled = losses["total"] * loss_scale if settings.loss_scaling else losses["total"]
-            grad = tape.gradient(scaled, image)
+            new_best = K.where(improved, x, best)
+            new_best_loss = K.where(improved, losses["total"], best_loss)
+            local_step = K.cast(count + 1, "float32")
+            alpha = lr * K.sqrt(1 - K.power(beta2, local_step)) / (1 - K.power(beta1, local_step))
+            new_m = m + K.multiply(K.subtract(grad, m), 1 - settings.beta1)
+            new_v = v + K.multiply(K.subtract(K.square(grad), v), 1 - settings.beta2)
+            new_x = x - K.divide(K.multiply(new_m, alpha), K.add(K.sqrt(new_v), settings.epsilon))
+            new_x = K.clip(new_x, low, high)
+            # decided when traced: no extra pass over the image when EMA is off
+            new_average = decay * average + (1 - decay) * new_x if settings.ema > 0 else average
+            new = (new_x, new_m, new_v, count + 1, new_best, new_best_loss, new_average)
             if not settings.loss_scaling:  # decided when traced: float32 and bfloat16 never overflow
-                return losses, update(losses, grad)
-            grad = grad / loss_scale
-            finite = tf.reduce_all(tf.math.is_finite(grad))
-            return losses, tf.cond(finite, lambda: update(losses, grad), lambda: tf.constant(False))
+                return losses, new, K.convert_to_tensor(True)
+            finite = K.all(K.isfinite(grad))
+            old = (x, m, v, count, best, best_loss, average)
+            return losses, tuple(K.where(finite, a, b) for a, b in zip(new, old)), finite
 
-        self.step = step
+        self.step = backend.compile(step)
 
     def run(self, x0, to_rgb, callbacks, resume, iterations) -> OptimizeResult:
-        settings, image, best, best_loss, average, adam = (
-            self.settings,
-            self.image,
-            self.best,
-            self.best_loss,
-            self.average,
-            self.adam,
-        )
+        settings = self.settings
         scale = LossScale(settings.loss_scaling)
         result = OptimizeResult(image=x0, best_loss=math.inf, best_iteration=0)
-        start = resume or OptimizerState(0, x0, x0, math.inf, 0, np.zeros_like(x0), self.fresh, 1.0, [])
-        for variable, value in zip(
-            (image, best, best_loss, average), (start.image, start.best, start.best_loss, start.average)
-        ):
-            variable.assign(value)
-        for variable, value in zip(adam.variables, start.slots, strict=True):
-            variable.assign(value)
+        zeros = np.zeros_like(x0)
+        fresh = [np.int64(0), np.float32(settings.lr), zeros, zeros]  # Keras's Adam's variables, in its order
+        start = resume or OptimizerState(0, x0, x0, math.inf, 0, zeros, fresh, 1.0, [])
+        count, _, m, v = start.slots
+        tensors = (
+            [K.convert_to_tensor(np.asarray(a, np.float32)) for a in (start.image, m, v)]
+            + [K.convert_to_tensor(np.int32(count))]
+            + [K.convert_to_tensor(np.asarray(a, np.float32)) for a in (start.best, start.best_loss, start.average)]
+        )
         scale.value = start.loss_scale
         result.history, result.best_loss = list(start.history), start.best_loss
         best_iteration = start.best_iteration
 
+        def numpy(i: int) -> np.ndarray:
+            return backend.to_numpy(tensors[i])
+
         def state() -> OptimizerState:
+            slots = [np.int64(numpy(3)), np.float32(settings.lr), numpy(1), numpy(2)]
             return OptimizerState(
                 len(result.history),
-                image.numpy(),
-                best.numpy(),
-                float(best_loss.numpy()),
+                numpy(0),
+                numpy(4),
+                float(numpy(5)),
                 best_iteration,
-                average.numpy(),
-                [v.numpy() for v in adam.variables],
+                numpy(6),
+                slots,
                 scale.value,
                 list(result.history),
             )
@@ -257,23 +284,24 @@ class _Adam:
                 check()  # a stop signal whose first raise something swallowed
                 with deferred():  # a stop signal waits for the step and its bookkeeping: the state stays whole
                     while True:
-                        out, finite = self.step(tf.constant(scale.value, tf.float32))
-                        if not scale.update(bool(finite)):
+                        out, new, finite = self.step(*tensors, _float32(scale.value), self.loss_state())
+                        tensors = list(new)
+                        if not scale.update(bool(backend.to_numpy(finite))):
                             break
-                    losses = {k: float(v) for k, v in out.items()}
+                    losses = {k: float(backend.to_numpy(v)) for k, v in out.items()}
                     if losses["total"] < result.best_loss:
                         result.best_loss, best_iteration = losses["total"], i
                     result.history.append(losses)
-                    notify(callbacks, Progress(i, iterations, losses, lambda: to_rgb(image.numpy()[0]), state))
+                    notify(callbacks, Progress(i, iterations, losses, lambda: to_rgb(numpy(0)[0]), state))
         except KeyboardInterrupt as e:
             result.outcome, result.state = stopped(e), state()
         except Stop as e:
             result.outcome = stopped(e)
-        result.image, result.best_iteration = best.numpy(), best_iteration
+        result.image, result.best_iteration = numpy(4), best_iteration
         if not math.isfinite(result.best_loss):  # interrupted before the first step finished
-            result.image = image.numpy()
+            result.image = numpy(0)
         elif settings.ema > 0:
-            result.image = average.numpy() / (1 - settings.ema ** len(result.history))
+            result.image = numpy(6) / (1 - settings.ema ** len(result.history))
         return result
 
 
@@ -300,28 +328,19 @@ class _LBFGS:
 
     def __init__(self, loss_fn: LossFn, shape: tuple[int, ...], bounds, settings: OptimizerSettings):
         self.bounds, self.settings = bounds, settings
-        any_size = tf.TensorSpec([None, None, None, shape[-1]], tf.float32)
-
-        @tf.function(input_signature=[any_size, tf.TensorSpec([], tf.float32)])
-        def value_and_grad(x: tf.Tensor, loss_scale: tf.Tensor):
-            with tf.GradientTape() as tape:
-                tape.watch(x)
-                losses = loss_fn(x)
-                scaled = losses["total"] * loss_scale if settings.loss_scaling else losses["total"]
-            grad = tape.gradient(scaled, x)
-            return losses, grad / loss_scale if settings.loss_scaling else grad
-
-        self.value_and_grad = value_and_grad
+        evaluate, self.loss_state = _pure(loss_fn)
+        self.value_and_grad = backend.compile(_scaled_value_and_grad(evaluate, settings.loss_scaling), any_shape=True)
 
     def _evaluate(self, x: np.ndarray, scale: LossScale) -> tuple[dict[str, float], np.ndarray]:
         """The losses at ``x`` and the total's gradient, flat float32; a non-finite total is inf."""
+        image = K.convert_to_tensor(x.reshape(self.shape))
         while True:
-            losses, grad = self.value_and_grad(tf.constant(x.reshape(self.shape)), tf.constant(scale.value, tf.float32))
-            grad = grad.numpy().ravel()
+            losses, grad = self.value_and_grad(image, _float32(scale.value), self.loss_state())
+            grad = np.asarray(backend.to_numpy(grad), np.float32).ravel()
             finite = bool(np.isfinite(grad).all())
             if not scale.update(finite):
                 break
-        values = {k: float(v) for k, v in losses.items()}
+        values = {k: float(backend.to_numpy(v)) for k, v in losses.items()}
         if not (finite and math.isfinite(values["total"])):
             values["total"] = math.inf  # a step into overflow is a step to shorten, never one to take
         return values, grad
@@ -349,9 +368,9 @@ class _LBFGS:
     def run(self, x0, to_rgb, callbacks, resume, iterations) -> OptimizeResult:
         """The L-BFGS loop, with NumPy's and SciPy's BLAS on one thread meanwhile.
 
-        Its vector work runs between TensorFlow's evaluations, and OpenBLAS's idle workers
-        spin for a while after each call, on the cores TensorFlow's next evaluation needs, which
-        then runs markedly slower than with one BLAS thread.
+        Its vector work runs between the backend's evaluations, and OpenBLAS's idle workers
+        spin for a while after each call, on the cores the next evaluation needs, which then
+        runs markedly slower than with one BLAS thread.
         """
         with threadpool_limits(limits=1, user_api="blas"):
             return self._run(x0, to_rgb, callbacks, resume, iterations)

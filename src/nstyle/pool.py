@@ -84,18 +84,13 @@ _threads_limited = False
 
 
 def limit_threads(threads: int) -> None:
-    """Cap TensorFlow's thread pools in this process (once, before TensorFlow starts its runtime)."""
+    """Cap the backend's thread pools in this process (once, before its runtime starts)."""
     global _threads_limited
     if _threads_limited:
         return
-    from ._tf import quiet_tensorflow
+    from .backends import ops
 
-    tf = quiet_tensorflow()
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-    except RuntimeError:  # the runtime already started here (e.g. in-process runs): keep its pools
-        pass
+    ops().limit_threads(threads)
     _threads_limited = True
 
 

@@ -2,8 +2,9 @@
 compiled optimiser, aimed at each step's images in turn.
 
 A whole-image scale, a tile and a video frame differ only in what they aim the solver at and
-where they start: the loss's targets live in variables, so one compiled step serves every
-scale of a run, every tile of a size and every frame of a chunk (:mod:`nstyle.engine`).
+where they start: the loss's targets are a state its compiled step takes as an argument, so one
+compiled step serves every tile of a size and every frame of a chunk, and every scale of a run
+where the backend generalises over sizes (:mod:`nstyle.engine`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from PIL import Image
 
 from .backbones import FeatureExtractor, feature_extractor, get_backbone, load_model
 from .config import Config
-from .losses import Targets, network_input, objective, tf
+from .losses import Targets, network_input, objective
 from .optimize import Callback, Optimizer, OptimizeResult, OptimizerSettings, OptimizerState
 
 
@@ -81,8 +82,8 @@ class Solver:
     def hold(self, target: np.ndarray | None, mask: np.ndarray | None = None, weight: float = 0.0) -> None:
         """The temporal term's target (RGB float, the previous frame warped), where it counts and
         its weight; None turns it off (a clip's first frame)."""
-        assert self.loss.temporal is not None, "a solver built without the temporal term"
-        self.loss.temporal.hold(None if target is None else self.prep.forward(target), mask, weight)
+        assert self.loss.temporal, "a solver built without the temporal term"
+        self.loss.hold(None if target is None else self.prep.forward(target), mask, weight)
 
     def solve(
         self,
@@ -100,4 +101,4 @@ class Solver:
 
     def loss_at(self, start: np.ndarray) -> float:
         """The total loss at ``start`` (network space), without optimising."""
-        return float(self.loss(tf.constant(start[None]))["total"])
+        return self.loss.value_at(start[None])

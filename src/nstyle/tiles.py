@@ -31,7 +31,7 @@ from PIL import Image
 
 from .backbones import FeatureExtractor, Preprocessing
 from .config import Config
-from .losses import STYLE_LOSSES, Targets, style_targets, tf
+from .losses import STYLE_LOSSES, Targets, backend, style_targets, tensor
 from .optimize import Callback, Progress, notify
 from .outcome import COMPLETED, Ending, Outcome, Stop, stopped
 from .plan import Step, Tile, blend, feather
@@ -115,10 +115,10 @@ def shared_style_targets(cfg: Config, extractor: FeatureExtractor, styles: Seque
     layers = [extractor.resolved[s.name] for s in cfg.style_layers]
     out = []
     for style in styles:
-        x = tf.constant(to_network(np.asarray(style), prep)[None])
+        x = tensor(to_network(np.asarray(style), prep)[None])
         out.append(style_targets(extractor, x, layers, STYLE_LOSSES[cfg.style_loss], cfg.swag, tile=tile))
         del x
-    return [{name: tuple(np.asarray(t) for t in target) for name, target in d.items()} for d in out]
+    return [{name: tuple(backend.to_numpy(t) for t in target) for name, target in d.items()} for d in out]
 
 
 def to_network(rgb: np.ndarray, prep: Preprocessing) -> np.ndarray:

@@ -13,7 +13,11 @@ import pytest
 
 from ..golden.record import HERE, cpu_kind, histories
 
-TOLERANCE = 1e-6  # relative, per loss term and iteration
+# Relative, per loss term and iteration. The fixtures are the TensorFlow-only engine's; the
+# keras.ops engine computes the same sums in a different order, and float32 rounding of that
+# order, amplified by L-BFGS's line search over a few iterations, stays within a few 1e-6: a
+# change in what is computed moves these histories by far more.
+TOLERANCE = 2e-5
 
 
 @pytest.mark.slow

@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nstyle.losses import STYLE_LOSSES, Moments, style_targets, tf
+from nstyle.losses import STYLE_LOSSES, Moments, style_targets
 from nstyle.outcome import Ending, Outcome
 from nstyle.plan import seam_mask
+
+from ..conftest import numpy, tensor
 
 ROOT = Path(__file__).resolve().parents[2]
 CONTENT = ROOT / "examples/images/content/chelsea.jpg"
@@ -22,7 +24,7 @@ STYLE = ROOT / "examples/images/style/starry_night.jpg"
 def test_moments_added_in_pieces_equal_the_whole(temperature):
     """Sums over tiles give exactly the whole map's statistics, SWAG's joint softmax included."""
     rng = np.random.default_rng(0)
-    features = tf.constant(rng.normal(size=(1, 12, 10, 6)) * 3, tf.float32)
+    features = tensor(rng.normal(size=(1, 12, 10, 6)) * 3)
     whole = Moments.of(features, temperature)
     pieces = Moments(temperature)
     for rows in (slice(0, 5), slice(5, 12)):
@@ -33,7 +35,7 @@ def test_moments_added_in_pieces_equal_the_whole(temperature):
     if temperature:  # and they are the moments of swag() itself
         from nstyle.losses import swag
 
-        flat = swag(tf.cast(features, tf.float64), temperature).numpy().reshape(-1, 6)
+        flat = numpy(swag(tensor(numpy(features), "float64"), temperature)).reshape(-1, 6)
         np.testing.assert_allclose(whole.mean_and_second()[0], flat.mean(0), rtol=1e-8)
         np.testing.assert_allclose(whole.mean_and_second()[1], flat.T @ flat / len(flat), rtol=1e-8)
 
@@ -52,13 +54,13 @@ def lite0():
 def test_style_statistics_in_tiles_match_the_whole_image(lite0, statistic):
     cfg, extractor = lite0
     style = Image.open(STYLE).convert("RGB").resize((320, 256))
-    x = tf.constant(extractor.backbone.preprocessing.forward(np.asarray(style))[None])
+    x = tensor(extractor.backbone.preprocessing.forward(np.asarray(style))[None])
     layers = [extractor.resolved[s.name] for s in cfg.style_layers]
     whole = style_targets(extractor, x, layers, STYLE_LOSSES[statistic])
     tiled = style_targets(extractor, x, layers, STYLE_LOSSES[statistic], tile=128)
     for name in layers:
         for a, b in zip(whole[name], tiled[name]):
-            a, b = np.asarray(a), np.asarray(b)
+            a, b = numpy(a), numpy(b)
             # The same positions, each seen with 64 px of context instead of the whole image:
             # the statistics agree to about 1%.
             assert np.linalg.norm(a - b) <= 0.02 * np.linalg.norm(a) + 1e-6, name

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .._tf import quiet_tensorflow
+from ..backends import load_keras
 from ..errors import WeightsError
 
 if TYPE_CHECKING:
@@ -49,9 +49,8 @@ def block_names() -> list[str]:
 
 def build(input_shape: tuple[int, int, int] | None = None, include_top: bool = False) -> keras.Model:
     """The Lite0 network, randomly initialised; ``include_top`` adds the ImageNet classifier."""
-    quiet_tensorflow()
-    import keras
-    from keras import layers
+    keras = load_keras()
+    layers = keras.layers
 
     def bn_relu(x, name: str, relu: bool = True):
         x = layers.BatchNormalization(epsilon=BN_EPSILON, name=f"{name}_bn")(x)

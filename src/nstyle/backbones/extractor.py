@@ -8,12 +8,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .._tf import quiet_tensorflow
+from ..backends import load_keras, ops
 from .registry import Backbone, resolve_layer
 
 if TYPE_CHECKING:
     import keras
-    import tensorflow as tf
 
 
 #: The total stride of every network nstyle lists (five halvings): tiles and probes are multiples of it.
@@ -47,10 +46,11 @@ class FeatureExtractor:
         fold: bool = True,
         input_gradients: bool | None = None,
     ):
-        tf = quiet_tensorflow()
-        import keras
+        keras = load_keras()
+        self._ops, self._backend = keras.ops, ops()  # resolved once: calls are traced into compiled steps
+        backend = self._backend
 
-        from . import folding  # imported here: it defines a Keras layer, so importing it loads TensorFlow
+        from . import folding  # imported here: it defines a Keras layer, so importing it loads Keras
 
         names = [layer.name for layer in model.layers]
         #: the name each caller asked for (Keras name or alias) -> Keras layer name
@@ -61,54 +61,51 @@ class FeatureExtractor:
         self.source = model  # the uncut network, for the memory model's activation count
         cut = keras.Model(model.input, [model.get_layer(n).output for n in self.layers])
         if input_gradients is None:  # measured faster on a CPU in float32; GPUs and 16 bits were not measured
-            input_gradients = precision == "float32" and not tf.config.list_physical_devices("GPU")
+            input_gradients = precision == "float32" and backend.forward_kernel_gradients()
         if fold or precision != "float32" or input_gradients:
             cut = folding.clone(cut, fold=fold, keep=self.layers, dtype=precision, input_gradients=input_gradients)
         self.model = cut
         self.channels = int(cut.inputs[0].shape[-1])
-        #: ``model`` as one graph for a batch of any size: traced once, called by every loss
-        any_size = tf.TensorSpec([None, None, None, self.channels], tf.float32)
-        self.network = tf.function(lambda x: cut(x, training=False), input_signature=[any_size])
+        #: ``model`` compiled (for a batch of any size, where the backend generalises), called by every loss
+        self.network = backend.compile(lambda x: cut(x, training=False), any_shape=True)
 
     @functools.cached_property
     def strides(self) -> dict[str, int]:
         """Each layer's total stride (input pixels per feature position), measured once on a probe."""
-        tf = quiet_tensorflow()
         probe = 2 * SIZE_MULTIPLE  # a side every stride divides
-        outputs = self._listed(self.network(tf.zeros([1, probe, probe, self.channels])))
+        outputs = self._listed(self.network(load_keras().ops.zeros([1, probe, probe, self.channels])))
         return {name: probe // int(out.shape[1]) for name, out in zip(self.layers, outputs)}
 
-    def __call__(self, x) -> dict[str, tf.Tensor]:
+    def __call__(self, x) -> dict[str, object]:
         """Float32 activations for a batch ``x`` in network-input space, keyed by Keras layer name.
 
         The image is first mirrored at its bottom and right edges up to a multiple of the
         deepest layer's stride, and each feature map cropped back to the part the image covers.
-        Why: TensorFlow's 'same' padding of a stride-2 layer puts its one row of zeros below an
-        even-sized map but one above and one below an odd-sized one, and VGG's pooling drops an
-        odd map's last row. An image whose side halves to an odd number (170 -> 85) then has
-        top rows seen differently from all others, and the optimiser painted a 2-3 px band of
-        saturated noise there. At a multiple of the deepest stride every map that is halved on
-        the way to a requested layer is even-sized; padding further (to the network's total
-        stride, 170 -> 192 rather than 176 for the seed's layers) only costs time.
+        Why: 'same' padding of a stride-2 layer puts its one row of zeros below an even-sized
+        map but one above and one below an odd-sized one, and VGG's pooling drops an odd map's
+        last row. An image whose side halves to an odd number (170 -> 85) then has top rows
+        seen differently from all others, and the optimiser painted a 2-3 px band of saturated
+        noise there. At a multiple of the deepest stride every map that is halved on the way to
+        a requested layer is even-sized; padding further (to the network's total stride,
+        170 -> 192 rather than 176 for the seed's layers) only costs time.
         """
-        tf = quiet_tensorflow()
-        # From the runtime shape, so one compiled step serves images of every size (a pad of
-        # nothing and a whole-map slice where the size needs none: measured no slower).
-        shape = tf.shape(x)
+        K, backend = self._ops, self._backend
+        # The size as the backend knows it (a tensor inside a graph that serves every size), so
+        # one compiled step serves images of every size where the backend allows it.
+        shape = K.shape(x)
         height, width = shape[1], shape[2]
         multiple = max(self.strides.values())
-        x = tf.pad(x, [[0, 0], [0, -height % multiple], [0, -width % multiple], [0, 0]], mode="SYMMETRIC")
+        x = backend.pad_symmetric(K.cast(x, "float32"), -height % multiple, -width % multiple)
         features = {}
-        for name, out in zip(self.layers, self._listed(self.network(tf.cast(x, tf.float32)))):
-            # keep the positions the image itself reaches: ceil(side / stride). tf.slice, not
-            # indexing: a strided slice's gradient is a costly scatter, a slice's is a pad.
+        for name, out in zip(self.layers, self._listed(self.network(x))):
+            # keep the positions the image itself reaches: ceil(side / stride).
             stride = self.strides[name]
-            out = tf.slice(out, [0, 0, 0, 0], [-1, -(-height // stride), -(-width // stride), -1])
-            features[name] = tf.cast(out, tf.float32)
+            out = backend.crop(out, -(-height // stride), -(-width // stride))
+            features[name] = K.cast(out, "float32")
         return features
 
     @staticmethod
-    def _listed(outputs) -> list[tf.Tensor]:
+    def _listed(outputs) -> list:
         """The network's outputs as a list: a one-output model returns a bare tensor."""
         return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
 
@@ -122,14 +119,18 @@ class FeatureExtractor:
         that holds ``share`` of its mass: how far apart two pixels must be before one tile's
         edge stops mattering to the other's features. Tiles overlap by at least this much.
         """
-        tf = quiet_tensorflow()
+        K = load_keras().ops
         rng = np.random.default_rng(0)
-        x = tf.constant(self.backbone.preprocessing.forward(rng.uniform(0, 255, (1, side, side, 3))), tf.float32)
-        with tf.GradientTape() as tape:
-            tape.watch(x)
+        x = K.convert_to_tensor(
+            self.backbone.preprocessing.forward(rng.uniform(0, 255, (1, side, side, 3))).astype(np.float32)
+        )
+
+        def centre(x):
             f = min(self(x).values(), key=lambda f: int(f.shape[1]))  # the coarsest map: the deepest layer
-            centre = tf.reduce_sum(f[:, f.shape[1] // 2, f.shape[2] // 2, :])
-        mass = np.abs(tape.gradient(centre, x).numpy()[0]).sum(axis=-1)
+            return K.sum(f[:, f.shape[1] // 2, f.shape[2] // 2, :]), ()
+
+        _, _, grad = ops().value_and_grad(centre)(x)
+        mass = np.abs(ops().to_numpy(grad)[0]).sum(axis=-1)
         total = mass.sum()
         if total <= 0:
             return side // 2
@@ -148,24 +149,10 @@ def activation_floats(model: keras.Model, layers: Sequence[str], side: int = 128
 
 @functools.lru_cache(maxsize=16)
 def _activation_floats(model: keras.Model, layers: tuple[str, ...], side: int) -> float:
-    tf = quiet_tensorflow()
-    import keras
-
+    keras = load_keras()
     cut = keras.Model(model.input, [model.get_layer(n).output for n in layers])
-    graph = (
-        tf.function(lambda x: cut(x, training=False))
-        .get_concrete_function(tf.TensorSpec([1, side, side, 3], tf.float32))
-        .graph
-    )
-    skip = {"Const", "ReadVariableOp", "Placeholder", "VarHandleOp", "Identity", "NoOp"}
-    floats = sum(
-        o.shape.num_elements()
-        for op in graph.get_operations()
-        if op.type not in skip
-        for o in op.outputs
-        if o.dtype.is_floating and o.shape.is_fully_defined()
-    )
-    return floats / side**2
+    probe = np.zeros((1, side, side, 3), np.float32)
+    return ops().intermediate_floats(lambda x: cut(x, training=False), probe) / side**2
 
 
 def default_activation_ratio(extractor: FeatureExtractor) -> float:

@@ -23,12 +23,9 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from .._tf import quiet_tensorflow
+from ..backends import load_keras
 
-quiet_tensorflow()
-import keras  # noqa: E402  (after the quiet TensorFlow import)
-
-from .gradients import InputGradConv2D  # noqa: E402
+keras = load_keras()
 
 
 @keras.saving.register_keras_serializable(package="nstyle")
@@ -99,6 +96,8 @@ def clone(
     :class:`~nstyle.backbones.gradients.InputGradConv2D`: the same outputs, and input
     gradients computed by the forward kernel, faster on CPUs.
     """
+    if input_gradients:  # TensorFlow's fast path: the module needs TensorFlow
+        from .gradients import InputGradConv2D
     pairs = foldable_pairs(model, keep) if fold else {}
     folded_convs = {conv: bn for bn, conv in pairs.items()}
 
@@ -123,6 +122,6 @@ def clone(
             target.set_weights(folded_weights(layer, model.get_layer(folded_convs[layer.name])))
         else:
             target.set_weights(layer.get_weights())
-        if isinstance(target, InputGradConv2D):
+        if input_gradients and isinstance(target, InputGradConv2D):
             target.freeze()
     return copy

@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._tf import quiet_tensorflow
+from ..backends import load_keras, quiet_import
 
-tf = quiet_tensorflow()
-import keras  # noqa: E402  (after the quiet TensorFlow import)
+tf = quiet_import("tensorflow")
+keras = load_keras()
 
 
 def _pair(value) -> tuple[int, int]:

@@ -101,15 +101,10 @@ def host_cpu() -> Cpu:
 
 @lru_cache(maxsize=1)
 def gpus() -> tuple[Gpu, ...]:
-    """GPUs TensorFlow sees, with their compute capability where it reports one."""
-    from .._tf import quiet_tensorflow
+    """GPUs the running backend sees, with their compute capability where it reports one."""
+    from ..backends import ops
 
-    tf = quiet_tensorflow()
-    found = []
-    for device in tf.config.list_physical_devices("GPU"):
-        details = tf.config.experimental.get_device_details(device)
-        found.append(Gpu(details.get("device_name", device.name), details.get("compute_capability")))
-    return tuple(found)
+    return tuple(Gpu(name, capability) for name, capability in ops().gpu_list())
 
 
 def choose(requested: str, cpu: Cpu, gpu_list: tuple[Gpu, ...] = (), optimizer: str = "adam") -> Choice:

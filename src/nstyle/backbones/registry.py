@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .._tf import quiet_tensorflow
+from ..backends import load_keras
 from ..errors import ConfigError, WeightsError
 
 if TYPE_CHECKING:
@@ -104,7 +104,7 @@ class Backbone:
 
     def build(self, weights: str | None, input_shape: tuple[int, int, int] | None = None) -> keras.Model:
         """The headless network; ``weights`` is None, 'imagenet' or a file path."""
-        quiet_tensorflow()
+        load_keras()
         return self.constructor(weights, input_shape)
 
 
@@ -227,7 +227,7 @@ def load_model(name: str, weights: str) -> keras.Model:
 
 @functools.lru_cache(maxsize=4)
 def _load_model_cached(name: str, weights: str, _stamp: int) -> keras.Model:
-    quiet_tensorflow()
+    load_keras()
     backbone = get_backbone(name)
     if weights == "imagenet":
         try:
