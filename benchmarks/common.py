@@ -16,7 +16,7 @@ import numpy as np
 from nstyle.backbones import FeatureExtractor, get_backbone, load_model
 from nstyle.config import Config
 from nstyle.io import fit, load_image
-from nstyle.losses import objective, tf
+from nstyle.losses import objective, tensor
 from nstyle.optimize import Progress, Stop
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,6 +35,7 @@ def save_results(
 
     from nstyle._version import __version__
     from nstyle.backbones import precision
+    from nstyle.backends import backend_version
 
     data = {
         "script": f"{script}.py",
@@ -44,7 +45,7 @@ def save_results(
         "versions": {
             "nstyle": __version__,
             "python": platform.python_version(),
-            "tensorflow": tf.__version__,
+            keras.backend.backend(): backend_version(),
             "keras": keras.__version__,
         },
         "rows": rows,
@@ -75,7 +76,7 @@ class Float32Loss:
 
     def __call__(self, rgb) -> dict[str, float]:
         """The loss terms of an RGB image (PIL or uint8 array) of the content's size."""
-        x = tf.constant(self.prep.forward(np.asarray(rgb, np.float32))[None])
+        x = tensor(self.prep.forward(np.asarray(rgb, np.float32))[None])
         return {k: float(v) for k, v in self.loss(x).items()}
 
 

@@ -27,8 +27,8 @@ import numpy as np
 from common import CONTENT, ROOT, STYLE, Float32Loss, save_results
 
 from nstyle import stylize
-from nstyle._tf import use_all_cores
 from nstyle.backbones import precision
+from nstyle.backends import use_all_cores
 from nstyle.config import resolve
 from nstyle.sheets import contact_sheet
 

@@ -34,12 +34,12 @@ import numpy as np
 from common import save_results
 from PIL import Image
 
-from nstyle._tf import threads
 from nstyle.api import stylize
 from nstyle.backbones import FeatureExtractor, get_backbone, load_model, precision
+from nstyle.backends import threads
 from nstyle.config import read_toml, resolve
 from nstyle.io import fit
-from nstyle.losses import Moments, WassersteinStyle, tf
+from nstyle.losses import K, Moments, WassersteinStyle, tensor
 from nstyle.sheets import contact_sheet
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,8 +79,8 @@ class Judge:
         self.extractor = FeatureExtractor(self.backbone, load_model(backbone, weights), [*style_layers, content_layer])
         self.w2 = WassersteinStyle()
 
-    def features(self, image: Image.Image) -> dict[str, tf.Tensor]:
-        return self.extractor(tf.constant(self.backbone.preprocessing.forward(np.asarray(image.convert("RGB")))[None]))
+    def features(self, image: Image.Image) -> dict:
+        return self.extractor(tensor(self.backbone.preprocessing.forward(np.asarray(image.convert("RGB")))[None]))
 
     def scores(self, result: Image.Image, content: Image.Image, style: Image.Image) -> tuple[float, float]:
         """(style, content), each relative to the photo: see the module docstring."""
@@ -91,9 +91,7 @@ class Judge:
             target = self.w2.target(Moments.of(s[layer]))
             ratios.append(float(self.w2.loss(r[layer], target)) / float(self.w2.loss(c[layer], target)))
         layer = self.content_layer
-        content_score = float(
-            tf.reduce_mean(tf.square(r[layer] - c[layer])) / tf.reduce_mean(tf.square(s_at_c[layer] - c[layer]))
-        )
+        content_score = float(K.mean(K.square(r[layer] - c[layer])) / K.mean(K.square(s_at_c[layer] - c[layer])))
         return float(np.mean(ratios)), content_score
 
 

@@ -29,8 +29,8 @@ from pathlib import Path
 from common import CONTENT, STYLE, Clock, save_results
 
 from nstyle import stylize
-from nstyle._tf import use_all_cores
 from nstyle.backbones import precision
+from nstyle.backends import use_all_cores
 
 #: preset -> size: sizes that keep the whole run to minutes on two cores.
 PRESETS: dict[str, int] = {"lite0": 384, "hed": 192, "default": 256}

@@ -8,16 +8,21 @@ to numpy and deprocessed whenever the loss improves. nstyle runs in float32 (Bat
 folded; also unfolded, to show what folding gives) and in ``--precision auto`` (what this
 machine's hardware picks). Rounds alternate between them so that machine noise hits all
 alike; medians are reported. TensorFlow's intra-op threads are set to the usable cores.
+Every other installed Keras backend (JAX, PyTorch) then times nstyle's float32 and ``auto``
+steps in a process of its own (Keras picks its backend once per process), a line each.
 
     python benchmarks/step_speed.py [--iterations 6] [--rounds 3] [--memory]
 
-Ends with ``speedup: X.XX`` (baseline s/iter divided by nstyle ``auto`` s/iter). ``--memory``
-also runs a 512 px stylization in a child process and prints its peak RSS.
+Ends with ``speedup: X.XX`` (baseline s/iter divided by nstyle ``auto`` s/iter, on TensorFlow,
+the default backend). ``--memory`` also runs a 512 px stylization in a child process and
+prints its peak RSS.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import resource
 import statistics
 import subprocess
@@ -27,11 +32,7 @@ import time
 import numpy as np
 from common import save_results
 
-from nstyle._tf import use_all_cores
-from nstyle.backbones import CAFFE, REGISTRY, FeatureExtractor, load_model, precision
-from nstyle.config import resolve
-from nstyle.losses import StyleTransferLoss, Terms, WeightedLayer, tf
-from nstyle.optimize import OptimizerSettings, optimize
+from nstyle import backends
 
 HEIGHT, WIDTH = 384, 512
 
@@ -39,6 +40,9 @@ HEIGHT, WIDTH = 384, 512
 def notebook_loop(model, content, style, iterations: int) -> list[float]:
     """The notebook's training loop, eager, TF2; returns seconds per iteration."""
     import keras
+    import tensorflow as tf
+
+    from nstyle.backbones import CAFFE
 
     def gram_matrix(input_tensor):
         channels = int(input_tensor.shape[-1])
@@ -92,8 +96,13 @@ def notebook_loop(model, content, style, iterations: int) -> list[float]:
     return times
 
 
-def nstyle_loop(extractor: FeatureExtractor, content, style, iterations: int) -> list[float]:
+def nstyle_loop(extractor, content, style, iterations: int) -> list[float]:
     """nstyle's own optimiser on the same loss; returns seconds per iteration (first one is the trace)."""
+    from nstyle.backbones import CAFFE
+    from nstyle.config import resolve
+    from nstyle.losses import StyleTransferLoss, Terms, WeightedLayer, tensor
+    from nstyle.optimize import OptimizerSettings, optimize
+
     cfg = resolve("seed")
     terms = Terms(
         [WeightedLayer(extractor.resolved[s.name], 1.0) for s in cfg.content_layers],
@@ -101,7 +110,7 @@ def nstyle_loop(extractor: FeatureExtractor, content, style, iterations: int) ->
         cfg.content_weight,
         cfg.style_weight,
     )
-    loss = StyleTransferLoss(extractor, terms, tf.constant(content), [tf.constant(style)])
+    loss = StyleTransferLoss(extractor, terms, tensor(content), [tensor(style)])
     stamps = [time.perf_counter()]
     settings = OptimizerSettings(
         "adam", iterations, cfg.lr, cfg.beta1, cfg.beta2, cfg.epsilon, loss_scaling=extractor.precision == "float16"
@@ -121,20 +130,75 @@ def peak_rss_of_512px_run() -> float:
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
 
+def inputs():
+    """The seed's ResNet50 (random:0) and its layers, and a random content and style image."""
+    from nstyle.backbones import CAFFE, REGISTRY, load_model
+    from nstyle.config import resolve
+
+    cfg = resolve("seed")
+    rng = np.random.default_rng(0)
+    content = CAFFE.forward(rng.uniform(0, 255, (1, HEIGHT, WIDTH, 3)))
+    style = CAFFE.forward(rng.uniform(0, 255, (1, HEIGHT, WIDTH, 3)))
+    names = [s.name for s in (*cfg.content_layers, *cfg.style_layers)]
+    return REGISTRY["resnet50"], load_model("resnet50", "random:0"), names, content, style
+
+
+def time_backend(iterations: int, rounds: int) -> dict[str, float]:
+    """In a process on another backend: nstyle's float32 and auto steps, median s/iter of each."""
+    from nstyle.backbones import FeatureExtractor, precision
+
+    backends.use_all_cores()
+    backbone, resnet, names, content, style = inputs()
+    auto = precision.resolve("auto")
+    variants = {
+        "float32": FeatureExtractor(backbone, resnet, names),
+        f"auto ({auto.name})": FeatureExtractor(backbone, resnet, names, precision=auto.name),
+    }
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(rounds):
+        for name, extractor in variants.items():  # skip trace + warm-up
+            times[name] += nstyle_loop(extractor, content, style, iterations + 2)[2:]
+    return {name: statistics.median(v) for name, v in times.items()}
+
+
+def other_backends(iterations: int, rounds: int) -> dict[str, float]:
+    """Each installed backend but TensorFlow, timed in a child process of this script."""
+    found = {}
+    for name in backends.NAMES[1:]:
+        if not backends.is_installed(name):
+            print(f"{name}: not installed")
+            continue
+        proc = subprocess.run(
+            [sys.executable, __file__, "--iterations", str(iterations), "--rounds", str(rounds), "--child"],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "KERAS_BACKEND": name},
+        )
+        if proc.returncode != 0:
+            print(f"{name}: failed: {proc.stderr.strip().splitlines()[-1:]}")
+            continue
+        for variant, seconds in json.loads(proc.stdout.strip().splitlines()[-1]).items():
+            found[f"nstyle {variant} on {name}"] = seconds
+    return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--iterations", type=int, default=6, help="timed iterations per round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--memory", action="store_true", help="also report peak RSS of a 512 px run")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)  # one backend's line, as JSON
     args = parser.parse_args()
-
-    threads = use_all_cores()
+    if args.child:
+        print(json.dumps(time_backend(args.iterations, args.rounds)))
+        return
+    backends.select("tensorflow")
     import keras
 
-    cfg = resolve("seed")
-    resnet = load_model("resnet50", "random:0")
-    names = [s.name for s in (*cfg.content_layers, *cfg.style_layers)]
-    backbone = REGISTRY["resnet50"]
+    from nstyle.backbones import FeatureExtractor, precision
+
+    threads = backends.use_all_cores()
+    backbone, resnet, names, content, style = inputs()
     auto = precision.resolve("auto")
     variants = {
         "float32, unfolded": FeatureExtractor(backbone, resnet, names, fold=False),
@@ -142,13 +206,10 @@ def main() -> None:
         f"auto ({auto.name})": FeatureExtractor(backbone, resnet, names, precision=auto.name),
     }
     notebook_model = keras.Model(resnet.input, [resnet.get_layer(n).output for n in variants["float32"].layers])
-    rng = np.random.default_rng(0)
-    content = CAFFE.forward(rng.uniform(0, 255, (1, HEIGHT, WIDTH, 3)))
-    style = CAFFE.forward(rng.uniform(0, 255, (1, HEIGHT, WIDTH, 3)))
 
     print(f"CPU: {precision.host_cpu().describe()}; GPUs: {[g.name for g in precision.gpus()] or 'none'}")
     print(
-        f"tensorflow {tf.__version__}, keras {keras.__version__}, intra-op threads {threads}; "
+        f"tensorflow {backends.backend_version()}, keras {keras.__version__}, intra-op threads {threads}; "
         f"auto precision: {auto.name} ({auto.reason})"
     )
     print(f"{HEIGHT}x{WIDTH}, resnet50 random weights, the seed's layers, Adam")
@@ -159,9 +220,10 @@ def main() -> None:
             times[f"nstyle {name}"] += nstyle_loop(extractor, content, style, args.iterations + 2)[2:]
         print(f"round {r + 1}: " + ", ".join(f"{k} {statistics.median(v):.3f}" for k, v in times.items()) + " s/iter")
     medians = {k: statistics.median(v) for k, v in times.items()}
+    medians.update(other_backends(args.iterations, args.rounds))
     baseline = medians["notebook eager loop"]
     for name, seconds in medians.items():
-        print(f"{name:28} {seconds:.3f} s/iter  ({baseline / seconds:.2f}x the notebook)")
+        print(f"{name:36} {seconds:.3f} s/iter  ({baseline / seconds:.2f}x the notebook)")
     peak = peak_rss_of_512px_run() if args.memory else None
     if peak is not None:
         print(f"peak RSS, 512 px stylize (5 iterations): {peak:.0f} MiB")

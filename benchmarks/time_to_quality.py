@@ -30,8 +30,8 @@ import time
 from common import CONTENT, STYLE, Clock, Float32Loss, save_results
 
 from nstyle import stylize
-from nstyle._tf import use_all_cores
 from nstyle.backbones import precision
+from nstyle.backends import use_all_cores
 from nstyle.config import resolve
 
 OBJECTIVE = {"preset": "seed", "weights": "random:0", "seed": 0}

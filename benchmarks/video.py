@@ -74,7 +74,7 @@ def make_clip(path: Path, frames: int = 24, size: tuple[int, int] = (320, 214)) 
 def style_losses(frames: list[np.ndarray], content: list[np.ndarray], cfg) -> float:
     """Mean style term of the stylized frames, each with its own content frame, in float32."""
     from nstyle.backbones import FeatureExtractor, get_backbone, load_model
-    from nstyle.losses import objective, tf
+    from nstyle.losses import objective, tensor
 
     backbone = get_backbone(cfg.backbone)
     extractor = FeatureExtractor(
@@ -86,8 +86,8 @@ def style_losses(frames: list[np.ndarray], content: list[np.ndarray], cfg) -> fl
     loss = objective(cfg, extractor, Image.fromarray(content[0]), [style])
     values = []
     for frame, photo in zip(frames, content):
-        loss.set_content(tf.constant(backbone.preprocessing.forward(photo.astype(np.float32))[None]))
-        values.append(float(loss(tf.constant(backbone.preprocessing.forward(frame.astype(np.float32))[None]))["style"]))
+        loss.set_content(tensor(backbone.preprocessing.forward(photo.astype(np.float32))[None]))
+        values.append(float(loss(tensor(backbone.preprocessing.forward(frame.astype(np.float32))[None]))["style"]))
     return float(np.mean(values))
 
 

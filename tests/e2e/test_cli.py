@@ -8,7 +8,7 @@ from PIL import Image
 
 from nstyle.cli import main
 
-from ..conftest import CONTENT, STYLE
+from ..conftest import CONTENT, STYLE, backend_name
 
 FAST = ["--weights", "random:0", "--size", "64", "--iterations", "3", "--quiet"]
 
@@ -34,7 +34,8 @@ def test_writes_a_stylized_image_with_its_record(tmp_path, capsys):
     assert record["config"]["style_layers"] == ["bn2b_branch2a", "bn3a_branch2c", "res3a_branch1", "bn4e_branch2b"]
     assert record["config"]["weights"] == "random:0" and isinstance(record["config"]["seed"], int)
     assert record["content"]["path"] == str(CONTENT) and len(record["content"]["sha256"]) == 64
-    assert {"tensorflow", "keras", "numpy", "pillow", "python"} <= set(record["versions"])
+    assert {backend_name(), "keras", "numpy", "pillow", "python"} <= set(record["versions"])
+    assert record["result"]["backend"] == backend_name() and record["result"]["random_weights"] == "numpy-pcg64"
     assert (tmp_path / "out_0002.png").exists() and not (tmp_path / "out_0003.png").exists()
     assert Image.open(tmp_path / "out_strip.png").width > 64 * 2
     # the stylized image differs from the content it started from

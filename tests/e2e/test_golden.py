@@ -11,6 +11,7 @@ import math
 
 import pytest
 
+from ..conftest import backend_name
 from ..golden.record import HERE, cpu_kind, histories
 
 # Relative, per loss term and iteration. The fixtures are the TensorFlow-only engine's; the
@@ -21,6 +22,7 @@ TOLERANCE = 2e-5
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(backend_name() != "tensorflow", reason="the fixtures are TensorFlow's; tests/e2e/test_backends.py compares backends")
 def test_seeded_runs_reproduce_their_recorded_histories():
     path = HERE / f"histories-{cpu_kind()}.json"
     if not path.exists():

@@ -95,6 +95,16 @@ def gpu_list() -> list[tuple[str, tuple[int, int] | None]]:
     return found
 
 
+def reset_peak_memory() -> None:
+    """JAX keeps one peak per process and cannot reset it: :func:`peak_memory_gb` is the process's."""
+
+
+def peak_memory_gb() -> float | None:
+    """The GPU's peak memory in this process (XLA's allocator statistics); None on a CPU."""
+    stats = jax.devices()[0].memory_stats() if has_gpu() else None
+    return round(stats["peak_bytes_in_use"] / 2**30, 2) if stats else None
+
+
 def has_gpu() -> bool:
     return jax.default_backend() == "gpu"
 

@@ -107,6 +107,17 @@ def gpu_list() -> list[tuple[str, tuple[int, int] | None]]:
     return found
 
 
+def reset_peak_memory() -> None:
+    """Start counting the GPU's peak memory afresh (nothing on a CPU)."""
+    if has_gpu():
+        tf.config.experimental.reset_memory_stats("GPU:0")
+
+
+def peak_memory_gb() -> float | None:
+    """The GPU's peak memory since :func:`reset_peak_memory`; None on a CPU."""
+    return round(tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**30, 2) if has_gpu() else None
+
+
 def has_gpu() -> bool:
     return bool(tf.config.list_physical_devices("GPU"))
 

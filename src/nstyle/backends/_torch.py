@@ -99,6 +99,17 @@ def gpu_list() -> list[tuple[str, tuple[int, int] | None]]:
     ]
 
 
+def reset_peak_memory() -> None:
+    """Start counting the GPU's peak memory afresh (nothing on a CPU)."""
+    if has_gpu():
+        torch.cuda.reset_peak_memory_stats()
+
+
+def peak_memory_gb() -> float | None:
+    """The GPU's peak memory since :func:`reset_peak_memory`; None on a CPU."""
+    return round(torch.cuda.max_memory_allocated() / 2**30, 2) if has_gpu() else None
+
+
 def has_gpu() -> bool:
     return torch.cuda.is_available()
 
