@@ -22,7 +22,9 @@ TOLERANCE = 2e-5
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(backend_name() != "tensorflow", reason="the fixtures are TensorFlow's; tests/e2e/test_backends.py compares backends")
+@pytest.mark.skipif(
+    backend_name() != "tensorflow", reason="the fixtures are TensorFlow's; tests/e2e/test_backends.py compares backends"
+)
 def test_seeded_runs_reproduce_their_recorded_histories():
     path = HERE / f"histories-{cpu_kind()}.json"
     if not path.exists():
