@@ -43,15 +43,20 @@ def gram_matrix(features: Tensor) -> Tensor:
     style weight of 1e6 means the same thing here. The gradient is written out because the
     generic one differentiates ``F^T F`` as a product of two different matrices, two matmuls
     where ``F (dG + dG^T) / (H W)`` needs one, and Gram matrices are a large share of a step.
+    bfloat16 features (a bfloat16 network's own) are multiplied in bfloat16, on the CPU's or
+    GPU's bf16 units, which accumulate in float32; the Gram matrix comes back float32.
     """
     shape = K.shape(features)
     flat = K.reshape(features, (-1, shape[-1]))
-    positions = K.cast(K.shape(flat)[0], flat.dtype)
-    gram = backend.matmul_tn(flat, flat) / positions
+    positions = K.cast(K.shape(flat)[0], "float32")
+    gram = K.cast(backend.matmul_tn(flat, flat), "float32") / positions
 
     def gradient(*args: Tensor, upstream: Tensor | None = None) -> Tensor:
         upstream = _upstream(args, upstream)
-        return K.reshape(K.matmul(flat, upstream + K.transpose(upstream)) / positions, shape)
+        if keras.backend.standardize_dtype(flat.dtype) == "float32":
+            return K.reshape(K.matmul(flat, upstream + K.transpose(upstream)) / positions, shape)
+        both = K.cast((upstream + K.transpose(upstream)) / positions, flat.dtype)
+        return K.reshape(K.matmul(flat, both), shape)
 
     return gram, gradient
 
@@ -352,6 +357,11 @@ class StyleTransferLoss:
         self.statistic = STYLE_LOSSES[terms.style_loss]
         self.swag_temperature = float(terms.swag_temperature)
         self.pixel_scale = terms.pixel_scale
+        # Gram matrices of a bfloat16 network's features are taken in bfloat16 (see gram_matrix);
+        # other statistics, SWAG and float16 (whose range a Gram matrix can overflow) take float32.
+        self.native_gram = (
+            extractor.precision == "bfloat16" and terms.style_loss == "gram" and self.swag_temperature <= 0
+        )
         self.state: dict[str, Any] = {}
         self.retarget(content_image, style_images, targets)
         blend = list(terms.style_blend) or [1.0] * len(self.state["style"])
@@ -435,10 +445,14 @@ class StyleTransferLoss:
     def evaluate(self, image: Tensor, state: dict[str, Any]) -> dict[str, Tensor]:
         """Loss terms and their weighted ``total`` for a batch of one image in network space,
         aimed at ``state`` (:attr:`state`'s structure): a pure function of its two arguments."""
-        features = self.features(image)
+        features = self.extractor(image, native=True) if self.native_gram else self.features(image)
         content = _weighted_mean(
             [
-                (s.weight, content_loss(features[s.layer], state["content"][s.layer]) / state["content_scale"][s.layer])
+                (
+                    s.weight,
+                    content_loss(K.cast(features[s.layer], "float32"), state["content"][s.layer])
+                    / state["content_scale"][s.layer],
+                )
                 for s in self.content_layers
             ]
         )

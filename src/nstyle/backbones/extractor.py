@@ -76,8 +76,9 @@ class FeatureExtractor:
         outputs = self._listed(self.network(load_keras().ops.zeros([1, probe, probe, self.channels])))
         return {name: probe // int(out.shape[1]) for name, out in zip(self.layers, outputs)}
 
-    def __call__(self, x) -> dict[str, object]:
-        """Float32 activations for a batch ``x`` in network-input space, keyed by Keras layer name.
+    def __call__(self, x, native: bool = False) -> dict[str, object]:
+        """Float32 activations for a batch ``x`` in network-input space, keyed by Keras layer name
+        (``native``: in the network's own precision, for a loss that computes in it).
 
         The image is first mirrored at its bottom and right edges up to a multiple of the
         deepest layer's stride, and each feature map cropped back to the part the image covers.
@@ -101,7 +102,7 @@ class FeatureExtractor:
             # keep the positions the image itself reaches: ceil(side / stride).
             stride = self.strides[name]
             out = backend.crop(out, -(-height // stride), -(-width // stride))
-            features[name] = K.cast(out, "float32")
+            features[name] = out if native else K.cast(out, "float32")
         return features
 
     @staticmethod
