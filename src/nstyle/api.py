@@ -22,7 +22,7 @@ from . import color
 from ._version import __version__
 from .backbones import precision
 from .backbones.seeded import GENERATOR
-from .backends import backend_version, threads
+from .backends import backend_version, select, threads
 from .checkpoints import Checkpoint, CheckpointPlan
 from .config import Config, configure
 from .engine import Engine, Run, RunResult, final_image
@@ -174,6 +174,7 @@ def _prepare(
     if cfg.seed is None:
         cfg = dataclasses.replace(cfg, seed=int(np.random.SeedSequence().entropy % 2**32))
     cfg.check_styles(len(styles))
+    select(cfg.backend or None)  # a backend other than the one Keras runs on here is a clear error
     content_src = load_image(content, "content image")
     style_srcs = [load_image(s, "style image") for s in styles]
     if cfg.preserve_color == "histogram":

@@ -734,7 +734,11 @@ def _ui(argv: list[str]) -> int:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--share", action="store_true", help="also ask Gradio for a public share link (needs internet)")
+    p.add_argument(
+        "--backend", metavar="NAME", help="the Keras backend its runs use (default: KERAS_BACKEND, else tensorflow)"
+    )
     args = p.parse_args(argv)
+    select(args.backend)
     try:
         from .ui import launch
     except ImportError:
