@@ -35,7 +35,7 @@ def save_results(
 
     from nstyle._version import __version__
     from nstyle.backbones import precision
-    from nstyle.backends import backend_version
+    from nstyle.backends import NAMES, backend_version, distribution_version, is_installed
 
     data = {
         "script": f"{script}.py",
@@ -46,6 +46,11 @@ def save_results(
             "nstyle": __version__,
             "python": platform.python_version(),
             keras.backend.backend(): backend_version(),
+            **{
+                name: distribution_version(name)
+                for name in NAMES
+                if name != keras.backend.backend() and is_installed(name)
+            },
             "keras": keras.__version__,
         },
         "rows": rows,

@@ -96,7 +96,7 @@ def notebook_loop(model, content, style, iterations: int) -> list[float]:
     return times
 
 
-def nstyle_loop(extractor, content, style, iterations: int) -> list[float]:
+def nstyle_loop(extractor, content, style, iterations: int, native_gram: bool = True) -> list[float]:
     """nstyle's own optimiser on the same loss; returns seconds per iteration (first one is the trace)."""
     from nstyle.backbones import CAFFE
     from nstyle.config import resolve
@@ -109,6 +109,7 @@ def nstyle_loop(extractor, content, style, iterations: int) -> list[float]:
         [WeightedLayer(extractor.resolved[s.name], 1.0) for s in cfg.style_layers],
         cfg.content_weight,
         cfg.style_weight,
+        native_gram=native_gram,
     )
     loss = StyleTransferLoss(extractor, terms, tensor(content), [tensor(style)])
     stamps = [time.perf_counter()]
@@ -200,12 +201,15 @@ def main() -> None:
     threads = backends.use_all_cores()
     backbone, resnet, names, content, style = inputs()
     auto = precision.resolve("auto")
-    variants = {
-        "float32, unfolded": FeatureExtractor(backbone, resnet, names, fold=False),
-        "float32": FeatureExtractor(backbone, resnet, names),
-        f"auto ({auto.name})": FeatureExtractor(backbone, resnet, names, precision=auto.name),
+    low = FeatureExtractor(backbone, resnet, names, precision=auto.name)
+    variants = {  # name: (network, Gram matrices in the network's precision)
+        "float32, unfolded": (FeatureExtractor(backbone, resnet, names, fold=False), True),
+        "float32": (FeatureExtractor(backbone, resnet, names), True),
+        f"auto ({auto.name})": (low, True),
     }
-    notebook_model = keras.Model(resnet.input, [resnet.get_layer(n).output for n in variants["float32"].layers])
+    if auto.name == "bfloat16":  # the same step with its Gram matrices in float32: what bf16 Gram gives
+        variants["auto (bfloat16), float32 Gram"] = (low, False)
+    notebook_model = keras.Model(resnet.input, [resnet.get_layer(n).output for n in variants["float32"][0].layers])
 
     print(f"CPU: {precision.host_cpu().describe()}; GPUs: {[g.name for g in precision.gpus()] or 'none'}")
     print(
@@ -216,8 +220,8 @@ def main() -> None:
     times: dict[str, list[float]] = {"notebook eager loop": [], **{f"nstyle {k}": [] for k in variants}}
     for r in range(args.rounds):
         times["notebook eager loop"] += notebook_loop(notebook_model, content, style, args.iterations + 1)[1:]
-        for name, extractor in variants.items():  # skip trace + warm-up
-            times[f"nstyle {name}"] += nstyle_loop(extractor, content, style, args.iterations + 2)[2:]
+        for name, (extractor, native_gram) in variants.items():  # skip trace + warm-up
+            times[f"nstyle {name}"] += nstyle_loop(extractor, content, style, args.iterations + 2, native_gram)[2:]
         print(f"round {r + 1}: " + ", ".join(f"{k} {statistics.median(v):.3f}" for k, v in times.items()) + " s/iter")
     medians = {k: statistics.median(v) for k, v in times.items()}
     medians.update(other_backends(args.iterations, args.rounds))

@@ -2,7 +2,8 @@
 
 ``nstyle.stylize(content, style, **options)`` is the whole pipeline; the modules follow it:
 ``io`` -> ``backbones`` -> ``losses`` -> ``optimize`` -> ``api`` -> ``cli``.
-TensorFlow is imported on first use of ``stylize``, not on ``import nstyle``.
+Keras and its backend (:mod:`nstyle.backends`) are imported on first use of ``stylize``, not on
+``import nstyle``.
 """
 
 from __future__ import annotations

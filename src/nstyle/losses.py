@@ -292,6 +292,9 @@ class Terms:
     style_blend: Sequence[float] = ()
     temporal: bool = False
     pixel_scale: float = 1.0
+    #: Gram matrices of a bfloat16 network's features taken in bfloat16: for Adam; L-BFGS's line
+    #: search needs exact sums (benchmarks/precision_parity.py measures the difference).
+    native_gram: bool = True
 
     @classmethod
     def of(cls, cfg: Config, extractor: FeatureExtractor, temporal: bool = False) -> Terms:
@@ -307,6 +310,7 @@ class Terms:
             cfg.style_blend,
             temporal,
             float(np.mean(extractor.backbone.preprocessing.std)),
+            native_gram=cfg.optimizer == "adam",
         )
 
 
@@ -360,7 +364,10 @@ class StyleTransferLoss:
         # Gram matrices of a bfloat16 network's features are taken in bfloat16 (see gram_matrix);
         # other statistics, SWAG and float16 (whose range a Gram matrix can overflow) take float32.
         self.native_gram = (
-            extractor.precision == "bfloat16" and terms.style_loss == "gram" and self.swag_temperature <= 0
+            terms.native_gram
+            and extractor.precision == "bfloat16"
+            and terms.style_loss == "gram"
+            and self.swag_temperature <= 0
         )
         self.state: dict[str, Any] = {}
         self.retarget(content_image, style_images, targets)

@@ -172,12 +172,13 @@ def optimize(
 class Optimizer:
     """One compiled optimiser, run again and again from new starts: tiles, frames, scales.
 
-    Compiling a step (tracing the loss into a graph, and TensorFlow optimising that graph at
+    Compiling a step (tracing the loss into a graph, and the backend optimising that graph at
     its first call) costs more than many steps; a tiled run optimises dozens of
     same-sized tiles with one loss whose targets it swaps (``set_content``), and a multi-scale
     run one image at each size (``retarget``). L-BFGS's evaluation takes images of any size,
-    so it is compiled once for all of them; Adam keeps its moments in variables of the image's
-    shape, so it gets one compiled step per size.
+    so it is compiled once for all of them where the backend generalises over shapes
+    (TensorFlow; XLA compiles one program per size); Adam keeps moments of the image's shape,
+    so it gets one compiled step per size.
     """
 
     def __init__(self, loss_fn: LossFn, bounds: tuple[np.ndarray, np.ndarray], settings: OptimizerSettings):

@@ -1,7 +1,7 @@
 """The parallel pool: a function over items in this process, in N local processes, or as Ray tasks.
 
 Tiles of a print-size image, chunks of a clip and trials of probe, grid and sweep all run
-through :class:`TaskPool`. Each worker limits TensorFlow to its share of the usable cores
+through :class:`TaskPool`. Each worker limits its backend's threads to its share of the usable cores
 (:mod:`nstyle.hardware`), so N workers do not fight over them.
 """
 
@@ -104,8 +104,8 @@ class TaskPool:
     """Runs a function over items in this process, in N local processes, or as Ray tasks.
 
     Open for many batches (a tiled image's passes and groups), so worker processes start, and
-    load TensorFlow and the network, once. Local workers and Ray tasks each get their share of
-    the usable cores (:mod:`nstyle.hardware`) as TensorFlow threads, so N workers do not fight
+    load Keras's backend and the network, once. Local workers and Ray tasks each get their share of
+    the usable cores (:mod:`nstyle.hardware`) as the backend's threads, so N workers do not fight
     over cores.
 
     Local workers ignore SIGINT and SIGHUP: a Ctrl-C or a closed terminal reaches the whole
@@ -137,7 +137,7 @@ class TaskPool:
 
                 self._queue = Queue()
         elif self.workers > 1:
-            context = multiprocessing.get_context("spawn")  # fork after TensorFlow started is unsafe
+            context = multiprocessing.get_context("spawn")  # fork after the backend's runtime started is unsafe
             # SimpleQueue: a worker's put is written before its task's result is, so every event
             # of a finished task is delivered before the pool's closing marker.
             self._queue = context.SimpleQueue() if self.on_event is not None else None

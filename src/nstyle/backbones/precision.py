@@ -6,7 +6,7 @@ stay float32. The network is where the time goes, and its features only need to 
 the optimisation needs exact sums.
 
 ``auto`` picks bfloat16 where the CPU has bf16 matrix units (Intel AMX, or AVX512-BF16),
-which convolve faster than in float32 (benchmarks/step_speed.py). Elsewhere TensorFlow
+which convolve faster than in float32 (benchmarks/step_speed.py). Elsewhere the backend
 emulates bfloat16 in float32 arithmetic plus conversions, which is slower than float32, so
 ``auto`` stays float32. On a GPU: bfloat16 from Ampere (compute
 capability 8.0) on, float16 with loss scaling on Volta/Turing tensor cores, float32 before.
@@ -62,7 +62,7 @@ class Cpu:
 
 @dataclass(frozen=True)
 class Gpu:
-    """A GPU TensorFlow can use."""
+    """A GPU the running backend can use."""
 
     name: str
     compute_capability: tuple[int, int] | None
@@ -131,11 +131,9 @@ def _choose(requested: str, cpu: Cpu, gpu_list: tuple[Gpu, ...]) -> Choice:
             return Choice("bfloat16", f"auto: the CPU has bf16 matrix units ({cpu.bf16_units})")
         return Choice("float32", "auto: the CPU has no bf16 units (AMX or AVX512-BF16), where bfloat16 is emulated")
     if requested == "bfloat16" and not cpu.bf16_units:
-        return Choice(
-            "bfloat16", "asked for", "this CPU has no bf16 units: TensorFlow emulates bfloat16, slower than float32"
-        )
+        return Choice("bfloat16", "asked for", "this CPU has no bf16 units: bfloat16 is emulated, slower than float32")
     if requested == "float16":
-        return Choice("float16", "asked for", "float16 on a CPU is emulated by TensorFlow, slower than float32")
+        return Choice("float16", "asked for", "float16 on a CPU is emulated, slower than float32")
     return Choice(requested, "asked for")
 
 

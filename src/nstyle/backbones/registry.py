@@ -1,7 +1,7 @@
 """Feature networks: Keras applications, their preprocessing, layer names and aliases.
 
 One :class:`Backbone` entry per network: adding another ``keras.applications`` model is one
-more entry in :data:`REGISTRY`. TensorFlow is imported lazily so that the CLI can reject
+more entry in :data:`REGISTRY`. Keras and its backend are imported lazily so that the CLI can reject
 bad input before paying for it.
 """
 

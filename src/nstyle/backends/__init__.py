@@ -87,8 +87,9 @@ def load_keras() -> ModuleType:
     serialises a layer's config (:mod:`~nstyle.backbones.folding` does); that import would
     print TensorFlow's notices, so it is made here, quietly, instead.
     """
-    if select() != "tensorflow" and "keras" not in sys.modules and is_installed("tensorflow"):
-        quiet_import("tensorflow")
+    select()
+    if "keras" not in sys.modules and is_installed("tensorflow"):
+        quiet_import("tensorflow")  # on TensorFlow too: its logger is quietened there
     return quiet_import("keras")
 
 
@@ -121,7 +122,8 @@ class Installed:
     devices: str
 
 
-def _distribution_version(name: str) -> str | None:
+def distribution_version(name: str) -> str | None:
+    """The installed version of backend ``name``'s framework (None when it is not installed)."""
     for distribution in {"tensorflow": ("tensorflow", "tensorflow-cpu"), "jax": ("jax",), "torch": ("torch",)}[name]:
         try:
             return metadata.version(distribution)
@@ -132,7 +134,7 @@ def _distribution_version(name: str) -> str | None:
 
 def backend_version() -> str | None:
     """The running backend's framework version."""
-    return _distribution_version(current())
+    return distribution_version(current())
 
 
 def installed() -> list[Installed]:
@@ -140,7 +142,7 @@ def installed() -> list[Installed]:
     running = current()
     rows = []
     for name in NAMES:
-        version = _distribution_version(name) if is_installed(name) else None
+        version = distribution_version(name) if is_installed(name) else None
         if version is None:
             devices = "not installed" + ("" if name == DEFAULT else f": pip install -e '.[{name}]'")
         elif name == running:

@@ -34,8 +34,9 @@ GENERALISES_SHAPES = True
 
 def compile(fn: Callable, any_shape: bool = False) -> Callable:
     """``fn`` as one graph: traced for its first call's shapes, or with ``any_shape`` for inputs
-    whose every dimension may vary (each argument's structure and ranks fixed by the first call)."""
-    return AnyShape(fn) if any_shape else tf.function(fn)
+    whose every dimension may vary (each argument's structure and ranks fixed by the first call).
+    No AutoGraph: the engine's branches are on Python values, decided when traced."""
+    return AnyShape(fn) if any_shape else tf.function(fn, autograph=False)
 
 
 class AnyShape:
@@ -47,7 +48,7 @@ class AnyShape:
     def __call__(self, *args):
         if self.compiled is None:
             spec = tf.nest.map_structure(lambda t: tf.TensorSpec([None] * len(t.shape), t.dtype), list(args))
-            self.compiled = tf.function(self.fn, input_signature=spec)
+            self.compiled = tf.function(self.fn, input_signature=spec, autograph=False)
         return self.compiled(*args)
 
     def tracing_count(self) -> int:
