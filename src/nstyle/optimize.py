@@ -15,7 +15,7 @@ import collections
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from scipy.linalg import blas
@@ -210,6 +210,18 @@ def notify(callbacks: Sequence[Callback], progress: Progress) -> None:
         callback(progress)
 
 
+class _AdamTensors(NamedTuple):
+    """What one Adam step takes and returns besides the loss scale and the loss's state."""
+
+    image: Any
+    m: Any
+    v: Any
+    count: Any
+    best: Any
+    best_loss: Any
+    average: Any
+
+
 class _Adam:
     """Keras's Adam, step for step (the same arithmetic in the same order), as one compiled pure
     function: ``(image, moments, step count, best, best loss, average, loss scale, loss state)``
@@ -254,27 +266,28 @@ class _Adam:
         fresh = [np.int64(0), np.float32(settings.lr), zeros, zeros]  # Keras's Adam's variables, in its order
         start = resume or OptimizerState(0, x0, x0, math.inf, 0, zeros, fresh, 1.0, [])
         count, _, m, v = start.slots
-        tensors = (
-            [K.convert_to_tensor(np.asarray(a, np.float32)) for a in (start.image, m, v)]
-            + [K.convert_to_tensor(np.int32(count))]
-            + [K.convert_to_tensor(np.asarray(a, np.float32)) for a in (start.best, start.best_loss, start.average)]
+        as_float = lambda a: K.convert_to_tensor(np.asarray(a, np.float32))  # noqa: E731
+        now = _AdamTensors(
+            *map(as_float, (start.image, m, v)),
+            K.convert_to_tensor(np.int32(count)),
+            *map(as_float, (start.best, start.best_loss, start.average)),
         )
         scale.value = start.loss_scale
         result.history, result.best_loss = list(start.history), start.best_loss
         best_iteration = start.best_iteration
 
-        def numpy(i: int) -> np.ndarray:
-            return backend.to_numpy(tensors[i])
+        def numpy(name: str) -> np.ndarray:
+            return backend.to_numpy(getattr(now, name))
 
         def state() -> OptimizerState:
-            slots = [np.int64(numpy(3)), np.float32(settings.lr), numpy(1), numpy(2)]
+            slots = [np.int64(numpy("count")), np.float32(settings.lr), numpy("m"), numpy("v")]
             return OptimizerState(
                 len(result.history),
-                numpy(0),
-                numpy(4),
-                float(numpy(5)),
+                numpy("image"),
+                numpy("best"),
+                float(numpy("best_loss")),
                 best_iteration,
-                numpy(6),
+                numpy("average"),
                 slots,
                 scale.value,
                 list(result.history),
@@ -285,24 +298,24 @@ class _Adam:
                 check()  # a stop signal whose first raise something swallowed
                 with deferred():  # a stop signal waits for the step and its bookkeeping: the state stays whole
                     while True:
-                        out, new, finite = self.step(*tensors, _float32(scale.value), self.loss_state())
-                        tensors = list(new)
+                        out, new, finite = self.step(*now, _float32(scale.value), self.loss_state())
+                        now = _AdamTensors(*new)
                         if not scale.update(bool(backend.to_numpy(finite))):
                             break
                     losses = {k: float(backend.to_numpy(v)) for k, v in out.items()}
                     if losses["total"] < result.best_loss:
                         result.best_loss, best_iteration = losses["total"], i
                     result.history.append(losses)
-                    notify(callbacks, Progress(i, iterations, losses, lambda: to_rgb(numpy(0)[0]), state))
+                    notify(callbacks, Progress(i, iterations, losses, lambda: to_rgb(numpy("image")[0]), state))
         except KeyboardInterrupt as e:
             result.outcome, result.state = stopped(e), state()
         except Stop as e:
             result.outcome = stopped(e)
-        result.image, result.best_iteration = numpy(4), best_iteration
+        result.image, result.best_iteration = numpy("best"), best_iteration
         if not math.isfinite(result.best_loss):  # interrupted before the first step finished
-            result.image = numpy(0)
+            result.image = numpy("image")
         elif settings.ema > 0:
-            result.image = numpy(6) / (1 - settings.ema ** len(result.history))
+            result.image = numpy("average") / (1 - settings.ema ** len(result.history))
         return result
 
 

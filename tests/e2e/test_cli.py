@@ -44,8 +44,18 @@ def test_writes_a_stylized_image_with_its_record(tmp_path, capsys):
 
     code, err = run(capsys, "reproduce", out)
     assert code == 0, err
+    assert "cannot match" not in err
     again = np.asarray(Image.open(tmp_path / "out-reproduced.png"), np.float32)
     assert np.abs(again - np.asarray(img, np.float32)).mean() < 1.0
+
+    # A record from before random weights were NumPy draws names no generator: reproduce says so.
+    older = tmp_path / "older.jpg"
+    img.save(older)
+    del record["result"]["random_weights"]
+    (tmp_path / "older.json").write_text(json.dumps(record))
+    code, err = run(capsys, "reproduce", older)
+    assert code == 0, err
+    assert "random weights were drawn by its backend" in err and "cannot match it exactly" in err
 
 
 @pytest.mark.slow

@@ -1,7 +1,7 @@
 """PyTorch: steps run eagerly, the gradient from ``torch.autograd.grad``.
 
-Keras's PyTorch backend runs layer by layer; a step is not compiled here (``torch.compile``
-of a Keras model is not something Keras supports), so this backend is for machines where
+Keras's PyTorch backend runs layer by layer, and nstyle does not compile the step yet
+(``torch.compile`` through Keras's layers is untried), so this backend is for machines where
 PyTorch is what works, GPUs above all, rather than for speed on a CPU.
 """
 
