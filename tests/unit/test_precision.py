@@ -14,7 +14,7 @@ from nstyle.backbones.precision import Cpu, Gpu, choose, read_cpu
 from nstyle.config import resolve
 from nstyle.optimize import LossScale
 
-from ..conftest import CONTENT, STYLE, TINY, cli_args
+from ..conftest import CONTENT, STYLE, TINY, backend_name, cli_args
 
 SPR = Cpu("Intel Xeon Platinum 8481C", frozenset({"avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}), 2)
 ZEN4 = Cpu("AMD EPYC 9B14", frozenset({"avx2", "avx512f", "avx512_bf16"}), 2)
@@ -125,8 +125,11 @@ def test_cli_records_precision_and_rejects_unknown(tmp_path):
 def test_info_and_module_entry_point():
     proc = subprocess.run([sys.executable, "-m", "nstyle", "info"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0 and not proc.stderr, proc.stderr
-    for words in ("TensorFlow", "Keras", "CPU:", "GPU:", "precision auto:", "threads:", "resnet50", "gradio"):
+    for words in ("Keras", "backends:", "tensorflow", "jax", "torch", "CPU:", "GPU:", "precision auto:", "threads:"):
         assert words in proc.stdout
+    assert "resnet50" in proc.stdout and "gradio" in proc.stdout
+    running = [line.split()[0] for line in proc.stdout.splitlines() if "running; sees" in line]
+    assert running == [backend_name()]
 
 
 def test_preset_precision_validates():
