@@ -1,8 +1,10 @@
 """PyTorch: steps run eagerly, the gradient from ``torch.autograd.grad``.
 
-Keras's PyTorch backend runs layer by layer, and nstyle does not compile the step yet
-(``torch.compile`` through Keras's layers is untried), so this backend is for machines where
-PyTorch is what works, GPUs above all, rather than for speed on a CPU.
+Keras's PyTorch backend runs layer by layer. ``torch.compile`` of the whole step was tried:
+TorchDynamo breaks its graph at every Keras layer call (``Layer.__call__``'s Python bookkeeping)
+and recompiles per layer until its limit, so the compiled step ran no faster than the eager
+one on a CPU and cost minutes to compile; the step stays eager. This backend is for machines
+where PyTorch is what works, GPUs above all, rather than for speed on a CPU.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ def value_and_grad(fn: Callable) -> Callable:
 
 
 def compile(fn: Callable, any_shape: bool = False) -> Callable:
-    """``fn`` itself: Keras's PyTorch backend runs eagerly."""
+    """``fn`` itself: eager (see the module's docstring for why not ``torch.compile``)."""
     return fn
 
 
