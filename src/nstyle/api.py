@@ -32,6 +32,7 @@ from .optimize import Callback
 from .outcome import COMPLETED, Outcome
 from .plan import GB, Plan
 from .pool import subscribe
+from .regions import load_regions
 from .signals import Interrupted, stop_on_signals
 from .solver import build_extractor
 
@@ -182,7 +183,11 @@ def _prepare(
     choice = precision.resolve(cfg.precision, cfg.optimizer)
     extractor = build_extractor(cfg, choice.name)
     sources = {"content": _describe_source(content), "styles": [_describe_source(s) for s in styles]}
+    masks = [p for p in (cfg.mask, *cfg.style_masks) if p is not None]
+    if masks:
+        sources["masks"] = [_describe_source(p) for p in masks]
     run = Run(cfg, extractor, choice.name, content_src, style_srcs, sources, list(callbacks), checkpoint, resume)
+    run.regions = load_regions(cfg.mask, cfg.style_masks, len(styles), cfg.style_blend, content_src.size)
     return run, choice
 
 

@@ -21,7 +21,7 @@ from .errors import ConfigError
 
 OPTIMIZERS = ("adam", "lbfgs")
 INITS = ("content", "recolored", "style", "noise")
-STYLE_LOSSES = ("gram", "wasserstein", "meanstd")
+STYLE_LOSSES = ("gram", "wasserstein", "meanstd", "histogram")
 COLOR_MODES = ("none", "luminance", "histogram")
 MAX_SCALES = 8
 MIN_TILE = 32  # a forced tile's smallest side
@@ -137,10 +137,30 @@ class Config:
     )
     style_loss: str = setting(
         "gram",
-        _one_of(STYLE_LOSSES),
-        "style statistic: Gram matrices (the notebook's), "
-        "2-Wasserstein between Gaussian fits, or per-channel mean and std",
-        choices=STYLE_LOSSES,
+        lambda v, key: _style_loss(v, key),
+        "style statistic: gram (Gram matrices, the notebook's), wasserstein (2-Wasserstein between "
+        "Gaussian fits), meanstd (per-channel mean and std) or histogram (Risser et al. 2017: each "
+        "channel's histogram); several joined by '+', e.g. gram+histogram",
+        metavar="LOSS",
+    )
+    histogram_weight: float = setting(
+        1.0,
+        _at_least(0.0),
+        "weight of the histogram term beside the style statistic it is added to (gram+histogram; 1: alike for a blank image)",
+        **WEIGHT,
+    )
+    mask: str | None = setting(
+        None,
+        _optional(lambda v, key: _file(v, key)),
+        "greyscale image: where the style applies (white), where the photo is kept (black); grey is partly",
+        metavar="MASK",
+    )
+    style_masks: tuple[str, ...] = setting(
+        (),
+        _each(lambda v, key: _file(v, key)),
+        "one greyscale mask per STYLE, in order: where each style paints (overlaps mixed by --style-blend)",
+        nargs="+",
+        metavar="MASK",
     )
     swag: float = setting(
         0.0,
@@ -237,6 +257,8 @@ class Config:
             raise ConfigError("content_layers: empty, but content_weight > 0 (give a layer or set content_weight 0)")
         if config.style_weight > 0 and not config.style_layers:
             raise ConfigError("style_layers: empty, but style_weight > 0 (give a layer or set style_weight 0)")
+        if "histogram" in config.style_loss.split("+") and config.swag > 0:
+            raise ConfigError("style_loss: histogram matches raw activations; it does not combine with swag")
         if config.content_weight == 0 and config.style_weight == 0 and config.tv_weight == 0:
             raise ConfigError("content_weight, style_weight and tv_weight are all 0: nothing to optimise")
         return config
@@ -248,12 +270,30 @@ class Config:
         d["style_layers"] = [str(s) for s in self.style_layers]
         d["scale_iterations"] = list(self.scale_iterations)
         d["style_blend"] = list(self.style_blend)
+        d["style_masks"] = list(self.style_masks)
+        if self.mask is None:  # TOML has no null
+            del d["mask"]
+        return d
+
+    def task_dict(self) -> dict[str, Any]:
+        """:meth:`to_dict` without the mask files: a worker process or Ray task gets its regions
+        as arrays, and may run where the files are not."""
+        d = self.to_dict()
+        d.pop("mask", None)
+        d["style_masks"] = []
         return d
 
     def check_styles(self, count: int) -> None:
         """``style_blend``, when given, needs one weight per style image."""
         if self.style_blend and len(self.style_blend) != count:
             raise ConfigError(f"style_blend: {len(self.style_blend)} weights for {count} style images")
+        if self.style_masks and len(self.style_masks) != count:
+            raise ConfigError(f"style_masks: {len(self.style_masks)} masks for {count} style images (one per style)")
+
+    @property
+    def masked(self) -> bool:
+        """Whether the style applies to regions (``mask`` or ``style_masks``) rather than everywhere."""
+        return self.mask is not None or bool(self.style_masks)
 
     @property
     def total_iterations(self) -> int:
@@ -388,6 +428,30 @@ def _list(v: Mapping[str, Any], key: str) -> list[Any]:
     if not isinstance(value, (list, tuple)):
         raise ConfigError(f"{key}: {value!r} is not a list")
     return list(value)
+
+
+def _style_loss(v: Mapping[str, Any], key: str) -> str:
+    """One of :data:`STYLE_LOSSES`, or several joined by '+' (each once)."""
+    value = v[key]
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{key}: {value!r} is not one of {', '.join(STYLE_LOSSES)} (or several joined by '+')")
+    parts = value.split("+")
+    for part in parts:
+        if part not in STYLE_LOSSES:
+            raise ConfigError(f"{key}: '{part}' is not one of {', '.join(STYLE_LOSSES)} (or several joined by '+')")
+    if len(set(parts)) != len(parts):
+        raise ConfigError(f"{key}: '{value}' names a statistic twice")
+    return value
+
+
+def _file(v: Mapping[str, Any], key: str) -> str:
+    """A path to an existing file (read, and checked as an image, when the run starts)."""
+    value = v[key]
+    if not isinstance(value, (str, Path)) or not str(value):
+        raise ConfigError(f"{key}: {value!r} is not a file path")
+    if not Path(value).is_file():
+        raise ConfigError(f"{key}: no such file '{value}'")
+    return str(Path(value).resolve())  # the record's path works from any directory
 
 
 def _weights(value: Any) -> str:

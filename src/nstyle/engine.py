@@ -34,6 +34,7 @@ from .optimize import Callback, OptimizeResult, OptimizerState
 from .outcome import COMPLETED, Outcome, stopped
 from .plan import MIN_OVERLAP, MemoryModel, Plan, Step, check_budget, make_plan
 from .pool import emit
+from .regions import Regions
 from .solver import Solver
 from .tiles import TileJob, TileProgress, run_tiled
 
@@ -58,6 +59,11 @@ class Run:
     workers: int = 1
     ray: str | None = None
     bits: int = 8
+    regions: Regions | None = None  # where the style applies, at the photo's size (None: everywhere)
+
+    def regions_at(self, size: tuple[int, int]) -> Regions | None:
+        """The run's regions at ``size`` (width, height), or None when it has none."""
+        return None if self.regions is None else self.regions.resized(size)
 
 
 @dataclass
@@ -161,12 +167,13 @@ class Engine:
         return self._whole(step, content, styles, previous, history, stage, state)
 
     def _solver(self, content: Image.Image, styles: list[Image.Image]) -> Solver:
-        """The run's whole-image solver, aimed at this step's content and style images."""
+        """The run's whole-image solver, aimed at this step's content, style images and regions."""
         run = self.ctx
+        regions = run.regions_at(content.size)
         if self.solver is None:
-            self.solver = Solver(run.cfg, run.extractor, run.precision, content, styles)
+            self.solver = Solver(run.cfg, run.extractor, run.precision, content, styles, regions=regions)
         else:
-            self.solver.aim(content, styles)
+            self.solver.aim(content, styles, regions)
         return self.solver
 
     def _whole(
@@ -181,7 +188,7 @@ class Engine:
     ) -> StepResult:
         run = self.ctx
         solver = self._solver(content, styles)
-        start = start_pixels(run.cfg, content, styles[0], previous)
+        start = start_pixels(run.cfg, content, styles[0], previous, run.regions_at(content.size))
         callbacks = [emit, *run.callbacks]  # the bars and the UI hear first: a callback's Stop ends the iteration
         writer = None
         if run.checkpoint is not None:
@@ -216,11 +223,12 @@ class Engine:
         run = self.ctx
         solver = self._frame_solver(frame.photo.shape[:2])
         photo = working(run.cfg, frame.photo)
-        solver.aim(photo)
+        regions = run.regions_at((frame.photo.shape[1], frame.photo.shape[0]))
+        solver.aim(photo, regions=regions)
         if frame.held is None:
             content = Image.fromarray(np.clip(np.rint(photo), 0, 255).astype(np.uint8))
             solver.hold(None)
-            start = solver.start(initial_image(run.cfg.init, content, self._frame_styles[0], run.cfg.seed))
+            start = solver.start(start_pixels(run.cfg, content, self._frame_styles[0], None, regions))
             done = solver.solve(start, frame.iterations, [emit, *run.callbacks])
             self.frame_scale = max(done.best_loss, 1e-30)
         else:
@@ -236,6 +244,8 @@ class Engine:
                 self.frame_scale = max(last["total"] - weight * last["temporal"], 1e-30)
         result = self._step_result(done)
         result.pixels = restore_colour(run.cfg, result.pixels, frame.photo)
+        if regions is not None:
+            result.pixels = regions.keep_photo(result.pixels, frame.photo)
         emit(StepFinished("frame", "", len(done.history), done.best_loss, done.outcome))
         return result
 
@@ -245,7 +255,15 @@ class Engine:
         if self.frames is None:
             _, self._frame_styles = step_images(run.cfg, max(shape), run.content, run.styles)
             blank = np.zeros((*shape, 3), np.uint8)
-            self.frames = Solver(run.cfg, run.extractor, run.precision, blank, self._frame_styles, temporal=True)
+            self.frames = Solver(
+                run.cfg,
+                run.extractor,
+                run.precision,
+                blank,
+                self._frame_styles,
+                temporal=True,
+                masked=run.regions is not None,
+            )
         return self.frames
 
     def _tiled(
@@ -263,8 +281,13 @@ class Engine:
         so_far = None
         if state is not None and resume is not None and resume.tiles:
             so_far = TileProgress(state.image[0], resume.tiles["pass"], resume.tiles["done"], state.history)
-        begin = None if so_far is not None else start_pixels(run.cfg, content, styles[0], previous).astype(np.uint8)
-        job = TileJob(step, run.cfg, run.extractor, run.precision, content, styles, run.workers, run.ray, run.bits)
+        regions = run.regions_at(content.size)
+        begin = None
+        if so_far is None:
+            begin = start_pixels(run.cfg, content, styles[0], previous, regions).astype(np.uint8)
+        job = TileJob(
+            step, run.cfg, run.extractor, run.precision, content, styles, run.workers, run.ray, run.bits, regions
+        )
         tiled = run_tiled(
             job,
             begin,
@@ -340,11 +363,20 @@ def step_images(
     return content_img, style_imgs
 
 
-def start_pixels(cfg: Config, content: Image.Image, style: Image.Image, previous: np.ndarray | None) -> np.ndarray:
-    """A step's start (RGB float, 0..255): the coarser step's result upscaled, or the configured start image."""
+def start_pixels(
+    cfg: Config,
+    content: Image.Image,
+    style: Image.Image,
+    previous: np.ndarray | None,
+    regions: Regions | None = None,
+) -> np.ndarray:
+    """A step's start (RGB float, 0..255): the coarser step's result upscaled, or the configured
+    start image; with ``regions``, the photo where no style applies."""
     if previous is None:
-        return initial_image(cfg.init, content, style, cfg.seed)
-    return np.asarray(Image.fromarray(previous).resize(content.size, Image.Resampling.LANCZOS), np.float32)
+        start = initial_image(cfg.init, content, style, cfg.seed)
+    else:
+        start = np.asarray(Image.fromarray(previous).resize(content.size, Image.Resampling.LANCZOS), np.float32)
+    return start if regions is None else regions.blend_start(start, np.asarray(content))
 
 
 def initial_image(init: str, content: Image.Image, style: Image.Image, seed: int) -> np.ndarray:
@@ -376,12 +408,20 @@ def restore_colour(cfg: Config, pixels: np.ndarray, photo: np.ndarray | Image.Im
 
 
 def final_image(run: Run, done: RunResult) -> tuple[Image.Image, np.ndarray | None]:
-    """The last step's pixels as the result, with the photo's colours back when only luminance was styled."""
-    image, high = Image.fromarray(restore_colour(run.cfg, done.pixels, run.content)), done.high  # type: ignore[arg-type]
+    """The last step's pixels as the result, with the photo's colours back when only luminance
+    was styled, and the photo itself where no style applies (a masked run)."""
+    pixels, high = restore_colour(run.cfg, done.pixels, run.content), done.high  # type: ignore[arg-type]
     if run.cfg.preserve_color == "luminance" and high is not None:
         rgb = color.restore_chroma_array(high.astype(np.float64) * (255 / 65535), run.content)
         high = np.clip(np.rint(rgb * (65535 / 255)), 0, 65535).astype(np.uint16)
-    return image, high
+    if run.regions is not None:
+        size = (pixels.shape[1], pixels.shape[0])
+        photo = np.asarray(
+            run.content if run.content.size == size else run.content.resize(size, Image.Resampling.LANCZOS)
+        )
+        pixels = run.regions.keep_photo(pixels, photo)
+        high = None if high is None else run.regions.keep_photo(high, photo)
+    return Image.fromarray(pixels), high
 
 
 def plan_run(

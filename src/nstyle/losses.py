@@ -17,6 +17,7 @@ import numpy as np
 
 from .backbones import FeatureExtractor
 from .backends import load_keras, ops
+from .regions import Regions, resize
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -118,8 +119,10 @@ class Moments:
     are NumPy float64, whatever the backend.
     """
 
-    def __init__(self, temperature: float = 0.0):
+    def __init__(self, temperature: float = 0.0, keep_values: bool = False):
         self.temperature = temperature
+        self.keep_values = keep_values  # the histogram statistic's: a sample of the feature vectors themselves
+        self.values: list[np.ndarray] = []
         self.count = 0
         self.elements = 0
         self.total: np.ndarray | None = None  # sum of feature vectors (float64)
@@ -128,9 +131,9 @@ class Moments:
         self.shift = -math.inf
 
     @classmethod
-    def of(cls, features: Tensor, temperature: float = 0.0) -> Moments:
+    def of(cls, features: Tensor, temperature: float = 0.0, keep_values: bool = False) -> Moments:
         """The moments of one whole feature map."""
-        moments = cls(temperature)
+        moments = cls(temperature, keep_values)
         moments.add(features)
         return moments
 
@@ -138,6 +141,8 @@ class Moments:
         """Add the feature vectors of ``(..., C)`` features (one tile's interior, or a whole image)."""
         array = np.asarray(backend.to_numpy(features), np.float64)
         flat = array.reshape(-1, array.shape[-1])
+        if self.keep_values:  # evenly spaced rows, at most VALUE_SAMPLE per piece: quantiles need no more
+            self.values.append(flat[:: max(1, flat.shape[0] // VALUE_SAMPLE)].astype(np.float32))
         if self.temperature > 0:
             logits = flat / self.temperature
             top = float(logits.max())
@@ -162,6 +167,12 @@ class Moments:
         factor = self.elements / self.exp_sum if self.temperature > 0 else 1.0  # SWAG's softmax x N
         return self.total * factor / self.count, self.outer * factor**2 / self.count
 
+    def quantiles(self, count: int) -> np.ndarray:
+        """Each channel's values at ``count`` evenly spaced levels, ``(count, C)`` float32."""
+        values = np.concatenate(self.values)
+        levels = (np.arange(count) + 0.5) / count
+        return np.quantile(values, levels, axis=0).astype(np.float32)
+
 
 def _float32(array: np.ndarray) -> Tensor:
     return K.convert_to_tensor(np.asarray(array, np.float32))
@@ -171,29 +182,102 @@ def _float64(array: np.ndarray | float) -> Tensor:
     return K.convert_to_tensor(np.asarray(array, np.float64), "float64")
 
 
+def _weighted(features: Tensor, weights: Tensor, dtype: str) -> tuple[Tensor, Tensor, Tensor]:
+    """``(N, C)`` features, ``(N, 1)`` weights (a region's, :mod:`nstyle.regions`) and their sum."""
+    flat = K.cast(K.reshape(features, (-1, K.shape(features)[-1])), dtype)
+    w = K.cast(K.reshape(weights, (-1, 1)), dtype)
+    return flat, w, K.sum(w) + 1e-6
+
+
 class GramStyle:
-    """The notebook's style statistic: Gram matrices, compared by mean squared difference."""
+    """The notebook's style statistic: Gram matrices, compared by mean squared difference.
+
+    In a region, the Gram matrix is the weighted mean outer product ``F^T diag(w) F / sum(w)``:
+    the region's own statistic, whatever its size.
+    """
+
+    needs_values = False
 
     def target(self, moments: Moments) -> tuple[Tensor, ...]:
         _, second = moments.mean_and_second()
         return (_float32(second),)
 
-    def loss(self, features: Tensor, target: tuple[Tensor, ...]) -> Tensor:
-        return style_loss(features, target[0])
+    def loss(self, features: Tensor, target: tuple[Tensor, ...], weights: Tensor | None = None) -> Tensor:
+        if weights is None:
+            return style_loss(features, target[0])
+        flat, w, total = _weighted(features, weights, keras.backend.standardize_dtype(features.dtype))
+        positions = K.cast(K.shape(flat)[0], "float32")
+        gram = gram_matrix(flat * K.sqrt(w)) * (positions / K.cast(total, "float32"))
+        return K.mean(K.square(gram - target[0]))
 
 
 class MeanStdStyle:
     """Per-channel mean and standard deviation, as in AdaIN: cheap, and blind to correlations."""
+
+    needs_values = False
 
     def target(self, moments: Moments) -> tuple[Tensor, ...]:
         mean, second = moments.mean_and_second()
         variance = np.maximum(np.diag(second) - mean**2, 0.0)
         return _float32(mean), _float32(np.sqrt(variance + 1e-8))
 
-    def loss(self, features: Tensor, target: tuple[Tensor, ...]) -> Tensor:
-        mean, centred = _mean_and_centred(features)
-        std = K.sqrt(K.mean(K.square(centred), axis=0) + 1e-8)
+    def loss(self, features: Tensor, target: tuple[Tensor, ...], weights: Tensor | None = None) -> Tensor:
+        if weights is None:
+            mean, centred = _mean_and_centred(features)
+            variance = K.mean(K.square(centred), axis=0)
+        else:
+            flat, w, total = _weighted(features, weights, "float32")
+            mean = K.sum(w * flat, axis=0) / total
+            variance = K.sum(w * K.square(flat - mean), axis=0) / total
+        std = K.sqrt(variance + 1e-8)
         return K.mean(K.square(mean - target[0])) + K.mean(K.square(std - target[1]))
+
+
+def _at_levels(quantiles: Tensor, levels: Tensor) -> Tensor:
+    """``quantiles`` (Q, C: each channel's values at Q evenly spaced levels) read at ``levels``
+    (N, C, in 0..1) by linear interpolation."""
+    count = K.cast(K.shape(quantiles)[0], "float32")
+    position = K.clip(levels * count - 0.5, 0.0, count - 1)
+    low = K.floor(position)
+    frac = position - low
+    low = K.cast(low, "int32")
+    high = K.minimum(low + 1, K.cast(count, "int32") - 1)
+    below = K.take_along_axis(quantiles, low, axis=0)
+    return below + frac * (K.take_along_axis(quantiles, high, axis=0) - below)
+
+
+class HistogramStyle:
+    """Risser, Wilmot & Barnes (2017): each channel's activations matched to the style's histogram.
+
+    As their histogram loss: ``|O - R(O)|^2``, where ``R`` remaps each channel's activations
+    onto the style's distribution (histogram matching), and ``R(O)`` is held fixed. Matching
+    here is by sorting: the k-th smallest activation of a channel is remapped to the style's
+    value at the same quantile, so the loss is the squared difference between the sorted
+    activations and the style's quantiles, and the gradient goes through the sorted values to
+    the activations they came from. The style's side is kept as :data:`QUANTILES` quantiles per
+    channel, read at the image's own ranks by interpolation, so any sizes match. In a region,
+    ranks are weighted: an activation's level is the share of the region's weight below it.
+    """
+
+    needs_values = True
+
+    def target(self, moments: Moments) -> tuple[Tensor, ...]:
+        return (_float32(moments.quantiles(QUANTILES)),)
+
+    def loss(self, features: Tensor, target: tuple[Tensor, ...], weights: Tensor | None = None) -> Tensor:
+        if weights is None:
+            flat = K.cast(K.reshape(features, (-1, K.shape(features)[-1])), "float32")
+            ordered = K.sort(flat, axis=0)
+            ranks = K.cumsum(K.ones_like(ordered), axis=0)
+            levels = (ranks - 0.5) / K.cast(K.shape(flat)[0], "float32")
+            return K.mean(K.square(ordered - _at_levels(target[0], levels)))
+        flat, w, total = _weighted(features, weights, "float32")
+        order = K.argsort(K.stop_gradient(flat), axis=0)
+        ordered = K.take_along_axis(flat, order, axis=0)
+        shares = K.take_along_axis(K.broadcast_to(w, K.shape(flat)), order, axis=0)
+        levels = (K.cumsum(shares, axis=0) - shares / 2) / total
+        remapped = _at_levels(target[0], K.stop_gradient(levels))
+        return K.sum(shares * K.square(ordered - remapped)) / (total * K.cast(K.shape(flat)[1], "float32"))
 
 
 def _psd_eigh(matrix: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -250,17 +334,80 @@ class WassersteinStyle:
         root = (vectors * np.sqrt(values)) @ vectors.T
         return _float64(mean), _float64(np.trace(cov)), _float64(root)
 
-    def loss(self, features: Tensor, target: tuple[Tensor, ...]) -> Tensor:
+    needs_values = False
+
+    def loss(self, features: Tensor, target: tuple[Tensor, ...], weights: Tensor | None = None) -> Tensor:
         target_mean, target_trace, target_root = target
-        mean, centred = _mean_and_centred(K.cast(features, "float64"))
-        cov = _covariance(centred)
+        if weights is None:
+            mean, centred = _mean_and_centred(K.cast(features, "float64"))
+            cov = _covariance(centred)
+        else:
+            flat, w, total = _weighted(features, weights, "float64")
+            mean = K.sum(w * flat, axis=0) / total
+            centred = (flat - mean) * K.sqrt(w)
+            cov = backend.matmul_tn(centred, centred) / total
         cross = backend.matmul(target_root, backend.matmul(cov, target_root))
         cross = (cross + K.transpose(cross)) / 2
         distance = K.sum(K.square(mean - target_mean)) + K.trace(cov) + target_trace - 2 * trace_sqrt(cross)
         return K.cast(distance / K.cast(K.shape(cov)[0], "float64"), features.dtype)
 
 
-STYLE_LOSSES = {"gram": GramStyle(), "wasserstein": WassersteinStyle(), "meanstd": MeanStdStyle()}
+class CombinedStyle:
+    """Several statistics' losses added with their weights (``gram+histogram``).
+
+    Statistics differ in units by orders of magnitude (a Gram matrix is a square of activations,
+    a histogram's values are activations), so each part after the first is first put in the
+    first one's units: multiplied by the ratio of the two losses for a blank feature map, a
+    number of the style's targets alone (the same for every tile and frame). A part's weight then
+    means the same on every network: 1 makes the two weigh alike for a blank image. The target
+    tuple holds each part's in turn, then those ratios.
+    """
+
+    def __init__(self, parts: Sequence[tuple[Statistic, float]]):
+        self.parts = list(parts)
+        self.needs_values = any(p.needs_values for p, _ in self.parts)
+
+    def target(self, moments: Moments) -> tuple[Tensor, ...]:
+        pieces = [part.target(moments) for part, _ in self.parts]
+        channels = int(np.shape(backend.to_numpy(pieces[0][0]))[-1])
+        blank = _float32(np.zeros((1, QUANTILES, 1, channels)))  # read at exactly the quantiles' levels
+        at_blank = [
+            max(float(backend.to_numpy(part.loss(blank, t))), 1e-30) for (part, _), t in zip(self.parts, pieces)
+        ]
+        ratios = _float32([at_blank[0] / value for value in at_blank])
+        return (*(t for piece in pieces for t in piece), ratios)
+
+    def loss(self, features: Tensor, target: tuple[Tensor, ...], weights: Tensor | None = None) -> Tensor:
+        total, start, ratios = _float32(0.0), 0, target[-1]
+        for i, (part, weight) in enumerate(self.parts):
+            length = TARGET_LENGTHS[type(part)]
+            term = K.cast(part.loss(features, target[start : start + length], weights), "float32")
+            total = total + weight * ratios[i] * term
+            start += length
+        return total
+
+
+Statistic = GramStyle | MeanStdStyle | WassersteinStyle | HistogramStyle | CombinedStyle
+STYLE_LOSSES = {
+    "gram": GramStyle(),
+    "wasserstein": WassersteinStyle(),
+    "meanstd": MeanStdStyle(),
+    "histogram": HistogramStyle(),
+}
+TARGET_LENGTHS = {GramStyle: 1, WassersteinStyle: 3, MeanStdStyle: 2, HistogramStyle: 1}
+#: Quantiles per channel kept of a style's activations for the histogram term.
+QUANTILES = 1024
+#: Feature vectors per style piece (an image, or a tile of one) sampled for those quantiles.
+VALUE_SAMPLE = 65536
+
+
+def statistic_of(style_loss: str, histogram_weight: float = 1.0) -> Statistic:
+    """The statistic ``style_loss`` names: one of :data:`STYLE_LOSSES`, or several joined by '+'
+    (the histogram's loss weighted by ``histogram_weight``)."""
+    names = style_loss.split("+")
+    if len(names) == 1:
+        return STYLE_LOSSES[names[0]]
+    return CombinedStyle([(STYLE_LOSSES[n], histogram_weight if n == "histogram" else 1.0) for n in names])
 
 
 @dataclass(frozen=True)
@@ -290,6 +437,9 @@ class Terms:
     style_loss: str = "gram"
     swag_temperature: float = 0.0
     style_blend: Sequence[float] = ()
+    histogram_weight: float = 1.0
+    #: Style only in regions (:mod:`nstyle.regions`): each style's statistics weighted by its mask.
+    masked: bool = False
     temporal: bool = False
     pixel_scale: float = 1.0
     #: Gram matrices of a bfloat16 network's features taken in bfloat16: for Adam; L-BFGS's line
@@ -297,8 +447,8 @@ class Terms:
     native_gram: bool = True
 
     @classmethod
-    def of(cls, cfg: Config, extractor: FeatureExtractor, temporal: bool = False) -> Terms:
-        """``cfg``'s terms, its layers named as ``extractor`` resolved them."""
+    def of(cls, cfg: Config, extractor: FeatureExtractor, temporal: bool = False, masked: bool = False) -> Terms:
+        """``cfg``'s terms, its layers named as ``extractor`` resolved them (``masked``: in regions)."""
         return cls(
             [WeightedLayer(extractor.resolved[s.name], s.weight) for s in cfg.content_layers],
             [WeightedLayer(extractor.resolved[s.name], s.weight) for s in cfg.style_layers],
@@ -308,6 +458,8 @@ class Terms:
             cfg.style_loss,
             cfg.swag,
             cfg.style_blend,
+            cfg.histogram_weight,
+            masked,
             temporal,
             float(np.mean(extractor.backbone.preprocessing.std)),
             native_gram=cfg.optimizer == "adam",
@@ -353,12 +505,14 @@ class StyleTransferLoss:
         content_image: Tensor,
         style_images: Sequence[Tensor] = (),
         targets: Targets | None = None,
+        regions: Regions | None = None,
     ):
         self.extractor = extractor
+        self.masked = terms.masked
         self.content_layers = list(terms.content_layers)
         self.style_layers = list(terms.style_layers)
         self.weights = (float(terms.content_weight), float(terms.style_weight), float(terms.tv_weight))
-        self.statistic = STYLE_LOSSES[terms.style_loss]
+        self.statistic = statistic_of(terms.style_loss, terms.histogram_weight)
         self.swag_temperature = float(terms.swag_temperature)
         self.pixel_scale = terms.pixel_scale
         # Gram matrices of a bfloat16 network's features are taken in bfloat16 (see gram_matrix);
@@ -370,16 +524,21 @@ class StyleTransferLoss:
             and self.swag_temperature <= 0
         )
         self.state: dict[str, Any] = {}
-        self.retarget(content_image, style_images, targets)
+        self.retarget(content_image, style_images, targets, regions)
         blend = list(terms.style_blend) or [1.0] * len(self.state["style"])
         self.blend = [w / sum(blend) for w in blend]
         if terms.temporal:
             self.hold(None, shape=tuple(content_image.shape[1:3]))
 
     def retarget(
-        self, content_image: Tensor, style_images: Sequence[Tensor] = (), targets: Targets | None = None
+        self,
+        content_image: Tensor,
+        style_images: Sequence[Tensor] = (),
+        targets: Targets | None = None,
+        regions: Regions | None = None,
     ) -> None:
-        """Aim at a content image of any size and new style images (or their ready-made ``targets``).
+        """Aim at a content image of any size and new style images (or their ready-made ``targets``),
+        and, in a masked loss, the content's ``regions``.
 
         The number of style images stays what it was.
         """
@@ -394,20 +553,42 @@ class StyleTransferLoss:
         self.state["style"] = [
             {name: tuple(K.convert_to_tensor(t) for t in target) for name, target in d.items()} for d in targets
         ]
-        self.set_content(content_image)
+        self.set_content(content_image, regions)
 
-    def set_content(self, content_image: Tensor) -> None:
-        """Aim at a new content image (the next tile or frame; any size): its targets and SWAG scales."""
+    def set_content(self, content_image: Tensor, regions: Regions | None = None) -> None:
+        """Aim at a new content image (the next tile or frame; any size): its targets and SWAG
+        scales, and in a masked loss its ``regions`` at the image's size (None: everywhere)."""
         features = self.features(content_image)
+        if self.masked:
+            self._aim_regions(regions, features, tuple(content_image.shape[1:3]))
         values = {name: features[name] for name in {s.layer for s in self.content_layers}}
         self.state["content"] = values
         self.state["content_scale"] = {
             name: self._scale(content_loss, K.zeros_like(t), t) for name, t in values.items()
         }
+        masks = self.state.get("style_mask") or [{}] * len(self.state["style"])
         self.state["style_scale"] = [
-            {name: self._scale(self.statistic.loss, features[name], t) for name, t in targets.items()}
-            for targets in self.state["style"]
+            {name: self._scale(self.statistic.loss, features[name], t, mask.get(name)) for name, t in targets.items()}
+            for targets, mask in zip(self.state["style"], masks)
         ]
+
+    def _aim_regions(self, regions: Regions | None, features: dict[str, Tensor], shape: tuple[int, int]) -> None:
+        """Each style's weights at each style layer's resolution, and its share (:mod:`nstyle.regions`)."""
+        count = len(self.state["style"])
+        if regions is None:
+            regions = Regions(np.ones((*shape, count), np.float32), (1.0,) * count)
+        weights = regions.weights
+        layers = {s.layer for s in self.style_layers}
+        self.state["style_mask"] = [
+            {
+                name: _float32(
+                    resize(weights[..., i], (features[name].shape[2], features[name].shape[1]))[None, ..., None]
+                )
+                for name in layers
+            }
+            for i in range(count)
+        ]
+        self.state["style_share"] = [_float32(share) for share in regions.shares]
 
     def hold(self, target: np.ndarray | None, mask: np.ndarray | None = None, weight: float = 0.0, shape=None) -> None:
         """The temporal term: aim at ``target`` (network space, HxWx3) on ``mask`` (HxWx1) with
@@ -427,12 +608,12 @@ class StyleTransferLoss:
     def temporal_weight(self) -> float:
         return float(backend.to_numpy(self.state["temporal"]["weight"])) if self.temporal else 0.0
 
-    def _scale(self, term: Callable[[Tensor, object], Tensor], start: Tensor, target: object) -> Tensor:
+    def _scale(self, term: Callable[..., Tensor], start: Tensor, target: object, *weights: Tensor | None) -> Tensor:
         """What a layer's term is divided by: 1, or with SWAG the term at ``start``: the photo for
         style, a blank feature map for content (the photo scores 1 and 0)."""
         if self.swag_temperature <= 0:
             return _float32(1.0)
-        return _float32(max(float(backend.to_numpy(term(start, target))), 1e-30))
+        return _float32(max(float(backend.to_numpy(term(start, target, *weights))), 1e-30))
 
     def features(self, image: Tensor) -> dict[str, Tensor]:
         """The extractor's activations, smoothed by SWAG when it is on."""
@@ -463,16 +644,23 @@ class StyleTransferLoss:
                 for s in self.content_layers
             ]
         )
+        count = len(state["style"])
+        masks = state.get("style_mask", [{}] * count)
+        shares = state.get("style_share", self.blend)
         style = _sum(
             [
                 share
                 * _weighted_mean(
                     [
-                        (s.weight, self.statistic.loss(features[s.layer], targets[s.layer]) / scales[s.layer])
+                        (
+                            s.weight,
+                            self.statistic.loss(features[s.layer], targets[s.layer], mask.get(s.layer))
+                            / scales[s.layer],
+                        )
                         for s in self.style_layers
                     ]
                 )
-                for share, targets, scales in zip(self.blend, state["style"], state["style_scale"])
+                for share, targets, scales, mask in zip(shares, state["style"], state["style_scale"], masks)
             ]
         )
         cw, sw, tw = self.weights
@@ -491,7 +679,7 @@ def style_targets(
     extractor: FeatureExtractor,
     image: Tensor,
     layers: Sequence[str],
-    statistic: GramStyle | MeanStdStyle | WassersteinStyle,
+    statistic: Statistic,
     swag_temperature: float = 0.0,
     tile: int | None = None,
 ) -> dict[str, tuple[Tensor, ...]]:
@@ -505,7 +693,7 @@ def style_targets(
     from .backbones.extractor import SIZE_MULTIPLE
 
     layers = list(dict.fromkeys(layers))
-    moments = {name: Moments(swag_temperature) for name in layers}
+    moments = {name: Moments(swag_temperature, statistic.needs_values) for name in layers}
     height, width = int(image.shape[1]), int(image.shape[2])
     step = tile or max(height, width)
     margin = 0 if tile is None else 2 * SIZE_MULTIPLE
@@ -543,13 +731,15 @@ def objective(
     styles: Sequence[Image.Image],
     targets: Targets | None = None,
     temporal: bool = False,
+    regions: Regions | None = None,
+    masked: bool = False,
 ) -> StyleTransferLoss:
     """``cfg``'s loss for one content image and its style images, all already at their sizes
-    (or, with ``targets``, style statistics computed beforehand: a tiled scale's)."""
+    (or, with ``targets``, style statistics computed beforehand: a tiled scale's); ``masked``
+    makes style apply in regions, the content's own given by ``regions``."""
     styles_in = [network_input(extractor, s) for s in styles]
-    return StyleTransferLoss(
-        extractor, Terms.of(cfg, extractor, temporal), network_input(extractor, content), styles_in, targets
-    )
+    terms = Terms.of(cfg, extractor, temporal, masked or regions is not None)
+    return StyleTransferLoss(extractor, terms, network_input(extractor, content), styles_in, targets, regions)
 
 
 def tensor(array: np.ndarray) -> Tensor:

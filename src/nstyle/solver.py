@@ -18,6 +18,7 @@ from .backbones import FeatureExtractor, feature_extractor, get_backbone, load_m
 from .config import Config
 from .losses import Targets, network_input, objective
 from .optimize import Callback, Optimizer, OptimizeResult, OptimizerSettings, OptimizerState
+from .regions import Regions
 
 
 def layer_names(cfg: Config) -> tuple[str, ...]:
@@ -51,7 +52,9 @@ class Solver:
 
     Built from the first step's content image (any RGB image of the right size: a tile or a
     frame swaps in its own) and its style images, or their statistics computed beforehand
-    (``targets``: a tiled scale's, shared by its tiles). ``temporal`` adds the video term.
+    (``targets``: a tiled scale's, shared by its tiles). ``temporal`` adds the video term;
+    ``regions`` (:mod:`nstyle.regions`) make style apply where the masks say, for this and every
+    later image it is aimed at with its own (``masked`` does so before any image's regions are known).
     """
 
     def __init__(
@@ -63,20 +66,31 @@ class Solver:
         styles: Sequence[Image.Image] = (),
         targets: Targets | None = None,
         temporal: bool = False,
+        regions: Regions | None = None,
+        masked: bool = False,
     ):
         self.cfg, self.extractor = cfg, extractor
         self.prep = extractor.backbone.preprocessing
         picture = content if isinstance(content, Image.Image) else Image.fromarray(np.asarray(content, np.uint8))
-        self.loss = objective(cfg, extractor, picture, styles, targets=targets, temporal=temporal)
+        self.loss = objective(cfg, extractor, picture, styles, targets, temporal, regions, masked)
         self.optimizer = Optimizer(self.loss, self.prep.bounds(), settings_of(cfg, precision, cfg.iterations))
 
-    def aim(self, content: Image.Image | np.ndarray, styles: Sequence[Image.Image] | None = None) -> None:
-        """Aim at a new content image (RGB, any size), and new style images when given."""
+    def aim(
+        self,
+        content: Image.Image | np.ndarray,
+        styles: Sequence[Image.Image] | None = None,
+        regions: Regions | None = None,
+    ) -> None:
+        """Aim at a new content image (RGB, any size), new style images when given, and the
+        content's regions (at its size) in a masked run."""
         if styles is None:
-            self.loss.set_content(network_input(self.extractor, content))
+            self.loss.set_content(network_input(self.extractor, content), regions)
         else:
             self.loss.retarget(
-                network_input(self.extractor, content), [network_input(self.extractor, s) for s in styles]
+                network_input(self.extractor, content),
+                [network_input(self.extractor, s) for s in styles],
+                None,
+                regions,
             )
 
     def hold(self, target: np.ndarray | None, mask: np.ndarray | None = None, weight: float = 0.0) -> None:

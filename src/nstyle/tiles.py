@@ -31,11 +31,12 @@ from PIL import Image
 
 from .backbones import FeatureExtractor, Preprocessing
 from .config import Config
-from .losses import STYLE_LOSSES, Targets, backend, style_targets, tensor
+from .losses import Targets, backend, statistic_of, style_targets, tensor
 from .optimize import Callback, Progress, notify
 from .outcome import COMPLETED, Ending, Outcome, Stop, stopped
 from .plan import Step, Tile, blend, feather
 from .pool import TaskPool, emit, sender
+from .regions import Regions
 from .signals import Interrupted, check
 from .solver import Solver, build_extractor
 
@@ -75,6 +76,7 @@ class TileTask:
     content: np.ndarray  # the tile of the content image, RGB uint8
     start: np.ndarray  # the tile of the current image, network space
     iterations: int
+    regions: Regions | None = None  # the tile's part of the regions, in a masked run
 
 
 _worker: dict[str, Any] = {}  # this process's Solver for tiles, and the key and shape it was built for
@@ -89,22 +91,27 @@ def optimize_tile(task: TileTask) -> tuple[np.ndarray, list[dict[str, float]], O
             _worker.clear()  # the previous scale's solver: free it before building the next
             cfg = Config.from_dict(task.config)
             extractor = build_extractor(cfg, task.precision)
-            _worker.update(
-                key=(task.key, shape), solver=tile_solver(cfg, extractor, task.precision, task.targets, shape)
-            )
+            solver = tile_solver(cfg, extractor, task.precision, task.targets, shape, task.regions is not None)
+            _worker.update(key=(task.key, shape), solver=solver)
         return _solve_tile(_worker["solver"], task, emit)
 
 
 def tile_solver(
-    cfg: Config, extractor: FeatureExtractor, precision: str, targets: Targets, shape: tuple[int, int]
+    cfg: Config,
+    extractor: FeatureExtractor,
+    precision: str,
+    targets: Targets,
+    shape: tuple[int, int],
+    masked: bool = False,
 ) -> Solver:
-    """One compiled solver for tiles of ``shape``, every tile aiming at the scale's shared style ``targets``."""
-    return Solver(cfg, extractor, precision, np.zeros((*shape, 3), np.uint8), targets=targets)
+    """One compiled solver for tiles of ``shape``, every tile aiming at the scale's shared style
+    ``targets`` (and, ``masked``, at its own part of the regions)."""
+    return Solver(cfg, extractor, precision, np.zeros((*shape, 3), np.uint8), targets=targets, masked=masked)
 
 
 def _solve_tile(solver: Solver, task: TileTask, hear: Callback) -> tuple[np.ndarray, list[dict[str, float]], Outcome]:
     """One tile on ``solver``; ``hear`` gets its iterations (in a worker: sent to the parent's pool)."""
-    solver.aim(task.content)
+    solver.aim(task.content, regions=task.regions)
     result = solver.solve(task.start, task.iterations, [hear])
     return result.image[0], result.history, result.outcome
 
@@ -116,7 +123,8 @@ def shared_style_targets(cfg: Config, extractor: FeatureExtractor, styles: Seque
     out = []
     for style in styles:
         x = tensor(to_network(np.asarray(style), prep)[None])
-        out.append(style_targets(extractor, x, layers, STYLE_LOSSES[cfg.style_loss], cfg.swag, tile=tile))
+        statistic = statistic_of(cfg.style_loss, cfg.histogram_weight)
+        out.append(style_targets(extractor, x, layers, statistic, cfg.swag, tile=tile))
         del x
     return [{name: tuple(backend.to_numpy(t) for t in target) for name, target in d.items()} for d in out]
 
@@ -150,6 +158,7 @@ class TileJob:
     workers: int = 1
     ray: str | None = None
     bits: int = 8
+    regions: Regions | None = None  # at the step's size, in a masked run
 
 
 def run_tiled(
@@ -248,19 +257,21 @@ class _TiledScale:
         tasks = [
             TileTask(
                 self.key,
-                job.cfg.to_dict(),
+                job.cfg.task_dict(),
                 job.precision,
                 self.targets,
                 self.pixels[t.box],
                 self.canvas[t.box].copy(),
                 iterations,
+                None if job.regions is None else job.regions.crop(t.box),
             )
             for t in members
         ]
         if job.workers == 1 and job.ray is None:  # here; else the pool's workers, each on its share of the threads
             if self.solver is None:
                 shape = (members[0].height, members[0].width)
-                self.solver = tile_solver(job.cfg, job.extractor, job.precision, self.targets, shape)
+                masked = job.regions is not None
+                self.solver = tile_solver(job.cfg, job.extractor, job.precision, self.targets, shape, masked)
             return ((members[i], _solve_tile(self.solver, task, self._heard)) for i, task in enumerate(tasks))
         return ((members[i], outcome) for i, outcome in pool.map_unordered(optimize_tile, tasks))
 

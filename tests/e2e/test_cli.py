@@ -118,6 +118,12 @@ def corrupt(tmp_path):
     return path
 
 
+def black(tmp_path):
+    path = tmp_path / "black.png"
+    Image.new("L", (40, 30)).save(path)
+    return path
+
+
 def one_pixel(tmp_path):
     path = tmp_path / "dot.png"
     Image.new("RGB", (1, 1)).save(path)
@@ -149,6 +155,13 @@ BAD = [
     (lambda t: [CONTENT, STYLE, "--size", "20000"], "size: 20000 must be between 32 and 16384"),
     (lambda t: [CONTENT, STYLE, "--size", "16384", "--max-memory", "1.5"], "even in tiles, over the 1.5 GB budget"),
     (lambda t: [CONTENT, STYLE, "--tile", "8"], "tile: 8 must be between 32 and 16384"),
+    (lambda t: [CONTENT, STYLE, "--mask", t / "nope.png"], "mask: no such file"),
+    (lambda t: [CONTENT, STYLE, "--mask", corrupt(t)], "mask is corrupt"),
+    (lambda t: [CONTENT, STYLE, "--mask", black(t)], "mask is black everywhere"),
+    (lambda t: [CONTENT, STYLE, "--style-masks", black(t), black(t)], "style_masks: 2 masks for 1 style images"),
+    (lambda t: [CONTENT, STYLE, "--style-loss", "gram+colour"], "style_loss: 'colour' is not one of"),
+    (lambda t: [CONTENT, STYLE, "--style-loss", "histogram", "--swag"], "does not combine with swag"),
+    (lambda t: [CONTENT, STYLE, "--histogram-weight", "-1"], "histogram_weight: -1 must be >= 0"),
     (lambda t: [CONTENT, STYLE, "--dpi", "-300"], "--dpi: -300"),
     (lambda t: [CONTENT, STYLE, "--quality", "0"], "--quality: 0 must be between 1 and 100"),
     (lambda t: [CONTENT, STYLE, "--workers", "0"], "--workers: 0 must be >= 1"),

@@ -54,6 +54,7 @@ from ..io import ImageSource, check_output, file_sha256, load_image, save_image
 from ..optimize import Callback
 from ..outcome import COMPLETED, Outcome, stopped
 from ..pool import TaskPool, check_workers, emit
+from ..regions import Regions, load_regions
 from ..signals import Interrupted, check
 from ..solver import build_extractor
 from .flow import flow, reliable, warp
@@ -92,6 +93,7 @@ class ChunkTask:
     frame_iterations: int
     temporal_weight: float
     folder: str
+    regions: Regions | None = None  # at the frames' size: one mask serves the whole clip
 
 
 def chunk_folder(work: Path, index: int) -> Path:
@@ -144,6 +146,7 @@ def _chunk_engine(task: ChunkTask, callbacks: Sequence[Callback]) -> Engine:
         styles,
         {},
         list(callbacks),
+        regions=task.regions,
     )
     return Engine(run)
 
@@ -250,6 +253,8 @@ def stylize_video(
     clip = read_clip(video, cfg.size, max_frames)
     notices = _notices(clip)
     styles = [np.asarray(_recoloured(cfg, s, clip.frames[0])) for s in pictures]
+    height, width = clip.frames[0].shape[:2]
+    regions = load_regions(cfg.mask, cfg.style_masks, len(styles), cfg.style_blend, (width, height))
     for notice in notices:
         warnings.warn(notice, RuntimeWarning, stacklevel=2)
 
@@ -258,6 +263,7 @@ def stylize_video(
         "config": cfg.to_dict(),
         "input": _fingerprint(Path(video)),
         "styles": [hashlib.sha256(s.tobytes()).hexdigest() for s in styles],
+        "masks": None if regions is None else hashlib.sha256(regions.masks.tobytes()).hexdigest(),
         "frames": len(clip.frames),
         "frame_iterations": iterations,
         "temporal_weight": temporal_weight,
@@ -271,7 +277,15 @@ def stylize_video(
     chunks = [tuple(c) for c in saved["chunks"]]
     tasks = [
         ChunkTask(
-            i, a, clip.frames[a:b], styles, cfg.to_dict(), iterations, temporal_weight, str(chunk_folder(work, i))
+            i,
+            a,
+            clip.frames[a:b],
+            styles,
+            cfg.task_dict(),
+            iterations,
+            temporal_weight,
+            str(chunk_folder(work, i)),
+            regions,
         )
         for i, (a, b) in enumerate(chunks)
     ]
