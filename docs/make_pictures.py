@@ -60,6 +60,54 @@ def offline(tmp: Path) -> None:
     contact_sheet(tiles, columns=3, tile_size=384).save(DOCS / "offline_sheet.png")
 
 
+def regions(tmp: Path) -> None:
+    """The regions guide's pictures: two paintings in two masked regions, and Gram with and
+    without the histogram term."""
+    from nstyle.sheets import contact_sheet
+
+    rocket, masks = (
+        str(IMAGES / "content" / "rocket.jpg"),
+        [str(IMAGES / "masks" / f"rocket_{n}.png") for n in ("sky", "ground")],
+    )
+    out = tmp / "regions.png"
+    nstyle(
+        rocket,
+        *STYLES[:2],
+        "-o",
+        str(out),
+        options=f"--preset lite0 --size 384 --iterations 200 --style-masks {' '.join(masks)}",
+    )
+    names = ["photo", "The Starry Night", "The Scream", "its mask (sky)", "its mask (ground)", "result"]
+    pictures = [rocket, *STYLES[:2], *masks, str(out)]
+    contact_sheet([(Image.open(p).convert("RGB"), n) for p, n in zip(pictures, names)], columns=3, tile_size=300).save(
+        DOCS / "regions.png"
+    )
+    tiles = []
+    for loss in ("gram", "gram+histogram"):
+        result = tmp / f"{loss}.png"
+        nstyle(
+            CAT,
+            STARRY,
+            "-o",
+            str(result),
+            options=f"--preset lite0 --size 384 --iterations 200 --style-weight 1e3 --style-loss {loss}",
+        )
+        tiles.append((Image.open(result), loss))
+    contact_sheet(tiles, columns=2, tile_size=384).save(DOCS / "histogram.png")
+
+
+def textures(tmp: Path) -> None:
+    """The textures guide's pictures: a texture tiled 3x3 and a --tileable photo tiled 2x2."""
+    from nstyle.wrap import tiled
+
+    texture = tmp / "texture.png"
+    nstyle("texture", STARRY, "-o", str(texture), options="--preset lite0 --size 384 --iterations 200 --tileable")
+    tiled(Image.open(texture), 3).save(DOCS / "texture_3x3.png")
+    photo = tmp / "tileable.png"
+    nstyle(CAT, STARRY, "-o", str(photo), options="--preset lite0 --size 384 --iterations 200 --tileable")
+    tiled(Image.open(photo), 2).save(DOCS / "tileable_2x2.png")
+
+
 def probe_blocks(tmp: Path) -> None:
     nstyle(
         "probe",
@@ -158,6 +206,8 @@ def wait_for(url: str, seconds: float = 120) -> None:
 PICTURES: dict[str, Callable[[Path], None]] = {
     "quickstart": quickstart,
     "offline": offline,
+    "regions": regions,
+    "textures": textures,
     "probe": probe_blocks,
     "probe-lite0": probe_lite0,
     "sweeps": sweeps,
@@ -171,6 +221,9 @@ BENCHMARK_PICTURES = {
     "video.py": "",
     "quality.py": "-o quality-out",
     "print_size.py": "",
+    "regions.py": "-o regions-out",
+    "tileable.py": "",
+    "look_size.py": "",
 }
 
 

@@ -26,15 +26,21 @@ __all__ = [
     "resolve",
     "resume",
     "stylize",
+    "texture",
+    "tune",
     "__version__",
 ]
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("stylize", "StylizeResult"):
+    if name in ("stylize", "StylizeResult", "texture"):
         from . import api
 
         return getattr(api, name)
+    if name == "tune":  # the search over settings, judged by another network
+        from .workflows.tune import tune
+
+        return tune
     if name == "resume":  # any checkpoint: an image's, a video's, a batch's
         from . import jobs
 

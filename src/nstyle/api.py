@@ -27,7 +27,7 @@ from .checkpoints import Checkpoint, CheckpointPlan
 from .config import Config, configure
 from .engine import Engine, Run, RunResult, final_image
 from .errors import RunError
-from .io import ImageSource, file_sha256, load_image
+from .io import Canvas, ImageSource, file_sha256, load_image, texture_settings
 from .optimize import Callback
 from .outcome import COMPLETED, Outcome
 from .plan import GB, Plan
@@ -163,6 +163,25 @@ def stylize(
     )
 
 
+def texture(
+    style: ImageSource | Sequence[ImageSource],
+    *,
+    size: int = 512,
+    preset: str = "default",
+    config: Config | str | os.PathLike | None = None,
+    **kwargs: Any,
+) -> StylizeResult:
+    """A ``size`` px square texture from ``style`` alone (no photo), e.g. 2048 px from a 512 px sample.
+
+    Everything :func:`stylize` takes works here (``tileable="wrap"`` for one that tiles without
+    a seam, ``look_size``, ``callbacks``, ``checkpoint``...); :func:`~nstyle.io.texture_settings`
+    are the defaults under them.
+    """
+    first = style[0] if isinstance(style, (list, tuple)) else style
+    options = {**texture_settings(first, size), **kwargs, "size": size}
+    return stylize(Canvas(size, size), style, preset=preset, config=config, **options)
+
+
 def _prepare(
     content: ImageSource,
     styles: list[ImageSource],
@@ -186,9 +205,19 @@ def _prepare(
     masks = [p for p in (cfg.mask, *cfg.style_masks) if p is not None]
     if masks:
         sources["masks"] = [_describe_source(p) for p in masks]
-    run = Run(cfg, extractor, choice.name, content_src, style_srcs, sources, list(callbacks), checkpoint, resume)
-    run.regions = load_regions(cfg.mask, cfg.style_masks, len(styles), cfg.style_blend, content_src.size)
-    return run, choice
+    regions = load_regions(cfg.mask, cfg.style_masks, len(styles), cfg.style_blend, content_src.size)
+    return Run(
+        cfg,
+        extractor,
+        choice.name,
+        content_src,
+        style_srcs,
+        sources,
+        list(callbacks),
+        checkpoint,
+        resume,
+        regions=regions,
+    ), choice
 
 
 def _progress_bar(run: Run, plan: Plan, device: str) -> Any:
@@ -259,6 +288,8 @@ def _nothing_done(outcome: Outcome) -> NoReturn:
 
 def _describe_source(source: ImageSource) -> dict[str, Any] | None:
     """Path and content hash of a file input (None for in-memory images), for reproduce."""
+    if isinstance(source, Canvas):
+        return source.record()
     if isinstance(source, (str, os.PathLike)):
         path = Path(source).resolve()
         return {"path": str(path), "sha256": file_sha256(path)}

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 import time
 import zipfile
 from collections.abc import Callable, Sequence
@@ -42,7 +43,7 @@ import numpy as np
 
 from . import _version
 from .errors import NStyleError
-from .io import file_sha256, save_bytes
+from .io import Canvas, file_sha256, save_bytes
 from .optimize import OptimizerState, Progress
 
 FORMAT = 1
@@ -177,18 +178,29 @@ class Checkpoint:
             if not path.exists() or (f.get("sha256") is not None and file_sha256(path) != f["sha256"]):
                 raise CheckpointError(f"{path} is missing or has changed since the run was checkpointed")
 
-    def check_sources(self) -> tuple[str, list[str]]:
-        """The content and style paths, after checking the files are the ones the run started with."""
-        sources = [self.sources.get("content"), *(self.sources.get("styles") or [])]
-        if len(sources) < 2 or not all(isinstance(s, dict) and s.get("path") for s in sources):
-            raise CheckpointError(
-                "this checkpoint's run used in-memory images; resume it from Python with the same images"
-            )
-        for s in sources:
-            path = Path(s["path"])
-            if not path.is_file() or file_sha256(path) != s.get("sha256"):
-                raise CheckpointError(f"{path} is missing or has changed since the run was checkpointed")
-        return sources[0]["path"], [s["path"] for s in sources[1:]]
+    def check_sources(self) -> tuple[str | Canvas, list[str]]:
+        """The content and style paths (a texture's canvas for its content), after checking the
+        files are the ones the run started with."""
+        return checked_sources(self.sources, CheckpointError, "was checkpointed")
+
+
+def checked_sources(
+    sources: dict[str, Any], error: type[Exception], since: str, strict: bool = True
+) -> tuple[str | Canvas, list[str]]:
+    """A record's content (a path, or a texture's :class:`~nstyle.io.Canvas`) and style paths; each
+    file (masks too) must exist and match its hash (``strict``; else a note says it changed)."""
+    content, styles = sources.get("content"), list(sources.get("styles") or [])
+    canvas = Canvas.from_record(content)
+    files = [*([] if canvas else [content]), *styles]
+    if not styles or not all(isinstance(s, dict) and s.get("path") for s in files):
+        raise error("that run used in-memory images; run it again from Python with the same images")
+    for s in [*files, *(sources.get("masks") or [])]:  # masks: the config names them, checked here too
+        path = Path(s["path"])
+        if not path.is_file() or file_sha256(path) != s.get("sha256"):
+            if strict:
+                raise error(f"{path} is missing or has changed since the run {since}")
+            print(f"nstyle: note: {path} has changed since that run", file=sys.stderr)
+    return canvas or content["path"], [s["path"] for s in styles]
 
 
 def _state(record: dict[str, Any], arrays: dict[str, np.ndarray]) -> OptimizerState:

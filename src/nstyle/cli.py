@@ -24,7 +24,15 @@ from .errors import NStyleError
 from .signals import Interrupted, deferred, received, stop_on_signals
 
 EXIT_USER_ERROR = 2
-COMMANDS = ("layers", "presets", "reproduce", "resume", "probe", "grid", "sweep", "video", "ui", "info")
+COMMANDS = (
+    "layers", "presets", "reproduce", "resume", "probe", "grid", "sweep", "tune", "video", "texture", "ui", "info"
+)  # fmt: skip
+
+TEXTURE_DESCRIPTION = """\
+Make a texture from STYLE alone: no photo, a square of --size px started from noise, the
+sample's strokes at the sample's own size (unless --style-scale says otherwise). With
+--tileable it wraps, to tile a wall or a game texture without a seam.
+"""
 
 DESCRIPTION = """\
 Stylize CONTENT in the manner of STYLE by optimising the image's pixels so that its
@@ -43,6 +51,7 @@ other commands:
   nstyle probe CONTENT STYLE --layers L1 L2 ... -o DIR   one run per layer, on a contact sheet
   nstyle grid --content A B --style X Y -o DIR          every content x every style, one figure
   nstyle sweep SWEEP.toml -o DIR                        runs over settings (see README)
+  nstyle tune CONTENT STYLE -o DIR [--budget S]         searches settings, judged by another network
   nstyle video CLIP.mp4 STYLE -o OUT.mp4               a clip, frame by frame, held steady by optical flow
   nstyle ui [--host 127.0.0.1] [--port 7860]            the browser app (needs .[ui])
   nstyle info                          versions, devices, what --precision auto picks, weights, extras
@@ -73,7 +82,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "probe": _probe,
                     "grid": _grid,
                     "sweep": _sweep,
+                    "tune": _tune,
                     "video": _video,
+                    "texture": _texture,
                     "ui": _ui,
                     "info": _info,
                 }
@@ -105,16 +116,25 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The stylize parser (also used to document the flags in the README)."""
-    p = Parser(
-        prog="nstyle",
-        usage="nstyle CONTENT STYLE -o OUTPUT [options]\n       nstyle {layers,presets,reproduce,resume,probe,grid,sweep,video,ui,info} ...",
-        description=DESCRIPTION,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("content", metavar="CONTENT", help="the photo to keep the structure of")
+def build_parser(texture: bool = False) -> argparse.ArgumentParser:
+    """The stylize parser (also used to document the flags in the README); ``texture``: the
+    texture command's, the same without CONTENT."""
+    if texture:
+        p = Parser(
+            prog="nstyle texture",
+            usage="nstyle texture STYLE -o OUTPUT [--size PX] [--tileable] [options]",
+            description=TEXTURE_DESCRIPTION,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+    else:
+        p = Parser(
+            prog="nstyle",
+            usage=f"nstyle CONTENT STYLE -o OUTPUT [options]\n       nstyle {{{','.join(COMMANDS)}}} ...",
+            description=DESCRIPTION,
+            epilog=EPILOG,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        p.add_argument("content", metavar="CONTENT", help="the photo to keep the structure of")
     p.add_argument("style", metavar="STYLE", nargs="+", help="the picture(s) to take the style from")
     p.add_argument("-o", "--output", required=True, metavar="PATH", help="where to write: .png, .jpg or .tif")
     p.add_argument("--force", action="store_true", help="replace OUTPUT (and its .json record) if they exist")
@@ -172,7 +192,7 @@ def settings_from(args: argparse.Namespace) -> Config:
 
 
 def add_parallel(p: argparse.ArgumentParser, what: str = "trials at once") -> None:
-    """--workers and --ray: trials of probe, grid and sweep, or tiles of a print-size image."""
+    """--workers and --ray: trials of probe, grid, sweep and tune, or tiles of a print-size image."""
     g = p.add_argument_group("running in parallel")
     g.add_argument(
         "--workers",
@@ -193,6 +213,19 @@ def add_parallel(p: argparse.ArgumentParser, what: str = "trials at once") -> No
 def _stylize(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     return _run(args.content, args.style, settings_from(args), args)
+
+
+def _texture(argv: list[str]) -> int:
+    """A texture from the style alone: the stylize command's run on a blank canvas (nstyle.api.texture_settings)."""
+    from .io import Canvas, texture_settings
+
+    args = build_parser(texture=True).parse_args(argv)
+    size = args.size or resolve(args.preset, args.config).size
+    names = [f.name for f in dataclasses.fields(Config)]
+    given = {k: getattr(args, k) for k in names if getattr(args, k, None) is not None}
+    cfg = resolve(args.preset, args.config, {**texture_settings(args.style[0], size), **given, "size": size})
+    select(cfg.backend or None)
+    return _run(Canvas(size, size), args.style, cfg, args)
 
 
 def checkpoint_path(output: Path) -> Path:
@@ -530,15 +563,12 @@ def _reproduce(argv: list[str]) -> int:
     p.add_argument("--force", action="store_true", help="replace OUTPUT if it exists")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
-    from .io import file_sha256, read_metadata
+    from .io import read_metadata
 
     record = read_metadata(args.image)
-    sources = [record.get("content"), *record.get("styles", [])]
-    if len(sources) < 2 or not all(isinstance(s, dict) and s.get("path") for s in sources):
-        raise NStyleError(f"{args.image} was made from in-memory images; there are no files to run again")
-    for s in sources:
-        if Path(s["path"]).is_file() and file_sha256(s["path"]) != s.get("sha256"):
-            print(f"nstyle: note: {s['path']} has changed since that run", file=sys.stderr)
+    from .checkpoints import checked_sources
+
+    content, styles = checked_sources(record, NStyleError, "was made", strict=False)
     from .backbones.seeded import GENERATOR
 
     drawn_by = record.get("result", {}).get("random_weights")
@@ -553,13 +583,13 @@ def _reproduce(argv: list[str]) -> int:
     # 'auto' may pick differently on this machine: run in the precision that run resolved to.
     used = record.get("result", {}).get("precision")
     config = Config.from_dict({**record["config"], **({"precision": used} if used else {})})
-    return _run(sources[0]["path"], [s["path"] for s in sources[1:]], config, args)
+    return _run(content, styles, config, args)
 
 
 def _resume(argv: list[str]) -> int:
     p = Parser(
         prog="nstyle resume",
-        description="Continue a stopped run (an image, a video, or a probe, grid or sweep) from its checkpoint.",
+        description="Continue a stopped run (an image, a video, or a probe, grid, sweep or tune) from its checkpoint.",
     )
     p.add_argument(
         "checkpoint",
@@ -705,6 +735,51 @@ def _sweep(argv: list[str]) -> int:
         lambda: sweep(spec, args.output, workers=args.workers, ray=args.ray, progress=not args.quiet),
         "manifest.jsonl",
     )
+
+
+def _tune(argv: list[str]) -> int:
+    p = Parser(
+        prog="nstyle tune",
+        description="Search settings for CONTENT in the manner of STYLE within a time budget: small and "
+        "short first, the best promoted to larger sizes and more iterations, each result scored by a "
+        "trained network other than the one it was optimised with. Writes DIR/best.toml (use it with "
+        "--config), best.png (the pick at --size), report.json and report.csv (every trial, ranked) and "
+        "front.png (the Pareto front). The same command again continues a stopped search.",
+    )
+    p.add_argument("content", metavar="CONTENT")
+    p.add_argument("style", metavar="STYLE")
+    p.add_argument("-o", "--output", required=True, metavar="DIR")
+    p.add_argument("--preset", default="default", help=f"where the search starts: {', '.join(preset_names())}")
+    p.add_argument("--config", metavar="FILE.toml", help="settings layered on --preset, where the search starts")
+    p.add_argument("--space", metavar="SPACE.toml", help="the settings to search (default: the backbone's own)")
+    p.add_argument("--budget", type=float, default=600.0, metavar="SECONDS", help="for the search (default 600)")
+    p.add_argument("--size", type=int, metavar="PX", help="the pick's size (default: the preset's)")
+    p.add_argument("--seed", type=int, default=0, help="the candidates drawn and every trial's seed (default 0)")
+    p.add_argument("--backend", metavar="NAME", help="the Keras backend (default: KERAS_BACKEND, else tensorflow)")
+    p.add_argument("--quiet", action="store_true", help="no progress")
+    add_parallel(p)
+    args = p.parse_args(argv)
+    select(args.backend)
+    from .checkpoints import JOB_CHECKPOINT
+    from .workflows.tune import tune
+
+    try:
+        done = tune(
+            args.content, args.style, args.output, preset=args.preset, config=args.config, space=args.space,
+            budget=args.budget,
+            size=args.size, workers=args.workers, ray=args.ray, progress=not args.quiet, seed=args.seed,
+        )  # fmt: skip
+    except Interrupted as e:
+        say(
+            f"nstyle: stopped by {signal.Signals(e.signum).name}; what was scored is kept in {args.output}: "
+            f"the same command again (or `nstyle resume {Path(args.output) / 'trials' / JOB_CHECKPOINT}`) continues it"
+        )
+        return 128 + e.signum
+    say(
+        f"tune: searched {done.search_seconds:.0f} s (budget {args.budget:g} s), rendered {done.render_seconds:.0f} s; "
+        f"pick {done.pick}: wrote {done.out_dir / 'best.toml'}, best.png, report.json, report.csv, front.png"
+    )
+    return 0
 
 
 def _batch(folder: str, size: int, images: int, run: Callable[[], Path], beside: str = "") -> int:

@@ -23,6 +23,9 @@ OPTIMIZERS = ("adam", "lbfgs")
 INITS = ("content", "recolored", "style", "noise")
 STYLE_LOSSES = ("gram", "wasserstein", "meanstd", "histogram")
 COLOR_MODES = ("none", "luminance", "histogram")
+#: How a --tileable picture wraps (nstyle.wrap): the input padded circularly, or rolled each step.
+WRAP_MODES = ("off", "wrap", "roll")
+WRAP_DEFAULT = "wrap"  # benchmarks/tileable.py: the lower seam metric with Adam, and L-BFGS can follow it
 MAX_SCALES = 8
 MIN_TILE = 32  # a forced tile's smallest side
 MIN_SIZE, MAX_SIZE = 32, 16384  # above what fits whole, scales run in tiles (nstyle.plan)
@@ -233,6 +236,25 @@ class Config:
         metavar="GB",
     )
     tile: int = setting(0, _tile, "tile every scale larger than PX with PX-sized tiles", type=int, metavar="PX")
+    tileable: str = setting(
+        "off",
+        _one_of(WRAP_MODES),
+        "a picture that wraps (its right edge continues into its left, its bottom into its top), to tile "
+        "without a seam; 'wrap' (the default method) pads the network's input circularly, 'roll' rolls the "
+        "image by a random offset each step",
+        nargs="?",
+        const=WRAP_DEFAULT,
+        choices=WRAP_MODES,
+        metavar="METHOD",
+    )
+    look_size: int = setting(
+        0,
+        lambda v, key: 0 if v[key] in (0, None) else _integer(v, key, MIN_SIZE, MAX_SIZE),
+        "the size whose look a larger picture keeps: above it the run goes coarse to fine from this "
+        "size, so strokes keep their proportion while detail is added (0: off)",
+        type=int,
+        metavar="PX",
+    )
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> Config:
@@ -247,16 +269,22 @@ class Config:
             raise ConfigError(
                 f"weights: 'hed' is the HED edge detector's VGG16 body; it fits --backbone vgg16, not {config.backbone}"
             )
-        if config.scale_iterations and len(config.scale_iterations) != config.scales:
+        if config.scale_iterations and len(config.scale_iterations) != config.scale_count:
             raise ConfigError(
-                f"scale_iterations: {len(config.scale_iterations)} values for {config.scales} scales (give one per scale)"
+                f"scale_iterations: {len(config.scale_iterations)} values for {config.scale_count} scales "
+                "(give one per scale)"
             )
+        config.scale_sizes  # noqa: B018 (checks the coarsest size)
         if config.style_scale > 4:
             raise ConfigError(f"style_scale: {config.style_scale:g} must be <= 4")
         if config.content_weight > 0 and not config.content_layers:
             raise ConfigError("content_layers: empty, but content_weight > 0 (give a layer or set content_weight 0)")
         if config.style_weight > 0 and not config.style_layers:
             raise ConfigError("style_layers: empty, but style_weight > 0 (give a layer or set style_weight 0)")
+        if config.tileable == "roll" and config.optimizer != "adam":
+            raise ConfigError(
+                "tileable: roll changes the loss every step, which L-BFGS's line search cannot follow; use wrap"
+            )
         if "histogram" in config.style_loss.split("+") and config.swag > 0:
             raise ConfigError("style_loss: histogram matches raw activations; it does not combine with swag")
         if config.content_weight == 0 and config.style_weight == 0 and config.tv_weight == 0:
@@ -298,7 +326,41 @@ class Config:
     @property
     def total_iterations(self) -> int:
         """Iterations over all scales."""
-        return sum(self.scale_iterations) if self.scale_iterations else self.iterations * self.scales
+        return sum(self.scale_iterations) if self.scale_iterations else self.iterations * self.scale_count
+
+    @property
+    def look_scales(self) -> int:
+        """Scales from ``look_size`` up to ``size`` (1: no look size, or not above it)."""
+        if not self.look_size or self.size <= self.look_size:
+            return 1
+        return 1 + math.ceil(math.log(self.size / self.look_size) / math.log(self.scale_factor) - 1e-9)
+
+    @property
+    def scale_count(self) -> int:
+        """How many sizes the run optimises: ``scales``, or more where the look size needs more."""
+        return max(self.scales, self.look_scales)
+
+    @property
+    def scale_sizes(self) -> list[int]:
+        """Longer sides, coarse to fine, ending at ``size``.
+
+        Without a look size, ``scales`` sizes each ``scale_factor`` times the last. Above a look
+        size, the climb from ``look_size`` to ``size`` goes in even ratios of at most
+        ``scale_factor``; scales that ``scales`` asks for beyond those go below the look size,
+        ``scale_factor`` apart.
+        """
+        n = self.look_scales
+        start = self.look_size if n > 1 else self.size
+        top = [round(start * (self.size / start) ** (i / (n - 1))) for i in range(n)] if n > 1 else [self.size]
+        extra = self.scale_count - n
+        below = [round(start / self.scale_factor ** (extra - i)) for i in range(extra)]
+        sizes = below + top
+        if sizes[0] < MIN_SIZE:
+            raise ConfigError(
+                f"scales: {self.scales} scales of factor {self.scale_factor:.3g} below size {start} start at "
+                f"{sizes[0]} px, under the {MIN_SIZE} px minimum (fewer scales or a larger size)"
+            )
+        return sizes
 
 
 def preset_names() -> list[str]:

@@ -26,8 +26,7 @@ from . import color
 from ._version import __version__
 from .backbones import FeatureExtractor
 from .checkpoints import Checkpoint, CheckpointPlan, CheckpointWriter
-from .config import MIN_SIZE, Config
-from .errors import ConfigError
+from .config import Config
 from .events import RunFinished, StepFinished
 from .io import fit, fitted
 from .optimize import Callback, OptimizeResult, OptimizerState
@@ -37,6 +36,7 @@ from .pool import emit
 from .regions import Regions
 from .solver import Solver
 from .tiles import TileJob, TileProgress, run_tiled
+from .wrap import calm_offsets, seamless
 
 History = list[dict[str, float]]
 #: px: a frame moving this far (RMS) from the warped previous frame costs its temporal weight x the previous frame's loss.
@@ -60,6 +60,17 @@ class Run:
     ray: str | None = None
     bits: int = 8
     regions: Regions | None = None  # where the style applies, at the photo's size (None: everywhere)
+
+    wrap_offsets: tuple[int, int] | None = None  # a tileable run's roll (nstyle.wrap.seamless); None: chosen here
+
+    def __post_init__(self) -> None:
+        """A tileable run's photo (and its masks) made to wrap first: its content term holds the
+        photo's edges, and a photo's edges do not meet (:func:`nstyle.wrap.seamless`)."""
+        if self.cfg.tileable != "off":
+            self.wrap_offsets = self.wrap_offsets or calm_offsets(np.asarray(self.content))
+            self.content = Image.fromarray(wrapped(self.content, self.wrap_offsets))
+            if self.regions is not None:
+                self.regions = Regions(seamless(self.regions.masks, self.wrap_offsets), self.regions.blend)
 
     def regions_at(self, size: tuple[int, int]) -> Regions | None:
         """The run's regions at ``size`` (width, height), or None when it has none."""
@@ -126,8 +137,8 @@ class Engine:
     def plan(self) -> Plan:
         """The run's (scale, tile) plan: its scales' sizes within ``cfg.max_memory`` (:mod:`nstyle.plan`)."""
         run = self.ctx
-        sizes = [fitted(*run.content.size, s)[::-1] for s in scale_sizes(run.cfg)]
-        per_scale = list(run.cfg.scale_iterations) or [run.cfg.iterations] * run.cfg.scales
+        sizes = [fitted(*run.content.size, s)[::-1] for s in run.cfg.scale_sizes]
+        per_scale = list(run.cfg.scale_iterations) or [run.cfg.iterations] * run.cfg.scale_count
         return plan_run(run.cfg, run.extractor, run.precision, sizes, per_scale, run.workers)
 
     def run(self, plan: Plan) -> RunResult:
@@ -160,7 +171,8 @@ class Engine:
         """One step, whole or tiled, from the coarser ``previous`` result (RGB uint8) or the run's start."""
         run = self.ctx
         content, styles = step_images(run.cfg, max(step.height, step.width), run.content, run.styles)
-        stage = f"scale {step.scale}/{run.cfg.scales}, " if run.cfg.scales > 1 else ""
+        count = run.cfg.scale_count
+        stage = f"scale {step.scale}/{count}, " if count > 1 else ""
         state = run.resume.state if run.resume is not None and run.resume.scale == step.scale - 1 else None
         if step.tiled:
             return self._tiled(step, content, styles, previous, history, stage, state)
@@ -221,6 +233,8 @@ class Engine:
         with the frame's own colour when only luminance was styled.
         """
         run = self.ctx
+        if run.cfg.tileable != "off":
+            frame = dataclasses.replace(frame, photo=wrapped(frame.photo, run.wrap_offsets))
         solver = self._frame_solver(frame.photo.shape[:2])
         photo = working(run.cfg, frame.photo)
         regions = run.regions_at((frame.photo.shape[1], frame.photo.shape[0]))
@@ -391,6 +405,11 @@ def initial_image(init: str, content: Image.Image, style: Image.Image, seed: int
     return rng.uniform(0, 255, (content.height, content.width, 3)).astype(np.float32)
 
 
+def wrapped(photo: Image.Image | np.ndarray, offsets: tuple[int, int] | None) -> np.ndarray:
+    """``photo`` (RGB) made to wrap, as RGB uint8."""
+    return np.clip(np.rint(seamless(np.asarray(photo), offsets)), 0, 255).astype(np.uint8)
+
+
 def working(cfg: Config, rgb: np.ndarray) -> np.ndarray:
     """What a frame's loss sees (RGB float): the frame itself, or its luminance when colour is kept that way."""
     if cfg.preserve_color != "luminance":
@@ -436,6 +455,7 @@ def plan_run(
 
     The tile overlap comes from the deepest layer's effective receptive field, measured only
     when some scale has to be tiled (it costs one backward pass).
+    A tileable run's tiled scales get grids that wrap round the picture's edges.
     """
     budget = check_budget(cfg.max_memory)
     model = MemoryModel.for_run(cfg, extractor, precision_name)
@@ -443,18 +463,10 @@ def plan_run(
     if not plan.tiled:
         return plan
     overlap = max(MIN_OVERLAP, -(-extractor.receptive_radius() // 16) * 16)
-    return make_plan(shapes, iterations, model, budget, overlap, cfg.style_scale, workers, cfg.tile)
-
-
-def scale_sizes(cfg: Config) -> list[int]:
-    """Longer sides, coarse to fine, ending at ``cfg.size``; each ``scale_factor`` times the last."""
-    sizes = [round(cfg.size / cfg.scale_factor ** (cfg.scales - 1 - i)) for i in range(cfg.scales)]
-    if sizes[0] < MIN_SIZE:
-        raise ConfigError(
-            f"scales: {cfg.scales} scales of factor {cfg.scale_factor:.3g} below size {cfg.size} start at "
-            f"{sizes[0]} px, under the {MIN_SIZE} px minimum (fewer scales or a larger size)"
-        )
-    return sizes
+    plan = make_plan(shapes, iterations, model, budget, overlap, cfg.style_scale, workers, cfg.tile)
+    if cfg.tileable == "off":
+        return plan
+    return dataclasses.replace(plan, steps=[dataclasses.replace(s, wrap=s.tiled) for s in plan.steps])
 
 
 def _offset(callback: Callback, done: int, total: int, stage: str = "") -> Callback:

@@ -18,6 +18,7 @@ import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,39 @@ from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 
 from .errors import ImageError
 
-ImageSource = str | os.PathLike | Image.Image | np.ndarray
+
+@dataclass(frozen=True)
+class Canvas:
+    """A texture's "photo": a blank grey picture of this size, there only to give the run its shape
+    (``nstyle texture``: no content term, a start from noise)."""
+
+    width: int
+    height: int
+
+    def image(self) -> Image.Image:
+        return Image.new("RGB", (self.width, self.height), (128, 128, 128))
+
+    def record(self) -> dict[str, list[int]]:
+        """How a run's record names it, so that ``reproduce`` and ``resume`` can make it again."""
+        return {"texture": [self.width, self.height]}
+
+    @classmethod
+    def from_record(cls, source: Any) -> Canvas | None:
+        if isinstance(source, dict) and isinstance(source.get("texture"), list) and len(source["texture"]) == 2:
+            return cls(*(int(n) for n in source["texture"]))
+        return None
+
+
+ImageSource = str | os.PathLike | Image.Image | np.ndarray | Canvas
+
+
+def texture_settings(style: ImageSource, size: int) -> dict[str, Any]:
+    """What makes a run a texture of ``style``: no content term, a start from noise, and the
+    sample at its own resolution at the full size (``style_scale``: its longer side over ``size``,
+    at most 4), so its strokes keep their size however large the texture."""
+    sample = load_image(style, "style image")
+    return {"content_weight": 0.0, "init": "noise", "style_scale": min(4.0, max(sample.size) / size)}
+
 
 FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF"}
 MIN_SOURCE_SIDE = 8  # below this an image holds too little to stylize or be styled by
@@ -42,6 +75,8 @@ _GUARD_LOCK = threading.Lock()
 
 def load_image(source: ImageSource, what: str = "image") -> Image.Image:
     """Any path, PIL image or array as an upright 8-bit RGB image; ``what`` names it in errors."""
+    if isinstance(source, Canvas):
+        return source.image()
     if isinstance(source, Image.Image):
         img = source
     elif isinstance(source, np.ndarray):

@@ -67,10 +67,18 @@ def _sweep(a: dict[str, Any], _config: dict[str, Any], progress: bool) -> Path: 
     return sweep(spec_of(a["spec"]), a["out_dir"], workers=a["workers"], ray=a["ray"], progress=progress)
 
 
+def _tune(a: dict[str, Any], _config: dict[str, Any], progress: bool) -> Path:
+    from .workflows.tune import tune
+
+    keys = ("preset", "config", "space", "budget", "size", "workers", "ray", "seed")
+    return tune(a["content"], a["style"], a["out_dir"], progress=progress, **{k: a[k] for k in keys}).out_dir
+
+
 BATCHES: dict[str, Callable[[dict[str, Any], dict[str, Any], bool], Path]] = {
     "grid": _grid,
     "probe": _probe,
     "sweep": _sweep,
+    "tune": _tune,
 }
 
 

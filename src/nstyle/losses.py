@@ -18,6 +18,7 @@ import numpy as np
 from .backbones import FeatureExtractor
 from .backends import load_keras, ops
 from .regions import Regions, resize
+from .wrap import roll_offset
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -72,13 +73,18 @@ def style_loss(features: Tensor, target_gram: Tensor) -> Tensor:
     return K.mean(K.square(gram_matrix(features) - target_gram))
 
 
-def total_variation(image: Tensor) -> Tensor:
+def total_variation(image: Tensor, wrap: bool = False) -> Tensor:
     """Mean squared difference of horizontally plus vertically neighbouring pixels.
 
-    Squared rather than absolute differences keep the loss smooth, which L-BFGS needs.
+    Squared rather than absolute differences keep the loss smooth, which L-BFGS needs. With
+    ``wrap`` the last column neighbours the first and the last row the first: a tileable
+    picture is smoothed across its wrap as inside, or the seam would be the one place TV leaves sharp.
     """
-    dy = image[:, 1:, :, :] - image[:, :-1, :, :]
-    dx = image[:, :, 1:, :] - image[:, :, :-1, :]
+    if wrap:
+        dy, dx = image - K.roll(image, 1, axis=1), image - K.roll(image, 1, axis=2)
+    else:
+        dy = image[:, 1:, :, :] - image[:, :-1, :, :]
+        dx = image[:, :, 1:, :] - image[:, :, :-1, :]
     return K.mean(K.square(dy)) + K.mean(K.square(dx))
 
 
@@ -440,6 +446,8 @@ class Terms:
     histogram_weight: float = 1.0
     #: Style only in regions (:mod:`nstyle.regions`): each style's statistics weighted by its mask.
     masked: bool = False
+    #: A picture that wraps (:mod:`nstyle.wrap`): "off", "wrap" (circular input padding) or "roll".
+    tileable: str = "off"
     temporal: bool = False
     pixel_scale: float = 1.0
     #: Gram matrices of a bfloat16 network's features taken in bfloat16: for Adam; L-BFGS's line
@@ -449,6 +457,7 @@ class Terms:
     @classmethod
     def of(cls, cfg: Config, extractor: FeatureExtractor, temporal: bool = False, masked: bool = False) -> Terms:
         """``cfg``'s terms, its layers named as ``extractor`` resolved them (``masked``: in regions)."""
+        tileable = cfg.tileable
         return cls(
             [WeightedLayer(extractor.resolved[s.name], s.weight) for s in cfg.content_layers],
             [WeightedLayer(extractor.resolved[s.name], s.weight) for s in cfg.style_layers],
@@ -460,6 +469,7 @@ class Terms:
             cfg.style_blend,
             cfg.histogram_weight,
             masked,
+            tileable,
             temporal,
             float(np.mean(extractor.backbone.preprocessing.std)),
             native_gram=cfg.optimizer == "adam",
@@ -509,6 +519,9 @@ class StyleTransferLoss:
     ):
         self.extractor = extractor
         self.masked = terms.masked
+        self.tileable = terms.tileable
+        self.wrap = wrap_margin(extractor, tuple(content_image.shape[1:3])) if terms.tileable == "wrap" else 0
+        self._rolls = np.random.default_rng(0)
         self.content_layers = list(terms.content_layers)
         self.style_layers = list(terms.style_layers)
         self.weights = (float(terms.content_weight), float(terms.style_weight), float(terms.tv_weight))
@@ -559,6 +572,7 @@ class StyleTransferLoss:
         """Aim at a new content image (the next tile or frame; any size): its targets and SWAG
         scales, and in a masked loss its ``regions`` at the image's size (None: everywhere)."""
         features = self.features(content_image)
+        self._shape = tuple(int(n) for n in content_image.shape[1:3])
         if self.masked:
             self._aim_regions(regions, features, tuple(content_image.shape[1:3]))
         values = {name: features[name] for name in {s.layer for s in self.content_layers}}
@@ -615,12 +629,38 @@ class StyleTransferLoss:
             return _float32(1.0)
         return _float32(max(float(backend.to_numpy(term(start, target, *weights))), 1e-30))
 
-    def features(self, image: Tensor) -> dict[str, Tensor]:
-        """The extractor's activations, smoothed by SWAG when it is on."""
-        features = self.extractor(image)
+    def features(self, image: Tensor, wrap: int = 0) -> dict[str, Tensor]:
+        """The extractor's activations (of the image repeating, with ``wrap``), smoothed by SWAG when it is on."""
+        features = self.extractor(image, wrap=wrap)
         if self.swag_temperature > 0:
             features = {name: swag(f, self.swag_temperature) for name, f in features.items()}
         return features
+
+    def step_state(self) -> dict[str, Any]:
+        """The state for the next optimiser step: with ``tileable = "roll"``, rolled by a new random offset."""
+        if self.tileable == "roll":
+            height, width = self._shape
+            offset = roll_offset(self._rolls, height, width, max(self.extractor.strides.values()))
+            self.state["shift"] = K.convert_to_tensor(np.asarray(offset, np.int32))
+        return self.state
+
+    def _rolled(self, image: Tensor, state: dict[str, Any]) -> tuple[Tensor, dict[str, Any]]:
+        """``image`` and every spatial part of ``state`` rolled by ``state["shift"]`` (px; feature
+        maps by the shift over their stride)."""
+        dy, dx = state["shift"][0], state["shift"][1]
+        strides = self.extractor.strides
+
+        def roll(t: Tensor, stride: int = 1) -> Tensor:
+            return K.roll(K.roll(t, dy // stride, axis=1), dx // stride, axis=2)
+
+        rolled = dict(state)
+        rolled["content"] = {name: roll(t, strides[name]) for name, t in state["content"].items()}
+        if "style_mask" in state:
+            rolled["style_mask"] = [{n: roll(t, strides[n]) for n, t in m.items()} for m in state["style_mask"]]
+        if "temporal" in state:
+            held = state["temporal"]
+            rolled["temporal"] = {**held, "target": roll(held["target"]), "mask": roll(held["mask"])}
+        return roll(image), rolled
 
     def value_at(self, image: np.ndarray) -> float:
         """The total loss at ``image`` (network space, a batch of one)."""
@@ -633,7 +673,12 @@ class StyleTransferLoss:
     def evaluate(self, image: Tensor, state: dict[str, Any]) -> dict[str, Tensor]:
         """Loss terms and their weighted ``total`` for a batch of one image in network space,
         aimed at ``state`` (:attr:`state`'s structure): a pure function of its two arguments."""
-        features = self.extractor(image, native=True) if self.native_gram else self.features(image)
+        if "shift" in state:  # tileable = "roll": the loss of the image rolled, its spatial targets with it
+            image, state = self._rolled(image, state)
+        if self.native_gram:
+            features = self.extractor(image, native=True, wrap=self.wrap)
+        else:
+            features = self.features(image, self.wrap)
         content = _weighted_mean(
             [
                 (
@@ -666,13 +711,21 @@ class StyleTransferLoss:
         cw, sw, tw = self.weights
         # Reported either way; differentiated only when it counts: TV's gradient (slice
         # gradients over the whole image) is a noticeable share of a step.
-        tv = total_variation(image if tw > 0 else K.stop_gradient(image))
+        tv = total_variation(image if tw > 0 else K.stop_gradient(image), wrap=self.tileable != "off")
         losses = {"total": cw * content + sw * style + tw * tv, "content": content, "style": style, "tv": tv}
         if "temporal" in state:
             held = state["temporal"]
             losses["temporal"] = temporal_loss(image, held["target"], held["mask"], self.pixel_scale)
             losses["total"] = losses["total"] + held["weight"] * losses["temporal"]
         return losses
+
+
+def wrap_margin(extractor: FeatureExtractor, shape: tuple[int, int]) -> int:
+    """How far a tileable picture is padded circularly (px): the network's effective receptive
+    radius, rounded up to its deepest stride, and at most the image's shorter side."""
+    multiple = max(extractor.strides.values())
+    radius = -(-extractor.receptive_radius() // multiple) * multiple
+    return min(radius, min(shape) // multiple * multiple)
 
 
 def style_targets(

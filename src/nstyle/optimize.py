@@ -31,14 +31,15 @@ K = keras.ops
 backend = ops()
 
 #: What is minimised: a function of the image alone, or an object whose ``evaluate(image,
-#: state)`` is a pure function of the image and its ``state`` (:class:`~nstyle.losses.StyleTransferLoss`).
+#: state)`` is a pure function of the image and its ``state`` (:class:`~nstyle.losses.StyleTransferLoss`);
+#: such an object may give each step its own state (``step_state()``), else every step has ``state``.
 LossFn = Any
 
 
 def _pure(loss_fn: LossFn) -> tuple[Callable, Callable[[], Any]]:
-    """``loss_fn`` as a pure function ``(image, state) -> losses`` and a getter of its current state."""
+    """``loss_fn`` as a pure function ``(image, state) -> losses`` and a getter of the next step's state."""
     if hasattr(loss_fn, "evaluate"):
-        return loss_fn.evaluate, lambda: loss_fn.state
+        return loss_fn.evaluate, getattr(loss_fn, "step_state", lambda: loss_fn.state)
     return (lambda x, state: loss_fn(x)), tuple
 
 

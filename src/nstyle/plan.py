@@ -134,6 +134,15 @@ class Tile:
     def box(self) -> tuple[slice, slice]:
         return slice(self.top, self.top + self.height), slice(self.left, self.left + self.width)
 
+    def index(self, shape: tuple[int, ...]) -> tuple[slice, slice] | tuple[np.ndarray, np.ndarray]:
+        """Where the tile lies in an image of ``shape``: its box, or, for a tile of a wrapping
+        grid that crosses the image's edge, its rows and columns taken round the other side."""
+        height, width = shape[:2]
+        if self.top + self.height <= height and self.left + self.width <= width:
+            return self.box
+        rows = np.arange(self.top, self.top + self.height) % height
+        return np.ix_(rows, np.arange(self.left, self.left + self.width) % width)
+
 
 @dataclass(frozen=True)
 class Step:
@@ -147,10 +156,16 @@ class Step:
     tile: int | None = None  # tile side in px; None: the whole image at once
     overlap: int = 0
     style_pixels: int = 0
+    wrap: bool = False  # a tileable scale: its grid wraps round the edges, as the picture does
 
     @property
     def tiled(self) -> bool:
         return self.tile is not None
+
+    @property
+    def torus(self) -> tuple[int, int] | None:
+        """(height, width) when the grid wraps (:func:`feather` needs it), else None."""
+        return (self.height, self.width) if self.wrap else None
 
     @property
     def passes(self) -> list[int]:
@@ -161,10 +176,17 @@ class Step:
         return [math.ceil(self.iterations / 2), self.iterations // 2]
 
     def tiles(self, pass_index: int = 0) -> list[Tile]:
-        """The tiles of pass ``pass_index``; odd passes shift the grid by half a step."""
+        """The tiles of pass ``pass_index``; odd passes shift the grid by half a step. A wrapping
+        grid spaces its tiles evenly round the picture as if it were a torus: the last tiles of a
+        row and a column cross the edge into the first (:meth:`Tile.index`), so the picture's
+        wrap is blended like any other seam between tiles."""
         assert self.tile is not None
         th, tw = min(self.tile, self.height), min(self.tile, self.width)
         shift = pass_index % 2 == 1
+        if self.wrap:
+            rows = torus_starts(self.height, th, self.overlap, shift)
+            cols = torus_starts(self.width, tw, self.overlap, shift)
+            return colour([Tile(r, c, th, tw) for r in rows for c in cols], (self.height, self.width))
         rows = tile_starts(self.height, th, th - self.overlap, shift)
         cols = tile_starts(self.width, tw, tw - self.overlap, shift)
         return colour([Tile(r, c, th, tw) for r in rows for c in cols])
@@ -301,14 +323,39 @@ def tile_starts(length: int, tile: int, step: int, shift: bool = False) -> list[
         position += step
 
 
-def colour(tiles: list[Tile]) -> list[Tile]:
-    """Tiles with groups such that no two tiles of a group overlap (greedy, in reading order)."""
+def torus_starts(length: int, tile: int, overlap: int, shift: bool = False) -> list[int]:
+    """Start offsets of tiles of ``tile`` px spaced evenly round a ``length`` px loop, neighbours
+    (the last and the first too) overlapping by at least ``overlap`` px; ``shift`` moves them
+    half a spacing on. The last tiles run past ``length``: they continue from 0. A loop no
+    longer than a tile gets two, the second rolled half round, so the wrap is inside one of them."""
+    if length <= tile:
+        return [0, length // 2]
+    count = math.ceil(length / (tile - overlap))
+    spacing = length / count
+    return [round(k * spacing + (spacing / 2 if shift else 0)) for k in range(count)]
+
+
+def colour(tiles: list[Tile], torus: tuple[int, int] | None = None) -> list[Tile]:
+    """Tiles with groups such that no two tiles of a group overlap (greedy, in reading order);
+    on a ``torus`` (height, width), overlapping round the edges counts too."""
     out: list[Tile] = []
     for tile in tiles:
-        taken = {other.group for other in out if _overlap(tile, other)}
+        taken = {other.group for other in out if any(_overlap(tile, o) for o in _images(other, torus))}
         group = next(g for g in range(len(out) + 1) if g not in taken)
         out.append(Tile(tile.top, tile.left, tile.height, tile.width, group))
     return out
+
+
+def _images(tile: Tile, torus: tuple[int, int] | None) -> list[Tile]:
+    """``tile`` and, on a ``torus`` (height, width), its copies one loop away in every direction."""
+    if torus is None:
+        return [tile]
+    height, width = torus
+    return [
+        Tile(tile.top + dy, tile.left + dx, tile.height, tile.width, tile.group)
+        for dy in (-height, 0, height)
+        for dx in (-width, 0, width)
+    ]
 
 
 def _overlap(a: Tile, b: Tile) -> bool:
@@ -320,7 +367,7 @@ def _overlap(a: Tile, b: Tile) -> bool:
     )
 
 
-def feather(tile: Tile, earlier: Sequence[Tile], overlap: int) -> np.ndarray:
+def feather(tile: Tile, earlier: Sequence[Tile], overlap: int, torus: tuple[int, int] | None = None) -> np.ndarray:
     """The tile's blending weight, ``(tile.height, tile.width, 1)`` float32, given the tiles
     of this pass already blended (``earlier``).
 
@@ -331,10 +378,11 @@ def feather(tile: Tile, earlier: Sequence[Tile], overlap: int) -> np.ndarray:
     neighbour that comes later fades them out in turn. So a tile's outermost pixels, which the
     network saw beside its padding, always end with weight 0; the first tile over any pixel has
     weight 1 there, so nothing of the image before the pass shows through; and tiles of one
-    group (no two overlap) can be blended in any order.
+    group (no two overlap) can be blended in any order. On a ``torus`` (height, width: a
+    wrapping grid) the tiles across the picture's edge are neighbours too.
     """
     rows, cols = np.ones(tile.height), np.ones(tile.width)
-    for e in earlier:
+    for e in (image for other in earlier for image in _images(other, torus)):
         if not _overlap(tile, e):
             continue
         if e.left == tile.left and e.top != tile.top:  # above or below, same column
@@ -359,8 +407,9 @@ def _ramp(length: int, common: int, overlap: int, at_start: bool) -> np.ndarray:
 
 def blend(canvas: np.ndarray, pixels: np.ndarray, tile: Tile, weight: np.ndarray) -> None:
     """Feather ``pixels`` (the optimised tile) into ``canvas`` in place."""
-    region = canvas[tile.box]
-    region += weight * (pixels - region)
+    where = tile.index(canvas.shape)
+    region = canvas[where]
+    canvas[where] = region + weight * (pixels - region)
 
 
 def seam_mask(step: Step, pass_index: int, band: int = 2) -> np.ndarray:
@@ -370,8 +419,8 @@ def seam_mask(step: Step, pass_index: int, band: int = 2) -> np.ndarray:
     mask = np.zeros((step.height, step.width), bool)
     tiles = step.tiles(pass_index)
     for tile in tiles:
-        weight = feather(tile, [t for t in tiles if t.group < tile.group], step.overlap)[..., 0]
-        mask[tile.box] |= (weight > 0.02) & (weight < 0.98)
+        weight = feather(tile, [t for t in tiles if t.group < tile.group], step.overlap, step.torus)[..., 0]
+        mask[tile.index(mask.shape)] |= (weight > 0.02) & (weight < 0.98)
         for edge in (tile.top, tile.top + tile.height):
             if 0 < edge < step.height:
                 mask[max(0, edge - band) : edge + band, tile.left : tile.left + tile.width] = True

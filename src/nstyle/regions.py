@@ -48,8 +48,8 @@ class Regions:
             return self
         return Regions(np.stack([resize(m, size) for m in np.moveaxis(self.masks, -1, 0)], -1), self.blend)
 
-    def crop(self, box: tuple[slice, slice]) -> Regions:
-        """The masks inside ``box`` (rows, columns): a tile's."""
+    def crop(self, box: tuple[slice, slice] | tuple[np.ndarray, np.ndarray]) -> Regions:
+        """The masks inside ``box`` (rows, columns, or a tile's index arrays): a tile's."""
         return Regions(np.ascontiguousarray(self.masks[box]), self.blend)
 
     @property

@@ -9,7 +9,10 @@ How it stays one painting (see :mod:`nstyle.plan` for the sizes):
   content target is the tile's own;
 - each optimised tile is feathered into the image with a window that falls to 0 across the
   overlap, so a tile's edge, where the network saw padding, weighs nothing;
-- the second pass shifts the grid by half a step, so its seams fall inside the first pass's tiles.
+- the second pass shifts the grid by half a step, so its seams fall inside the first pass's tiles;
+- a ``tileable`` scale's grid wraps round the picture's edges (:meth:`~nstyle.plan.Step.tiles`):
+  the tiles that cross an edge take their pixels from both sides, so the wrap is one more
+  feathered seam between tiles.
 
 Tiles of one group (:func:`~nstyle.plan.colour`) never overlap, so they can be optimised at
 once: in this process one after another, in ``workers`` local processes, or as Ray tasks.
@@ -106,6 +109,8 @@ def tile_solver(
 ) -> Solver:
     """One compiled solver for tiles of ``shape``, every tile aiming at the scale's shared style
     ``targets`` (and, ``masked``, at its own part of the regions)."""
+    # A tile is not a picture that repeats: a tileable scale wraps by rolling its canvas instead (run_tiled).
+    cfg = dataclasses.replace(cfg, tileable="off")
     return Solver(cfg, extractor, precision, np.zeros((*shape, 3), np.uint8), targets=targets, masked=masked)
 
 
@@ -196,6 +201,7 @@ class _TiledScale:
         self.prep = job.extractor.backbone.preprocessing
         self.targets = shared_style_targets(job.cfg, job.extractor, job.styles, max(256, -(-job.step.tile // 32) * 32))
         self.pixels = np.asarray(job.content)
+        self.regions = job.regions
         self.solver: Solver | None = None  # in this process: one compiled solver for the tiles
         self.position = float(self.done)  # iterations done, a finished tile counting its share of its pass
         self.heard = 0  # iterations heard from tiles under way (their share moves the bar before they finish)
@@ -243,7 +249,9 @@ class _TiledScale:
                 check()
                 if outcome.ending is Ending.SIGNAL:  # stopped half-way: not kept, a resume runs it again
                     raise Interrupted(outcome.signum or signal.SIGINT)
-                blend(self.canvas, tile_pixels, tile, feather(tile, earlier, self.job.step.overlap))
+                blend(
+                    self.canvas, tile_pixels, tile, feather(tile, earlier, self.job.step.overlap, self.job.step.torus)
+                )
                 self.progress.done.append(tiles.index(tile))
                 losses.append(history)
                 areas.append(tile.height * tile.width)
@@ -260,10 +268,10 @@ class _TiledScale:
                 job.cfg.task_dict(),
                 job.precision,
                 self.targets,
-                self.pixels[t.box],
-                self.canvas[t.box].copy(),
+                self.pixels[t.index(self.pixels.shape)],
+                self.canvas[t.index(self.canvas.shape)].copy(),
                 iterations,
-                None if job.regions is None else job.regions.crop(t.box),
+                None if self.regions is None else self.regions.crop(t.index(self.canvas.shape)),
             )
             for t in members
         ]

@@ -75,7 +75,19 @@ IMAGE_SETTINGS = (
     "scales",
     "precision",
     "max_memory",
+    "style_loss",
+    "mask",
+    "tileable",
 )
+STYLE_LOSS_CHOICES = [
+    PRESETS_OWN,
+    "gram",
+    "gram+histogram",
+    "wasserstein",
+    "wasserstein+histogram",
+    "meanstd",
+    "histogram",
+]
 
 
 def _stylize_events(
@@ -84,11 +96,13 @@ def _stylize_events(
     """Stream (image, loss table, status, download) while a stylization runs in a thread; ``page`` holds
     the page's settings by :data:`IMAGE_SETTINGS` name."""
     content, style = _path(content), _path(style)
-    if not content or not style:
+    texture = page.get("texture", False)
+    if not style or not (content or texture):
         raise gr.Error("Upload or pick a content image and a style image first.")
     from .api import stylize
-    from .io import load_image
+    from .io import Canvas, load_image, texture_settings
     from .optimize import Stop
+    from .regions import load_regions
 
     overrides = {
         "backbone": _chosen(page["backbone"]),
@@ -101,11 +115,19 @@ def _stylize_events(
         "scales": int(page["scales"]),
         "precision": page["precision"],
         "max_memory": page["max_memory"] or None,
+        "style_loss": _chosen(page["style_loss"]),
+        "mask": _path(page["mask"]),
+        "tileable": "wrap" if page["tileable"] else None,
     }
     try:
+        if texture:
+            overrides = {**texture_settings(style, int(page["size"])), **overrides}
+            content = Canvas(int(page["size"]), int(page["size"]))
         cfg = resolve(page["preset"], overrides={k: v for k, v in overrides.items() if v is not None})
         load_image(content, "content image")
         load_image(style, "style image")
+        if cfg.mask is not None:
+            load_regions(cfg.mask, (), 1, (), (8, 8))
     except NStyleError as e:
         raise gr.Error(str(e)) from None
 
@@ -209,6 +231,7 @@ def _video_events(
     frame_iterations: float,
     temporal_weight: float,
     max_frames: float,
+    mask: Any,
     request: gr.Request,
 ) -> Iterator[tuple[Any, Any, str, Any]]:
     """Stream (latest frame, video, status, downloads) while :func:`nstyle.video.stylize_video` runs in a thread.
@@ -217,7 +240,7 @@ def _video_events(
     Stop, keeping the finished frames (as Ctrl-C does on the command line), and a closed tab
     stops it the same way.
     """
-    video, style = _path(video), _path(style)
+    video, style, mask = _path(video), _path(style), _path(mask)
     if not video or not style:
         raise gr.Error("Upload a short clip and a style image first.")
     from .optimize import Stop
@@ -245,6 +268,7 @@ def _video_events(
                 frame_iterations=int(frame_iterations),
                 temporal_weight=float(temporal_weight),
                 max_frames=int(max_frames) or None,
+                mask=mask,
                 callbacks=[watch],
                 on_event=updates.put,
             )
@@ -301,6 +325,8 @@ def build_app() -> gr.Blocks:
         gr.Markdown("# nstyle\nNeural style transfer on Keras backbones. Pick a photo and a painting, press Run.")
         with gr.Tab("Stylize"):
             _stylize_tab(presets)
+        with gr.Tab("Texture"):
+            _texture_tab(presets)
         with gr.Tab("Video"):
             _video_tab(presets)
         with gr.Tab("Probe layers"):
@@ -313,6 +339,13 @@ def _stylize_tab(presets: list[str]) -> None:
     with gr.Row():
         content = gr.Image(type="filepath", label="Content", elem_id="content", sources=["upload"])
         style = gr.Image(type="filepath", label="Style", elem_id="style", sources=["upload"])
+        mask = gr.Image(
+            type="filepath",
+            label="Mask (optional): white is styled, black keeps the photo",
+            elem_id="mask",
+            sources=["upload"],
+            image_mode="L",
+        )
         output = gr.Image(label="Result (live)", elem_id="result", interactive=False)
     if sample_pairs():
         gr.Examples(sample_pairs(), inputs=[content, style], label="Bundled samples")
@@ -334,6 +367,13 @@ def _stylize_tab(presets: list[str]) -> None:
         max_memory = gr.Number(
             value=0, label="Memory budget, GB (0: 80% of free; larger sizes run in tiles)", elem_id="max_memory"
         )
+        style_loss = gr.Dropdown(
+            STYLE_LOSS_CHOICES,
+            value=PRESETS_OWN,
+            label="Style loss (+histogram: colours that hold)",
+            elem_id="style_loss",
+        )
+        tileable = gr.Checkbox(value=False, label="Tileable (wraps, tiles without a seam)", elem_id="tileable")
     with gr.Row():
         run = gr.Button("Run", variant="primary", elem_id="run")
         stop = gr.Button("Stop (keep best so far)", elem_id="stop")
@@ -355,6 +395,9 @@ def _stylize_tab(presets: list[str]) -> None:
                 scales,
                 precision,
                 max_memory,
+                style_loss,
+                mask,
+                tileable,
             ),
         )
     )
@@ -368,6 +411,38 @@ def _stylize_tab(presets: list[str]) -> None:
     preset.change(lambda p: resolve(p).backbone, preset, backbone, queue=False)
 
 
+def _texture_tab(presets: list[str]) -> None:
+    """A painting in, a texture of it evolving live (no photo), Stop keeping the best so far."""
+    gr.Markdown("A texture from the painting alone: its strokes at the painting's own size, from noise.")
+    with gr.Row():
+        t_style = gr.Image(type="filepath", label="Style", elem_id="t_style", sources=["upload"])
+        t_output = gr.Image(label="Texture (live)", elem_id="t_result", interactive=False)
+    with gr.Row():
+        t_preset = gr.Dropdown(presets, value="lite0" if "lite0" in presets else "default", label="Preset")
+        t_size = gr.Slider(32, 4096, value=384, step=16, label="Size (px, square)", elem_id="t_size")
+        t_iterations = gr.Slider(1, 1000, value=150, step=1, label="Iterations", elem_id="t_iterations")
+        t_tileable = gr.Checkbox(value=True, label="Tileable (wraps)", elem_id="t_tileable")
+    with gr.Row():
+        t_run = gr.Button("Run", variant="primary", elem_id="t_run")
+        t_stop = gr.Button("Stop (keep best so far)")
+    t_status = gr.Markdown(elem_id="t_status")
+    t_plot = gr.LinePlot(x="iteration", y="loss", title="Total loss", height=220)
+    t_download = gr.File(label="Download texture and its settings", elem_id="t_download")
+    page = {name: None for name in IMAGE_SETTINGS} | {"scales": 1, "precision": "auto", "texture": True}
+
+    def start(style, preset, size, iterations, tileable, request: gr.Request):  # noqa: ANN001
+        values = {**page, "preset": preset, "size": size, "iterations": iterations, "tileable": tileable}
+        yield from _stylize_events(None, style, values, request)
+
+    t_run.click(
+        start,
+        [t_style, t_preset, t_size, t_iterations, t_tileable],
+        [t_output, t_plot, t_status, t_download],
+        preprocess=False,
+    )
+    t_stop.click(_stop, None, None, queue=False)
+
+
 def _video_tab(presets: list[str]) -> None:
     """A clip in, frames shown as they finish, Stop keeping the finished ones."""
     gr.Markdown(
@@ -377,6 +452,13 @@ def _video_tab(presets: list[str]) -> None:
     with gr.Row():
         v_clip = gr.Video(label="Clip", sources=["upload"], elem_id="v_clip")
         v_style = gr.Image(type="filepath", label="Style", sources=["upload"], elem_id="v_style")
+        v_mask = gr.Image(
+            type="filepath",
+            label="Mask (optional, the whole clip)",
+            sources=["upload"],
+            image_mode="L",
+            elem_id="v_mask",
+        )
         v_latest = gr.Image(label="Latest frame", interactive=False, elem_id="v_latest")
     with gr.Row():
         v_preset = gr.Dropdown(presets, value="lite0" if "lite0" in presets else "default", label="Preset")
@@ -393,7 +475,7 @@ def _video_tab(presets: list[str]) -> None:
     v_files = gr.File(label="Download")
     v_run.click(
         _video_events,
-        [v_clip, v_style, v_preset, v_size, v_iterations, v_frame_iterations, v_temporal, v_max],
+        [v_clip, v_style, v_preset, v_size, v_iterations, v_frame_iterations, v_temporal, v_max, v_mask],
         [v_latest, v_result, v_status, v_files],
         preprocess=False,
     )

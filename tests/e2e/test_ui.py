@@ -149,7 +149,7 @@ def test_closing_the_tab_stops_its_run():
     from nstyle import ui
 
     before = threading.active_count()
-    values = ("lite0", ui.PRESETS_OWN, ui.PRESETS_OWN, 64, 1000, 0, 0, 0, 1, "auto", 0)
+    values = ("lite0", ui.PRESETS_OWN, ui.PRESETS_OWN, 64, 1000, 0, 0, 0, 1, "auto", 0, ui.PRESETS_OWN, None, False)
     settings = dict(zip(ui.IMAGE_SETTINGS, values))
     events = ui._stylize_events(str(CONTENT), str(STYLE), settings, SimpleNamespace(session_hash="closed-tab"))
     next(events)  # "Loading the network ..."
@@ -174,3 +174,54 @@ def test_an_upload_over_the_cap_is_refused_and_the_server_goes_on(page, tmp_path
     page.click("#run")
     page.wait_for_selector("#download a", timeout=180000)
     assert "Done after 2 iterations" in page.inner_text("#status")
+
+
+@pytest.mark.slow
+def test_an_uploaded_mask_keeps_the_photo_where_it_is_black(page, tmp_path):
+    import io
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from nstyle.io import fit, load_image
+
+    mask = tmp_path / "right_half.png"
+    half = np.zeros((60, 90), np.uint8)
+    half[:, 45:] = 255
+    Image.fromarray(half).save(mask)
+    fill(page, 4)
+    page.set_input_files("#mask input[type=file]", str(mask))
+    page.wait_for_selector("#mask img", timeout=30000)
+    page.click("#run")
+    page.wait_for_selector("#download a", timeout=180000)
+    png = page.request.get(page.locator("#download a").first.get_attribute("href")).body()
+    result = Image.open(io.BytesIO(png))
+    assert json.loads(result.text["nstyle"])["config"]["mask"]
+    pixels = np.asarray(result.convert("RGB"), np.int16)
+    photo = np.asarray(fit(load_image(CONTENT), max(result.size)), np.int16)
+    left = pixels.shape[1] // 2 - 3
+    assert np.abs(pixels[:, :left] - photo[:, :left]).max() == 0
+    assert np.abs(pixels[:, -left:] - photo[:, -left:]).mean() > 2
+
+
+@pytest.mark.slow
+def test_the_texture_tab_makes_a_tileable_texture_of_the_painting_alone(page):
+    import io
+    import json
+
+    from PIL import Image
+
+    page.click("button:has-text('Texture')")
+    page.set_input_files("#t_style input[type=file]", str(STYLE))
+    for selector, value in (("#t_size input[type=number]", "64"), ("#t_iterations input[type=number]", "4")):
+        page.fill(selector, value)
+        page.press(selector, "Enter")
+    page.wait_for_selector("#t_style img", timeout=30000)
+    page.click("#t_run")
+    page.wait_for_selector("#t_download a", timeout=180000)
+    png = page.request.get(page.locator("#t_download a").first.get_attribute("href")).body()
+    result = Image.open(io.BytesIO(png))
+    record = json.loads(result.text["nstyle"])
+    assert result.size == (64, 64) and record["content"] == {"texture": [64, 64]}
+    assert record["config"]["tileable"] == "wrap" and record["config"]["content_weight"] == 0

@@ -237,7 +237,7 @@ def test_ui_video_tab_streams_frames_then_the_clip(tmp_path):
     from nstyle import ui
 
     events = list(
-        ui._video_events(str(CLIP), str(STYLE), "lite0", 64, 12, 8, 0.3, 3, SimpleNamespace(session_hash="v"))
+        ui._video_events(str(CLIP), str(STYLE), "lite0", 64, 12, 8, 0.3, 3, None, SimpleNamespace(session_hash="v"))
     )
     latest, video, status, files = events[-1]
     assert status.startswith("Done") and video.endswith(".mp4") and files == [video]
@@ -254,7 +254,7 @@ def test_ui_video_stop_keeps_the_finished_frames(tmp_path):
     from nstyle import ui
 
     request = SimpleNamespace(session_hash="stop")
-    events = ui._video_events(str(CLIP), str(STYLE), "lite0", 64, 12, 30, 0.3, 8, request)
+    events = ui._video_events(str(CLIP), str(STYLE), "lite0", 64, 12, 30, 0.3, 8, None, request)
     seen = []
     for latest, video, status, files in events:  # noqa: B007 (the last ones are checked below)
         seen.append(status)

@@ -8,7 +8,6 @@ from nstyle import color
 from nstyle.api import stylize
 from nstyle.cli import main
 from nstyle.config import resolve
-from nstyle.engine import scale_sizes
 from nstyle.errors import ConfigError
 from nstyle.losses import STYLE_LOSSES, K, Moments, swag
 from nstyle.optimize import OptimizerSettings, optimize
@@ -109,13 +108,13 @@ def test_style_scale_resizes_the_style_image():
 
 def test_scales_run_coarse_to_fine():
     cfg = resolve("default", overrides={**TINY, "size": 128, "scales": 3, "scale_iterations": [2, 3, 4]})
-    assert scale_sizes(cfg) == [64, 91, 128]
+    assert cfg.scale_sizes == [64, 91, 128]
     seen = []
     result = stylize(CONTENT, STYLE, config=cfg, callbacks=[lambda p: seen.append((p.iteration, p.iterations))])
     assert len(result.history) == 9 and seen[-1] == (9, 9)
     assert result.image.size == (128, 85)
     with pytest.raises(ConfigError, match="under the 32 px minimum"):
-        scale_sizes(resolve("default", overrides={"size": 64, "scales": 4, "scale_factor": 2}))
+        resolve("default", overrides={"size": 64, "scales": 4, "scale_factor": 2})
     with pytest.raises(ConfigError, match="one per scale"):
         resolve("default", overrides={"scales": 2, "scale_iterations": [1]})
 

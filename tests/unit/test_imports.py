@@ -40,7 +40,7 @@ def test_no_import_cycles():
 
 
 #: The public entry points, whose keyword-only settings are their interface, not a list to shorten.
-ENTRY_POINTS = {"stylize", "stylize_video", "probe", "grid", "sweep"}
+ENTRY_POINTS = {"stylize", "stylize_video", "probe", "grid", "sweep", "tune"}
 
 
 def _shape_faults(source: str, where: str) -> list[str]:

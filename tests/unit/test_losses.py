@@ -36,6 +36,13 @@ def test_total_variation_matches_numpy():
     assert numpy(total_variation(tensor(np.zeros((1, 4, 4, 3))))) == 0
 
 
+def test_wrapped_total_variation_counts_the_wrap_as_neighbours():
+    x = rng.normal(size=(1, 4, 6, 3)).astype(np.float32)
+    rows, cols = np.concatenate([x, x[:, :1]], 1), np.concatenate([x, x[:, :, :1]], 2)
+    expected = np.mean(np.diff(rows, axis=1) ** 2) + np.mean(np.diff(cols, axis=2) ** 2)
+    np.testing.assert_allclose(numpy(total_variation(tensor(x), wrap=True)), expected, rtol=1e-5)
+
+
 def test_style_loss_ignores_position_but_content_does_not():
     f = rng.normal(size=(1, 4, 4, 3)).astype(np.float32)
     shuffled = f.reshape(16, 3)[rng.permutation(16)].reshape(1, 4, 4, 3)

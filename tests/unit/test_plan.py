@@ -152,3 +152,55 @@ def test_seam_mask_marks_inner_tile_edges_only():
     assert row[32] and row[47] and not row[20]  # tile edges, not the middle of the first tile
     assert row[40]  # the cross-fade between the first two columns of tiles
     assert 0.1 < mask.mean() < 0.9
+
+
+def _assemble_on(step, pass_index, tile_values, canvas):
+    """As _assemble, for any grid (a wrapping one's tiles cross the edges)."""
+    blended = []
+    tiles = step.tiles(pass_index)
+    for group in sorted({t.group for t in tiles}):
+        earlier = list(blended)
+        for tile in [t for t in tiles if t.group == group]:
+            blend(canvas, tile_values(tile), tile, feather(tile, earlier, step.overlap, step.torus))
+            blended.append(tile)
+    return tiles, canvas
+
+
+@pytest.mark.parametrize("height, width", [(128, 170), (48, 200), (256, 256)])
+@pytest.mark.parametrize("pass_index", [0, 1])
+def test_a_wrapping_grid_blends_round_the_edges_with_no_tile_edge_showing(height, width, pass_index):
+    """On a torus every pixel is covered, consistent tiles give the image back, and each tile's
+    edges are faded out by its neighbours everywhere, the picture's own edges included."""
+    step = Step(1, height, width, 2, 0, tile=48, overlap=16, wrap=True)
+    tiles = step.tiles(pass_index)
+    assert {(t.height, t.width) for t in tiles} == {(48, 48)}
+    assert any(t.top + t.height > height for t in tiles) and any(t.left + t.width > width for t in tiles)
+    for a, b in itertools.combinations(tiles, 2):  # one group's tiles do not overlap, round the edges neither
+        if a.group == b.group:
+            ra, rb = np.arange(a.top, a.top + 48) % height, np.arange(b.top, b.top + 48) % height
+            ca, cb = np.arange(a.left, a.left + 48) % width, np.arange(b.left, b.left + 48) % width
+            assert not (np.intersect1d(ra, rb).size and np.intersect1d(ca, cb).size)
+    rng = np.random.default_rng(1)
+    image = rng.normal(size=(height, width, 3)).astype(np.float32)
+    _, out = _assemble_on(step, pass_index, lambda t: image[t.index(image.shape)], rng.normal(size=image.shape) * 100)
+    np.testing.assert_allclose(out, image, atol=1e-4)
+    # each tile's share of the result, one channel per tile
+    _, shares = _assemble_on(
+        step,
+        pass_index,
+        lambda t: np.broadcast_to(np.eye(len(tiles), dtype=np.float32)[tiles.index(t)], (48, 48, len(tiles))),
+        np.zeros((height, width, len(tiles)), np.float32),
+    )
+    for i, t in enumerate(tiles):  # the middle of each edge (at corners diagonal neighbours mix, as in any grid)
+        share = shares[..., i][t.index(shares.shape)]
+        ring = np.array([share[0, 24], share[-1, 24], share[24, 0], share[24, -1]])
+        assert ring.max() < 0.01, (t, ring.max())
+
+
+def test_torus_starts_space_tiles_evenly_round_the_loop():
+    from nstyle.plan import torus_starts
+
+    starts = torus_starts(200, 48, 16)
+    gaps = np.diff([*starts, starts[0] + 200])
+    assert gaps.max() - gaps.min() <= 1 and gaps.max() <= 48 - 16
+    assert torus_starts(48, 48, 16) == [0, 24]  # a loop one tile long: a second tile rolled half round

@@ -76,9 +76,14 @@ class FeatureExtractor:
         outputs = self._listed(self.network(load_keras().ops.zeros([1, probe, probe, self.channels])))
         return {name: probe // int(out.shape[1]) for name, out in zip(self.layers, outputs)}
 
-    def __call__(self, x, native: bool = False) -> dict[str, object]:
+    def __call__(self, x, native: bool = False, wrap: int = 0) -> dict[str, object]:
         """Float32 activations for a batch ``x`` in network-input space, keyed by Keras layer name
         (``native``: in the network's own precision, for a loss that computes in it).
+
+        ``wrap`` (px, a multiple of the deepest stride, at most the image's shorter side) pads
+        the image circularly by that much on every side first, and crops each map to the image
+        again: the features of a picture that repeats, whose edges see the opposite edges as
+        their neighbours (a ``tileable`` picture, :mod:`nstyle.wrap`).
 
         The image is first mirrored at its bottom and right edges up to a multiple of the
         deepest layer's stride, and each feature map cropped back to the part the image covers.
@@ -96,11 +101,17 @@ class FeatureExtractor:
         shape = K.shape(x)
         height, width = shape[1], shape[2]
         multiple = max(self.strides.values())
-        x = backend.pad_symmetric(K.cast(x, "float32"), -height % multiple, -width % multiple)
+        x = K.cast(x, "float32")
+        if wrap:
+            x = K.concatenate([x[:, -wrap:], x, x[:, :wrap]], axis=1)
+            x = K.concatenate([x[:, :, -wrap:], x, x[:, :, :wrap]], axis=2)
+        x = backend.pad_symmetric(x, -(height + 2 * wrap) % multiple, -(width + 2 * wrap) % multiple)
         features = {}
         for name, out in zip(self.layers, self._listed(self.network(x))):
             # keep the positions the image itself reaches: ceil(side / stride).
             stride = self.strides[name]
+            if wrap:
+                out = out[:, wrap // stride :, wrap // stride :, :]
             out = backend.crop(out, -(-height // stride), -(-width // stride))
             features[name] = out if native else K.cast(out, "float32")
         return features

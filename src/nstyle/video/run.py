@@ -57,6 +57,7 @@ from ..pool import TaskPool, check_workers, emit
 from ..regions import Regions, load_regions
 from ..signals import Interrupted, check
 from ..solver import build_extractor
+from ..wrap import calm_offsets
 from .flow import flow, reliable, warp
 from .frames import VIDEO_SUFFIXES, read_clip, write_frames, write_video
 
@@ -94,6 +95,7 @@ class ChunkTask:
     temporal_weight: float
     folder: str
     regions: Regions | None = None  # at the frames' size: one mask serves the whole clip
+    wrap_offsets: tuple[int, int] | None = None  # a tileable clip's roll, the same for every chunk
 
 
 def chunk_folder(work: Path, index: int) -> Path:
@@ -147,6 +149,7 @@ def _chunk_engine(task: ChunkTask, callbacks: Sequence[Callback]) -> Engine:
         {},
         list(callbacks),
         regions=task.regions,
+        wrap_offsets=task.wrap_offsets,
     )
     return Engine(run)
 
@@ -159,7 +162,7 @@ def _frame(engine: Engine, task: ChunkTask, i: int, previous: np.ndarray | None)
     previous result warped along the flow, where the flow is trusted, and holds to it there.
     """
     frame, cfg = task.frames[i], engine.ctx.cfg
-    if previous is None and (cfg.scales > 1 or cfg.tile):
+    if previous is None and (cfg.scale_count > 1 or cfg.tile):
         done = engine.run(engine.plan())
         return np.asarray(final_image(engine.ctx, done)[0]), done.outcome
     if previous is None:
@@ -253,21 +256,13 @@ def stylize_video(
     clip = read_clip(video, cfg.size, max_frames)
     notices = _notices(clip)
     styles = [np.asarray(_recoloured(cfg, s, clip.frames[0])) for s in pictures]
-    height, width = clip.frames[0].shape[:2]
-    regions = load_regions(cfg.mask, cfg.style_masks, len(styles), cfg.style_blend, (width, height))
+    regions = load_regions(cfg.mask, cfg.style_masks, len(styles), cfg.style_blend, clip.frames[0].shape[1::-1])
+    offsets = calm_offsets(clip.frames[0]) if cfg.tileable != "off" else None  # every chunk rolls alike
     for notice in notices:
         warnings.warn(notice, RuntimeWarning, stacklevel=2)
 
     work = output.with_name(output.name + ".frames")
-    record = {
-        "config": cfg.to_dict(),
-        "input": _fingerprint(Path(video)),
-        "styles": [hashlib.sha256(s.tobytes()).hexdigest() for s in styles],
-        "masks": None if regions is None else hashlib.sha256(regions.masks.tobytes()).hexdigest(),
-        "frames": len(clip.frames),
-        "frame_iterations": iterations,
-        "temporal_weight": temporal_weight,
-    }
+    record = _job_record(cfg, Path(video), styles, regions, len(clip.frames), iterations, temporal_weight)
     record["chunks"] = plan_chunks(len(clip.frames), workers)
     arguments = _arguments(video, style, output, cfg, iterations, temporal_weight, max_frames, workers, ray)
     files = [video, *(style if isinstance(style, (list, tuple)) else [style])] if arguments else []
@@ -275,18 +270,9 @@ def stylize_video(
     saved = _claim_work(work, job, force, chosen_seed)
     cfg = dataclasses.replace(cfg, seed=saved["config"]["seed"])
     chunks = [tuple(c) for c in saved["chunks"]]
+    shared = (styles, cfg.task_dict(), iterations, temporal_weight)
     tasks = [
-        ChunkTask(
-            i,
-            a,
-            clip.frames[a:b],
-            styles,
-            cfg.task_dict(),
-            iterations,
-            temporal_weight,
-            str(chunk_folder(work, i)),
-            regions,
-        )
+        ChunkTask(i, a, clip.frames[a:b], *shared, str(chunk_folder(work, i)), regions, offsets)
         for i, (a, b) in enumerate(chunks)
     ]
     result = VideoResult(output, len(clip.frames), 0.0, work=work, notices=notices)
@@ -298,6 +284,27 @@ def stylize_video(
     shutil.rmtree(work, ignore_errors=True)
     result.work = None
     return result
+
+
+def _job_record(
+    cfg: Config,
+    video: Path,
+    styles: list[np.ndarray],
+    regions: Regions | None,
+    frames: int,
+    iterations: int,
+    temporal_weight: float,
+) -> dict[str, Any]:
+    """What the frames already made were made from: a resumed job continues only when it is the same."""
+    return {
+        "config": cfg.to_dict(),
+        "input": _fingerprint(video),
+        "styles": [hashlib.sha256(s.tobytes()).hexdigest() for s in styles],
+        "masks": None if regions is None else hashlib.sha256(regions.masks.tobytes()).hexdigest(),
+        "frames": frames,
+        "frame_iterations": iterations,
+        "temporal_weight": temporal_weight,
+    }
 
 
 def _recoloured(cfg: Config, style: Image.Image, first: np.ndarray) -> Image.Image:
