@@ -201,7 +201,6 @@ class _TiledScale:
         self.prep = job.extractor.backbone.preprocessing
         self.targets = shared_style_targets(job.cfg, job.extractor, job.styles, max(256, -(-job.step.tile // 32) * 32))
         self.pixels = np.asarray(job.content)
-        self.regions = job.regions
         self.solver: Solver | None = None  # in this process: one compiled solver for the tiles
         self.position = float(self.done)  # iterations done, a finished tile counting its share of its pass
         self.heard = 0  # iterations heard from tiles under way (their share moves the bar before they finish)
@@ -259,22 +258,26 @@ class _TiledScale:
         self.result.history += _mean_history(losses, areas, iterations)
         self.progress.history = self.result.history
 
+    def _task(self, where: Any, iterations: int) -> TileTask:
+        """The tile at ``where`` (its box, or index arrays round the edges) as plain data for a worker."""
+        job = self.job
+        regions = None if job.regions is None else job.regions.crop(where)
+        cfg = job.cfg.task_dict()
+        return TileTask(
+            self.key,
+            cfg,
+            job.precision,
+            self.targets,
+            self.pixels[where],
+            self.canvas[where].copy(),
+            iterations,
+            regions,
+        )
+
     def _optimise(self, pool: TaskPool, members: list[Tile], iterations: int):  # type: ignore[no-untyped-def]
         """``(tile, (pixels, history, outcome))`` for each of ``members``, as each finishes."""
         job = self.job
-        tasks = [
-            TileTask(
-                self.key,
-                job.cfg.task_dict(),
-                job.precision,
-                self.targets,
-                self.pixels[t.index(self.pixels.shape)],
-                self.canvas[t.index(self.canvas.shape)].copy(),
-                iterations,
-                None if self.regions is None else self.regions.crop(t.index(self.canvas.shape)),
-            )
-            for t in members
-        ]
+        tasks = [self._task(t.index(self.canvas.shape), iterations) for t in members]
         if job.workers == 1 and job.ray is None:  # here; else the pool's workers, each on its share of the threads
             if self.solver is None:
                 shape = (members[0].height, members[0].width)

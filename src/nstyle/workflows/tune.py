@@ -23,6 +23,7 @@ keeps what was scored, and the same command again continues, the time already sp
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import json
 import math
@@ -411,12 +412,16 @@ def _judge(search: _Search, rung: int, name: str, result: TrialResult, candidate
     """The trial's scores by each of the search's judges, at its own size."""
     start = time.perf_counter()
     image = Image.open(search.out_dir / "trials" / f"{result.key}.png").convert("RGB")
-    size = max(image.size)
-    content = fit(load_image(search.content, "content image"), size)
-    style = fit(load_image(search.style, "style image"), size)
+    content, style = _inputs_at(search.content, search.style, max(image.size))
     scores = {j: tuple(judge(j).scores(image, content, style)) for j in search.judges}
     seconds = time.perf_counter() - start
     return Scored(name, rung, result.key, scores, seconds, f"trials/{result.key}.png", candidates[name])  # type: ignore[arg-type]
+
+
+@functools.lru_cache(maxsize=8)
+def _inputs_at(content: Path, style: Path, size: int) -> tuple[Image.Image, Image.Image]:
+    """The photo and the painting at a rung's size, read and fitted once for all its trials' judging."""
+    return fit(load_image(content, "content image"), size), fit(load_image(style, "style image"), size)
 
 
 def _save_spent(search: _Search, spent: float) -> None:
