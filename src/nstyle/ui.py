@@ -119,11 +119,12 @@ def _stylize_events(
         "mask": _path(page["mask"]),
         "tileable": "wrap" if page["tileable"] else None,
     }
+    overrides = {k: v for k, v in overrides.items() if v is not None}  # unset: the preset's
     try:
         if texture:
             overrides = {**texture_settings(style, int(page["size"])), **overrides}
             content = Canvas(int(page["size"]), int(page["size"]))
-        cfg = resolve(page["preset"], overrides={k: v for k, v in overrides.items() if v is not None})
+        cfg = resolve(page["preset"], overrides=overrides)
         load_image(content, "content image")
         load_image(style, "style image")
         if cfg.mask is not None:

@@ -212,7 +212,7 @@ def test_the_texture_tab_makes_a_tileable_texture_of_the_painting_alone(page):
 
     from PIL import Image
 
-    page.click("button:has-text('Texture')")
+    page.get_by_role("tab", name="Texture").click()
     page.set_input_files("#t_style input[type=file]", str(STYLE))
     for selector, value in (("#t_size input[type=number]", "64"), ("#t_iterations input[type=number]", "4")):
         page.fill(selector, value)
