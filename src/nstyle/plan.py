@@ -176,10 +176,10 @@ class Step:
         return [math.ceil(self.iterations / 2), self.iterations // 2]
 
     def tiles(self, pass_index: int = 0) -> list[Tile]:
-        """The tiles of pass ``pass_index``; odd passes shift the grid by half a step. A wrapping
-        grid spaces its tiles evenly round the picture as if it were a torus: the last tiles of a
-        row and a column cross the edge into the first (:meth:`Tile.index`), so the picture's
-        wrap is blended like any other seam between tiles."""
+        """The tiles of pass ``pass_index``; odd passes shift the grid, so no seam stays in one
+        place. A wrapping grid spaces its tiles evenly round the picture as if it were a torus
+        (:func:`torus_starts`): tiles cross the edge into the first ones (:meth:`Tile.index`), and
+        the picture's wrap keeps clear of every tile's edge."""
         assert self.tile is not None
         th, tw = min(self.tile, self.height), min(self.tile, self.width)
         shift = pass_index % 2 == 1
@@ -326,13 +326,39 @@ def tile_starts(length: int, tile: int, step: int, shift: bool = False) -> list[
 def torus_starts(length: int, tile: int, overlap: int, shift: bool = False) -> list[int]:
     """Start offsets of tiles of ``tile`` px spaced evenly round a ``length`` px loop, neighbours
     (the last and the first too) overlapping by at least ``overlap`` px; ``shift`` moves them
-    half a spacing on. The last tiles run past ``length``: they continue from 0. A loop no
-    longer than a tile gets two, the second rolled half round, so the wrap is inside one of them."""
+    :func:`shift_offset` on. Tiles that run past ``length`` continue from 0.
+
+    A loop has no first pixel, so the grid is turned to keep the wrap (0) as far as it can be
+    from the tile edges of both passes, where the network saw padding. A loop no longer than a
+    tile gets two tiles, the second rolled half round, so the wrap is inside one of them.
+    """
     if length <= tile:
         return [0, length // 2]
     count = math.ceil(length / (tile - overlap))
     spacing = length / count
-    return [round(k * spacing + (spacing / 2 if shift else 0)) for k in range(count)]
+    moved = shift_offset(spacing, tile)
+    start = -_widest_gap(spacing, [0.0, tile, moved, moved + tile]) + (moved if shift else 0.0)
+    return sorted(round(start + k * spacing) % length for k in range(count))
+
+
+def shift_offset(spacing: float, tile: int) -> float:
+    """How far the second pass's grid moves along (px, within one ``spacing``): as far as it can be
+    from the first pass's tile edges. A grid of ``tile`` px tiles every ``spacing`` px has edges
+    at 0 and at ``tile`` modulo the spacing; the moved grid's edges are its offset and the offset
+    plus ``tile``, so the offset keeps clear of 0, ``tile`` and ``-tile`` (modulo the spacing).
+    Half the spacing, the obvious choice, lands on the first pass's edges whenever a tile is one
+    and a half spacings long (tiles overlapping by a third, as ``--tile`` makes them), and then the
+    same pixels are a tile's edge in both passes.
+    """
+    return _widest_gap(spacing, [0.0, tile, -tile])
+
+
+def _widest_gap(spacing: float, points: Sequence[float]) -> float:
+    """The middle of the widest gap between ``points`` on a loop of ``spacing``."""
+    on_loop = sorted({p % spacing for p in points})
+    gaps = [((on_loop[(i + 1) % len(on_loop)] - p) % spacing or spacing, p) for i, p in enumerate(on_loop)]
+    width, start = max(gaps)
+    return (start + width / 2) % spacing
 
 
 def colour(tiles: list[Tile], torus: tuple[int, int] | None = None) -> list[Tile]:
@@ -367,22 +393,20 @@ def _overlap(a: Tile, b: Tile) -> bool:
     )
 
 
-def feather(tile: Tile, earlier: Sequence[Tile], overlap: int, torus: tuple[int, int] | None = None) -> np.ndarray:
-    """The tile's blending weight, ``(tile.height, tile.width, 1)`` float32, given the tiles
-    of this pass already blended (``earlier``).
+def window(tile: Tile, tiles: Sequence[Tile], overlap: int, torus: tuple[int, int] | None = None) -> np.ndarray:
+    """The tile's share of the picture where it overlaps its neighbours in ``tiles`` (its pass),
+    ``(tile.height, tile.width, 1)`` float32, before the shares are normalised (:func:`feather`).
 
-    On each side where an earlier tile of the same row or column overlaps it, the weight rises
-    from 0 to 1 across ``overlap`` px (a raised cosine) in the middle of the two tiles' common
-    strip: a cross-fade from the earlier tile, which covers that strip whole, to this one, as
-    far as it can be from both tiles' edges. Its other sides stay 1 up to the edge, and the
-    neighbour that comes later fades them out in turn. So a tile's outermost pixels, which the
-    network saw beside its padding, always end with weight 0; the first tile over any pixel has
-    weight 1 there, so nothing of the image before the pass shows through; and tiles of one
-    group (no two overlap) can be blended in any order. On a ``torus`` (height, width: a
-    wrapping grid) the tiles across the picture's edge are neighbours too.
+    On each side where a tile of the same row or column overlaps it, the share rises from 0 to 1
+    across ``overlap`` px (a raised cosine) in the middle of the two tiles' common strip, as far
+    as it can be from both tiles' edges; the neighbour's share falls there in step. The tile's
+    outermost pixels, which the network saw beside its padding, have share 0 wherever a
+    neighbour covers them; a side with no neighbour (the picture's own edge) keeps 1 to the edge.
+    On a ``torus`` (height, width: a wrapping grid) the tiles across the picture's edge are
+    neighbours too.
     """
     rows, cols = np.ones(tile.height), np.ones(tile.width)
-    for e in (image for other in earlier for image in _images(other, torus)):
+    for e in (image for other in tiles for image in _images(other, torus)):
         if not _overlap(tile, e):
             continue
         if e.left == tile.left and e.top != tile.top:  # above or below, same column
@@ -392,6 +416,37 @@ def feather(tile: Tile, earlier: Sequence[Tile], overlap: int, torus: tuple[int,
             common = e.left + e.width - tile.left if e.left < tile.left else tile.left + tile.width - e.left
             cols = np.minimum(cols, _ramp(tile.width, common, overlap, e.left < tile.left))
     return (rows[:, None] * cols[None, :])[..., None].astype(np.float32)
+
+
+def feather(tile: Tile, tiles: Sequence[Tile], overlap: int, torus: tuple[int, int] | None = None) -> np.ndarray:
+    """How much of the optimised ``tile`` to blend into the canvas, ``canvas += a * (tile - canvas)``
+    (:func:`blend`), given the tiles of its pass (``tiles``) whose group comes before it.
+
+    ``a`` is the tile's :func:`window` over the sum of its own and the earlier tiles' windows: a
+    running weighted mean, so once every tile of the pass is in, each pixel is the tiles' mean
+    weighted by their windows, whatever the order, and a tile's edge, whose window is 0, weighs
+    nothing, at corners too, where three or four tiles meet. Where no tile has weight yet the
+    canvas keeps what it had, so a later tile starts from the image before the pass there. Tiles
+    of one group (no two overlap) can be blended in any order.
+    """
+    own = window(tile, tiles, overlap, torus)
+    total = own.copy()
+    shifts = (
+        [(0, 0)] if torus is None else [(dy, dx) for dy in (-torus[0], 0, torus[0]) for dx in (-torus[1], 0, torus[1])]
+    )
+    for other in (t for t in tiles if t.group < tile.group):
+        weight = None
+        for dy, dx in shifts:
+            top, left = other.top + dy, other.left + dx
+            y0, y1 = max(tile.top, top), min(tile.top + tile.height, top + other.height)
+            x0, x1 = max(tile.left, left), min(tile.left + tile.width, left + other.width)
+            if y0 >= y1 or x0 >= x1:
+                continue
+            weight = window(other, tiles, overlap, torus) if weight is None else weight
+            total[y0 - tile.top : y1 - tile.top, x0 - tile.left : x1 - tile.left] += weight[
+                y0 - top : y1 - top, x0 - left : x1 - left
+            ]
+    return np.divide(own, total, out=np.zeros_like(own), where=total > 0)
 
 
 def _ramp(length: int, common: int, overlap: int, at_start: bool) -> np.ndarray:
@@ -419,8 +474,8 @@ def seam_mask(step: Step, pass_index: int, band: int = 2) -> np.ndarray:
     mask = np.zeros((step.height, step.width), bool)
     tiles = step.tiles(pass_index)
     for tile in tiles:
-        weight = feather(tile, [t for t in tiles if t.group < tile.group], step.overlap, step.torus)[..., 0]
-        mask[tile.index(mask.shape)] |= (weight > 0.02) & (weight < 0.98)
+        share = window(tile, tiles, step.overlap, step.torus)[..., 0]
+        mask[tile.index(mask.shape)] |= (share > 0.02) & (share < 0.98)
         for edge in (tile.top, tile.top + tile.height):
             if 0 < edge < step.height:
                 mask[max(0, edge - band) : edge + band, tile.left : tile.left + tile.width] = True

@@ -8,7 +8,8 @@ How it stays one painting (see :mod:`nstyle.plan` for the sizes):
   computed once (tile by tile when it is large, :func:`~nstyle.losses.style_targets`); only the
   content target is the tile's own;
 - each optimised tile is feathered into the image with a window that falls to 0 across the
-  overlap, so a tile's edge, where the network saw padding, weighs nothing;
+  overlap, and the tiles are averaged by their windows (:func:`~nstyle.plan.feather`), so a
+  tile's edge, where the network saw padding, weighs nothing, at corners too;
 - the second pass shifts the grid by half a step, so its seams fall inside the first pass's tiles;
 - a ``tileable`` scale's grid wraps round the picture's edges (:meth:`~nstyle.plan.Step.tiles`):
   the tiles that cross an edge take their pixels from both sides, so the wrap is one more
@@ -109,7 +110,7 @@ def tile_solver(
 ) -> Solver:
     """One compiled solver for tiles of ``shape``, every tile aiming at the scale's shared style
     ``targets`` (and, ``masked``, at its own part of the regions)."""
-    # A tile is not a picture that repeats: a tileable scale wraps by rolling its canvas instead (run_tiled).
+    # A tile is not a picture that repeats: a tileable scale wraps by laying its grid round the picture (Step.tiles).
     cfg = dataclasses.replace(cfg, tileable="off")
     return Solver(cfg, extractor, precision, np.zeros((*shape, 3), np.uint8), targets=targets, masked=masked)
 
@@ -243,14 +244,11 @@ class _TiledScale:
             members = [t for t in tiles if t.group == group and tiles.index(t) not in kept]
             if not members:
                 continue
-            earlier = [t for t in tiles if t.group < group]
             for tile, (tile_pixels, history, outcome) in self._optimise(pool, members, iterations):
                 check()
                 if outcome.ending is Ending.SIGNAL:  # stopped half-way: not kept, a resume runs it again
                     raise Interrupted(outcome.signum or signal.SIGINT)
-                blend(
-                    self.canvas, tile_pixels, tile, feather(tile, earlier, self.job.step.overlap, self.job.step.torus)
-                )
+                blend(self.canvas, tile_pixels, tile, feather(tile, tiles, self.job.step.overlap, self.job.step.torus))
                 self.progress.done.append(tiles.index(tile))
                 losses.append(history)
                 areas.append(tile.height * tile.width)

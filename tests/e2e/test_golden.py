@@ -1,7 +1,8 @@
 """The numbers a refactoring must keep: seeded float32 runs reproduce their recorded loss histories.
 
 The fixtures (``tests/golden/``) were recorded by ``tests/golden/record.py`` before the engine was
-rebuilt; each CPU kind has its own file, since TensorFlow's kernels differ between them.
+rebuilt; each CPU kind has its own file, since TensorFlow's kernels differ between them. Cases
+that a later change computes differently on purpose are re-recorded, and the file says so.
 """
 
 from __future__ import annotations

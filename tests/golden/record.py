@@ -11,6 +11,11 @@ the numbers are the old code's:
 
     git worktree add /tmp/before COMMIT
     PYTHONPATH=/tmp/before/src .venv/bin/python tests/golden/record.py
+
+A change that computes some cases differently on purpose re-records only those, on the CPUs it
+can, and the file names the commit and why (``rerecorded``):
+
+    .venv/bin/python tests/golden/record.py --cases tiled-adam tiled-lbfgs --why "..."
 """
 
 from __future__ import annotations
@@ -76,15 +81,29 @@ def histories() -> dict[str, Any]:
     return out
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """Record every case, or with ``--cases NAME ...`` re-record only those into this CPU's file:
+    for a change that computes them differently on purpose, named in the file with its commit."""
+    import argparse
+
     import nstyle
     from nstyle.backbones import precision
 
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--cases", nargs="+", choices=[*CASES, "video-adam"], help="only these, into the file")
+    parser.add_argument("--why", default="", help="what changed in them (with --cases)")
+    args = parser.parse_args(argv)
     source = Path(nstyle.__file__).resolve().parent  # the code measured, wherever it was imported from
     commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=source).stdout.strip()
-
-    record = {"cpu": precision.host_cpu().describe(), "commit": commit, "cases": histories()}
     path = HERE / f"histories-{cpu_kind()}.json"
+    if args.cases:
+        record = json.loads(path.read_text())
+        now = histories()
+        for case in args.cases:
+            record["cases"][case] = now[case]
+            record.setdefault("rerecorded", {})[case] = {"commit": commit, "why": args.why}
+    else:
+        record = {"cpu": precision.host_cpu().describe(), "commit": commit, "cases": histories()}
     path.write_text(json.dumps(record, indent=1) + "\n")
     print(f"wrote {path}", file=sys.stderr)
 

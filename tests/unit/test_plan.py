@@ -6,7 +6,19 @@ import numpy as np
 import pytest
 
 from nstyle.errors import ConfigError
-from nstyle.plan import GB, MemoryModel, Step, blend, feather, make_plan, seam_mask, tile_starts
+from nstyle.plan import (
+    GB,
+    MemoryModel,
+    Step,
+    blend,
+    feather,
+    make_plan,
+    seam_mask,
+    shift_offset,
+    tile_starts,
+    torus_starts,
+    window,
+)
 
 
 @pytest.mark.parametrize(
@@ -32,11 +44,9 @@ def test_shifted_grid_moves_the_seams(length, tile, overlap):
     for p in (0, 1):
         tiles = step.tiles(p)
         fading = np.zeros(length, bool)
-        for group in sorted({t.group for t in tiles}):
-            earlier = [t for t in tiles if t.group < group]
-            for t in (t for t in tiles if t.group == group):
-                w = feather(t, earlier, overlap)[0, :, 0]
-                fading[t.left : t.left + t.width] |= (w > 0.02) & (w < 0.98)
+        for t in tiles:
+            w = window(t, tiles, overlap)[0, :, 0]
+            fading[t.left : t.left + t.width] |= (w > 0.02) & (w < 0.98)
         zones.append(fading)
     assert zones[0].any() and zones[1].any()
     assert (zones[0] & zones[1]).sum() <= 0.5 * min(zones[0].sum(), zones[1].sum())
@@ -57,61 +67,105 @@ def test_groups_never_overlap():
                 )
 
 
-def _assemble(step, pass_index, tile_values, canvas):
-    blended = []
+def _assemble(step, pass_index, tile_values, canvas, order=None):
+    """Blend each tile's ``tile_values`` into ``canvas`` group by group, as a tiled pass does
+    (or in ``order``, a permutation of the pass's tiles)."""
     tiles = step.tiles(pass_index)
-    for group in sorted({t.group for t in tiles}):
-        earlier = list(blended)
-        for tile in [t for t in tiles if t.group == group]:
-            blend(canvas, tile_values(tile), tile, feather(tile, earlier, step.overlap, step.torus))
-            blended.append(tile)
+    for tile in order or sorted(tiles, key=lambda t: t.group):
+        blend(canvas, tile_values(tile), tile, feather(tile, tiles, step.overlap, step.torus))
     return canvas
 
 
+def _shares(step, pass_index):
+    """Each tile's share of the assembled picture, one channel per tile."""
+    tiles = step.tiles(pass_index)
+    eye = np.eye(len(tiles), dtype=np.float32)
+    return tiles, _assemble(
+        step,
+        pass_index,
+        lambda t: np.broadcast_to(eye[tiles.index(t)], (t.height, t.width, len(tiles))),
+        np.zeros((step.height, step.width, len(tiles)), np.float32),
+    )
+
+
+GRIDS = [
+    Step(1, 128, 170, 2, 0, tile=48, overlap=16),
+    Step(1, 90, 300, 2, 0, tile=48, overlap=16),  # the last tile pulled far back: three tiles overlap
+    Step(1, 256, 384, 2, 0, tile=128, overlap=42),  # --tile 128: tiles overlapping by a third
+    Step(1, 128, 170, 2, 0, tile=48, overlap=16, wrap=True),
+    Step(1, 256, 256, 2, 0, tile=128, overlap=42, wrap=True),
+]
+
+
+@pytest.mark.parametrize("step", GRIDS, ids=lambda s: f"{s.height}x{s.width}/{s.tile}{'-torus' if s.wrap else ''}")
 @pytest.mark.parametrize("pass_index", [0, 1])
-def test_consistent_tiles_assemble_to_the_image_whatever_was_there(pass_index):
-    """Tiles that agree give back exactly the image they agree on: every pixel's first tile has
-    weight 1 there, and each later one cross-fades from it (the weights are a partition)."""
-    step = Step(1, 128, 170, 2, 0, tile=48, overlap=16)
+def test_consistent_tiles_assemble_to_the_image_whatever_was_there(step, pass_index):
+    """Tiles that agree give back exactly the image they agree on, and nothing of the image
+    before the pass shows: every pixel is the tiles' weighted mean."""
     rng = np.random.default_rng(0)
-    image = rng.normal(size=(128, 170, 3)).astype(np.float32)
-    canvas = rng.normal(size=(128, 170, 3)).astype(np.float32) * 100  # the start shows nowhere
-    out = _assemble(step, pass_index, lambda t: image[t.box], canvas)
+    image = rng.normal(size=(step.height, step.width, 3)).astype(np.float32)
+    canvas = rng.normal(size=image.shape).astype(np.float32) * 100  # the start shows nowhere
+    out = _assemble(step, pass_index, lambda t: image[t.index(image.shape)], canvas)
     np.testing.assert_allclose(out, image, atol=1e-4)
 
 
-def test_tile_edges_weigh_nothing_and_constant_tiles_mix_convexly():
-    step = Step(1, 128, 128, 2, 0, tile=48, overlap=16)
-    values = {t: float(i) for i, t in enumerate(step.tiles(0))}
-    out = _assemble(
-        step, 0, lambda t: np.full((t.height, t.width, 3), values[t], np.float32), np.zeros((128, 128, 3), np.float32)
-    )
-    assert out.min() >= 0 and out.max() <= max(values.values())
-    # Each tile's own value survives whole somewhere (its middle) ...
-    for tile, value in values.items():
-        assert np.isclose(out[tile.top + 24, tile.left + 24, 0], value) or any(
-            o.top <= tile.top + 24 < o.top + 48 and o.left <= tile.left + 24 < o.left + 48
-            for o in values
-            if o is not tile
-        )
-    # ... and the last group's tiles have weight 0 on every inner edge: padding never shows.
-    last = max(t.group for t in values)
-    for tile in (t for t in values if t.group == last):
-        weight = feather(tile, [t for t in values if t.group < last], 16)[..., 0]
-        inner = [
-            weight[0] if tile.top > 0 else None,
-            weight[-1] if tile.top + 48 < 128 else None,
-            weight[:, 0] if tile.left > 0 else None,
-            weight[:, -1] if tile.left + 48 < 128 else None,
-        ]
-        assert all(edge.max() < 0.01 for edge in inner if edge is not None)
+@pytest.mark.parametrize("step", GRIDS, ids=lambda s: f"{s.height}x{s.width}/{s.tile}{'-torus' if s.wrap else ''}")
+@pytest.mark.parametrize("pass_index", [0, 1])
+def test_no_tile_edge_shows_anywhere_corners_included(step, pass_index):
+    """A tile's outermost pixels, where the network saw padding, have no share of the picture
+    wherever another tile covers them, at corners where three or four tiles meet too; only the
+    picture's own border (not on a torus) keeps its one tile. The shares are a partition."""
+    tiles, shares = _shares(step, pass_index)
+    np.testing.assert_allclose(shares.sum(-1), 1.0, atol=1e-5)
+    for i, t in enumerate(tiles):
+        share = shares[..., i][t.index(shares.shape)]
+        edges = [share[0], share[-1], share[:, 0], share[:, -1]]
+        inner = [step.wrap or t.top > 0, step.wrap or t.top + t.height < step.height]
+        inner += [step.wrap or t.left > 0, step.wrap or t.left + t.width < step.width]
+        worst = max(float(e.max()) for e, is_inner in zip(edges, inner) if is_inner)
+        assert worst < 0.01, (t, worst)
 
 
-def test_feather_is_smooth():
+@pytest.mark.parametrize("step", GRIDS, ids=lambda s: f"{s.height}x{s.width}/{s.tile}{'-torus' if s.wrap else ''}")
+def test_the_running_blend_ends_as_the_window_weighted_mean_of_the_tiles(step):
+    """Blended one by one as they finish, the tiles end as one weighted mean, sum(w T) / sum(w),
+    computed here directly: no tile paints over another, whichever group finishes first."""
+    tiles = step.tiles(1)
+    rng = np.random.default_rng(3)
+    values = {t: rng.normal(size=(t.height, t.width, 2)).astype(np.float32) for t in tiles}
+    out = _assemble(step, 1, values.__getitem__, np.zeros((step.height, step.width, 2), np.float32))
+    total = np.zeros((step.height, step.width, 2))
+    weights = np.zeros((step.height, step.width, 1))
+    for t in tiles:
+        w = window(t, tiles, step.overlap, step.torus).astype(np.float64)
+        np.add.at(total, t.index(total.shape), w * values[t])
+        np.add.at(weights, t.index(weights.shape), w)
+    np.testing.assert_allclose(out, total / weights, atol=1e-4)
+
+
+def test_window_is_smooth():
     step = Step(1, 128, 128, 2, 0, tile=48, overlap=16)
     tiles = step.tiles(0)
-    weight = feather(tiles[-1], tiles[:-1], 16)[..., 0]
+    weight = window(tiles[-1], tiles, 16)[..., 0]
     assert np.abs(np.diff(weight, axis=1)).max() < 0.11  # a raised cosine over 16 px: at most pi/32 a pixel
+
+
+@pytest.mark.parametrize("length,tile,overlap", [(256, 128, 42), (170, 128, 42), (1000, 256, 80), (200, 48, 16)])
+def test_a_wrapping_second_pass_keeps_its_tile_edges_clear_of_the_first_passes(length, tile, overlap):
+    """Where both passes put a tile's edge, padding's traces meet twice: round a torus the
+    shifted grid keeps its edges at least a sixth of the spacing from the first grid's (the
+    middle of the widest of three gaps). Half the spacing would put them on top of each other
+    for tiles one and a half spacings long, as --tile makes them (the first case)."""
+    firsts, seconds = torus_starts(length, tile, overlap), torus_starts(length, tile, overlap, True)
+    spacing = length / len(firsts)
+
+    def edges(starts):
+        return {s % length for s in starts} | {(s + tile) % length for s in starts}
+
+    one, two = edges(firsts), edges(seconds)
+    gap = min(min(abs(a - b), length - abs(a - b)) for a in two for b in one)
+    assert gap >= spacing / 6 - 1, (sorted(one), sorted(two))
+    assert 0 <= shift_offset(spacing, tile) < spacing
 
 
 MODEL = MemoryModel(base=int(0.8 * GB), per_pixel=2400.0)
@@ -156,9 +210,7 @@ def test_seam_mask_marks_inner_tile_edges_only():
 
 @pytest.mark.parametrize("height, width", [(128, 170), (48, 200), (256, 256)])
 @pytest.mark.parametrize("pass_index", [0, 1])
-def test_a_wrapping_grid_blends_round_the_edges_with_no_tile_edge_showing(height, width, pass_index):
-    """On a torus every pixel is covered, consistent tiles give the image back, and each tile's
-    edges are faded out by its neighbours everywhere, the picture's own edges included."""
+def test_a_wrapping_grid_covers_the_torus_and_its_groups_never_overlap_round_the_edges(height, width, pass_index):
     step = Step(1, height, width, 2, 0, tile=48, overlap=16, wrap=True)
     tiles = step.tiles(pass_index)
     assert {(t.height, t.width) for t in tiles} == {(48, 48)}
@@ -172,17 +224,19 @@ def test_a_wrapping_grid_blends_round_the_edges_with_no_tile_edge_showing(height
     image = rng.normal(size=(height, width, 3)).astype(np.float32)
     out = _assemble(step, pass_index, lambda t: image[t.index(image.shape)], rng.normal(size=image.shape) * 100)
     np.testing.assert_allclose(out, image, atol=1e-4)
-    # each tile's share of the result, one channel per tile
-    shares = _assemble(
-        step,
-        pass_index,
-        lambda t: np.broadcast_to(np.eye(len(tiles), dtype=np.float32)[tiles.index(t)], (48, 48, len(tiles))),
-        np.zeros((height, width, len(tiles)), np.float32),
-    )
-    for i, t in enumerate(tiles):  # the middle of each edge (at corners diagonal neighbours mix, as in any grid)
-        share = shares[..., i][t.index(shares.shape)]
-        ring = np.array([share[0, 24], share[-1, 24], share[24, 0], share[24, -1]])
-        assert ring.max() < 0.01, (t, ring.max())
+    _, shares = _shares(step, pass_index)
+    np.testing.assert_allclose(shares.sum(-1), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("length,tile,overlap", [(256, 128, 42), (170, 128, 42), (1000, 256, 80), (200, 48, 16)])
+def test_the_wrap_keeps_clear_of_every_tile_edge_of_both_passes(length, tile, overlap):
+    """A loop has no first pixel: the grid is turned so the picture's wrap (0) is no tile's edge
+    in either pass, at least an eighth of the spacing from all of them (the middle of the widest
+    of four gaps)."""
+    firsts, seconds = torus_starts(length, tile, overlap), torus_starts(length, tile, overlap, True)
+    spacing = length / len(firsts)
+    edges = {s % length for s in firsts + seconds} | {(s + tile) % length for s in firsts + seconds}
+    assert min(min(e, length - e) for e in edges) >= spacing / 8 - 1, sorted(edges)
 
 
 def test_torus_starts_space_tiles_evenly_round_the_loop():
