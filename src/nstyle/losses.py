@@ -448,6 +448,8 @@ class Terms:
     masked: bool = False
     #: A picture that wraps (:mod:`nstyle.wrap`): "off", "wrap" (circular input padding) or "roll".
     tileable: str = "off"
+    #: Seeds ``tileable = "roll"``'s offsets, so ``--seed`` decides them as it decides the noise start.
+    seed: int = 0
     temporal: bool = False
     pixel_scale: float = 1.0
     #: Gram matrices of a bfloat16 network's features taken in bfloat16: for Adam; L-BFGS's line
@@ -470,6 +472,7 @@ class Terms:
             cfg.histogram_weight,
             masked,
             tileable,
+            cfg.seed or 0,
             temporal,
             float(np.mean(extractor.backbone.preprocessing.std)),
             native_gram=cfg.optimizer == "adam",
@@ -521,7 +524,7 @@ class StyleTransferLoss:
         self.masked = terms.masked
         self.tileable = terms.tileable
         self.wrap = wrap_margin(extractor, tuple(content_image.shape[1:3])) if terms.tileable == "wrap" else 0
-        self._rolls = np.random.default_rng(0)
+        self._rolls = np.random.default_rng(terms.seed)
         self.content_layers = list(terms.content_layers)
         self.style_layers = list(terms.style_layers)
         self.weights = (float(terms.content_weight), float(terms.style_weight), float(terms.tv_weight))
