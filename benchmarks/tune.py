@@ -29,8 +29,14 @@ from nstyle.judges import judge
 from nstyle.sheets import contact_sheet
 from nstyle.workflows.tune import tune
 
-#: (content, style, whether tune was developed on it)
-PAIRS = [("chelsea", "starry_night", True), ("rocket", "the_scream", True), ("astronaut", "shipwreck", False)]
+#: (content, style, whether tune was developed on it: the astronaut's report led to Lite0's wider
+#: style weight range, so a fourth pair, never run while developing, is the held-out one)
+PAIRS = [
+    ("chelsea", "starry_night", True),
+    ("rocket", "the_scream", True),
+    ("astronaut", "shipwreck", True),
+    ("coffee", "the_scream", False),
+]
 JUDGE, OWN = "VGG16-HED", "Lite0"
 
 

@@ -93,6 +93,7 @@ def test_a_tileable_photo_wraps_more_than_the_same_run_without(tmp_path):
     assert scores["wrap"] < 0.5 * scores["off"] and scores["wrap"] < 1.5, scores
 
 
+@pytest.mark.slow
 def test_roll_offsets_follow_the_seed():
     """--tileable roll draws its offsets from --seed: the same seed, the same picture; from the
     same start (a blank canvas), another seed rolls otherwise and paints another picture."""
