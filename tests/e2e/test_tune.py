@@ -40,7 +40,7 @@ def test_tune_in_a_terminal_writes_its_four_outputs_and_its_pick_reproduces(tune
     with Terminal("tune", *args, "--budget", "40") as term:
         code = term.wait(timeout=400)
     assert code == 0 and "Traceback" not in term.screen, term.screen[-3000:]
-    assert "rung 1/3" in term.screen and "preset: (the preset) -> VGG16-HED: style" in term.screen
+    assert "rung 1/4" in term.screen and "preset: (the preset) -> VGG16-HED: style" in term.screen
     assert "tune: searched" in term.screen and "rendered" in term.screen
     report = json.loads((out / "report.json").read_text())
     assert report["judges"] == ["VGG16-HED"]  # a Lite0 run is judged by the other network only

@@ -3,8 +3,9 @@
 Given a photo and a painting, tune searches a space of settings (:class:`Space`: style layers
 and their weights, the style/content weight ratio, the style loss, the optimiser, the start
 image) by successive halving (Jamieson & Talwalkar, 2016): every candidate runs small and short,
-the best third runs again larger and longer, and so on for :data:`RUNGS`; the preset itself is a
-candidate at every rung, the baseline the others are measured against.
+the best third runs again larger and longer, and so on for :data:`RUNGS`, the last at the final
+size; the preset itself is a candidate at every rung, the baseline the others are measured
+against. A rung the budget has no room for is not run: the pick comes from the last one run.
 
 Each result is scored by judges (:mod:`nstyle.judges`) other than the network it was optimised
 with, so the pick is not the optimiser grading its own homework: a style distance and a
@@ -53,8 +54,10 @@ from ..signals import stop_on_signals
 from .batch import prepare_folder, run_batch
 from .runner import Trial, TrialResult
 
-#: (share of the final size, share of the preset's iterations) of each rung, coarse to fine
-RUNGS = ((0.25, 0.25), (0.375, 0.5), (0.5, 1.0))
+#: (share of the final size, share of the preset's iterations) of each rung, coarse to fine. The
+#: last is the final size itself: a lead at half the size can vanish at the full one (strokes and
+#: the judges' receptive fields do not scale together), so the pick is judged as it will be used.
+RUNGS = ((0.25, 0.25), (0.375, 0.5), (0.5, 1.0), (1.0, 1.0))
 KEEP = 1 / 3  # the share of a rung's candidates promoted to the next
 MIN_SIZE = 96  # px: no rung smaller (the judges' deeper layers need room)
 TOLERANCE = 0.05  # how much worse the pick may be on its weaker axis, and how much better on its stronger
