@@ -431,20 +431,14 @@ def feather(tile: Tile, tiles: Sequence[Tile], overlap: int, torus: tuple[int, i
     """
     own = window(tile, tiles, overlap, torus)
     total = own.copy()
-    shifts = (
-        [(0, 0)] if torus is None else [(dy, dx) for dy in (-torus[0], 0, torus[0]) for dx in (-torus[1], 0, torus[1])]
-    )
     for other in (t for t in tiles if t.group < tile.group):
         weight = None
-        for dy, dx in shifts:
-            top, left = other.top + dy, other.left + dx
-            y0, y1 = max(tile.top, top), min(tile.top + tile.height, top + other.height)
-            x0, x1 = max(tile.left, left), min(tile.left + tile.width, left + other.width)
-            if y0 >= y1 or x0 >= x1:
-                continue
+        for image in (i for i in _images(other, torus) if _overlap(tile, i)):
             weight = window(other, tiles, overlap, torus) if weight is None else weight
+            y0, y1 = max(tile.top, image.top), min(tile.top + tile.height, image.top + image.height)
+            x0, x1 = max(tile.left, image.left), min(tile.left + tile.width, image.left + image.width)
             total[y0 - tile.top : y1 - tile.top, x0 - tile.left : x1 - tile.left] += weight[
-                y0 - top : y1 - top, x0 - left : x1 - left
+                y0 - image.top : y1 - image.top, x0 - image.left : x1 - image.left
             ]
     return np.divide(own, total, out=np.zeros_like(own), where=total > 0)
 
