@@ -1,8 +1,9 @@
 """The same look at every size: a large picture against the small one, with and without --look-size.
 
 lite0 stylizes each bundled pair (the cat in The Starry Night, the rocket in The Scream, the
-astronaut in the shipwreck) at a reference size and at three times it: once in one scale (the look changes: the network's receptive fields are fixed in pixels, so strokes
-shrink against the picture), once with ``--look-size`` at the reference size (coarse to fine
+astronaut in the shipwreck) at a reference size and at three times it: once in one scale (the
+look changes: the network's receptive fields are fixed in pixels, so strokes shrink against the
+picture), once with ``--look-size`` at the reference size (coarse to fine
 from it). Each large result is downsampled to the reference size and compared with the
 reference result by a judge that did not make them (VGG16-HED, benchmarks/quality.py): its
 style distance with the reference result as the style, relative to the photo's. Lower means

@@ -10,7 +10,8 @@ How it stays one painting (see :mod:`nstyle.plan` for the sizes):
 - each optimised tile is feathered into the image with a window that falls to 0 across the
   overlap, and the tiles are averaged by their windows (:func:`~nstyle.plan.feather`), so a
   tile's edge, where the network saw padding, weighs nothing, at corners too;
-- the second pass shifts the grid by half a step, so its seams fall inside the first pass's tiles;
+- the second pass shifts the grid (half a step; round a torus, clear of the first pass's tile
+  edges, :func:`~nstyle.plan.shift_offset`), so its seams fall inside the first pass's tiles;
 - a ``tileable`` scale's grid wraps round the picture's edges (:meth:`~nstyle.plan.Step.tiles`):
   the tiles that cross an edge take their pixels from both sides, so the wrap is one more
   feathered seam between tiles.
